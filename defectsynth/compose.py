@@ -1,0 +1,88 @@
+"""Compositing a generator's layer into the image, and measuring what changed."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import GeneratorFailure
+from .generator import Layer
+
+
+def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
+    """Validate a generator's output; raise GeneratorFailure naming the generator."""
+    if not isinstance(layer, Layer):
+        raise GeneratorFailure(f"generator {name!r} returned {type(layer).__name__}, not a Layer")
+    px, cov = layer.pixels, layer.coverage
+    for what, arr, want in (("pixels", px, shape), ("coverage", cov, shape[:2])):
+        if not isinstance(arr, np.ndarray):
+            raise GeneratorFailure(f"generator {name!r}: Layer.{what} is not a numpy array")
+        if arr.shape != want:
+            raise GeneratorFailure(
+                f"generator {name!r}: Layer.{what} has shape {arr.shape}, expected {want}"
+            )
+        if arr.dtype != np.float32:
+            raise GeneratorFailure(
+                f"generator {name!r}: Layer.{what} has dtype {arr.dtype}, expected float32"
+            )
+        if not np.isfinite(arr).all():
+            raise GeneratorFailure(f"generator {name!r}: Layer.{what} contains NaN or inf")
+    if cov.size and (float(cov.min()) < -1e-6 or float(cov.max()) > 1 + 1e-6):
+        raise GeneratorFailure(
+            f"generator {name!r}: coverage outside [0, 1] "
+            f"(min {float(cov.min()):.4g}, max {float(cov.max()):.4g})"
+        )
+    if px.size and (float(px.min()) < -0.01 or float(px.max()) > 1.01):
+        raise GeneratorFailure(
+            f"generator {name!r}: pixels outside [0, 1] "
+            f"(min {float(px.min()):.4g}, max {float(px.max()):.4g})"
+        )
+    return layer
+
+
+def alpha_blend(base: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """``base * (1 - coverage) + layer * coverage`` in float32, per channel."""
+    c = coverage[:, :, None]
+    return base + (layer - base) * c
+
+
+def poisson_blend(
+    base: np.ndarray, layer: np.ndarray, coverage: np.ndarray, mixed: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Poisson-blend ``layer`` into ``base`` (float 0..1, 3 channels) over the coverage.
+
+    Returns (blended float image, boolean mask of pixels it may change), or None when
+    Poisson blending does not apply (gray images, or coverage touching the region border);
+    the caller then falls back to alpha blending.
+    """
+    if base.shape[2] != 3:
+        return None
+    touched = coverage > 0.02
+    if not touched.any():
+        return None
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    region = cv2.dilate(touched.astype(np.uint8), k)
+    if region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any():
+        return None
+    ys, xs = np.nonzero(region)
+    x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    src = np.clip(np.rint(layer * 255), 0, 255).astype(np.uint8)
+    dst = np.clip(np.rint(base * 255), 0, 255).astype(np.uint8)
+    centre = (int((x1 + x2) // 2), int((y1 + y2) // 2))
+    flag = cv2.MIXED_CLONE if mixed else cv2.NORMAL_CLONE
+    # seamlessClone pastes src's masked bounding box centred at `centre`; give it the
+    # crop so the paste lands exactly where it was drawn.
+    crop_src = np.ascontiguousarray(src[y1:y2, x1:x2])
+    crop_mask = np.ascontiguousarray(region[y1:y2, x1:x2] * 255)
+    out = cv2.seamlessClone(crop_src, dst, crop_mask, centre, flag)
+    changed = region.astype(bool)
+    blended = np.where(changed[:, :, None], out.astype(np.float32) / 255.0, base)
+    return blended.astype(np.float32), changed
+
+
+def change_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel largest absolute channel difference, in the images' integer units."""
+    d = cv2.absdiff(a, b)
+    if d.ndim == 3:
+        d = d.max(axis=2)
+    return d

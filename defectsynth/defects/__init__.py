@@ -1,0 +1,1 @@
+"""Built-in defect generators, each a plugin registered through ``register_generators``."""

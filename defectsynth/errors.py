@@ -1,0 +1,39 @@
+"""Exceptions raised by defectsynth. Every message names the thing that is wrong."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DefectsynthError(Exception):
+    """Base class of every error defectsynth raises on purpose."""
+
+
+class ParamError(DefectsynthError, ValueError):
+    """A generator parameter is unknown, of the wrong type or out of its allowed range."""
+
+
+class InputImageError(DefectsynthError, ValueError):
+    """An input image (or product mask) cannot be used."""
+
+
+class PluginError(DefectsynthError):
+    """A plugin failed to import, raised inside a hook, or registered something invalid."""
+
+
+class UnknownNameError(DefectsynthError, KeyError):
+    """A generator or writer name that no loaded plugin provides."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class GeneratorFailure(DefectsynthError):
+    """A generator returned an invalid layer or raised while rendering."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

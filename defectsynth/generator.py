@@ -1,0 +1,353 @@
+"""The generator contract: what a defect plugin receives, declares and returns.
+
+A generator is a pure function of ``(Region, Params, rng)``. It never touches files,
+labels or global state; the host places it, composites it and derives labels from the
+pixels it changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import ParamError, did_you_mean
+
+_META_KEY = "defectsynth"
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """What a ``Params`` field declares: its allowed range and its out-of-the-box variation."""
+
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[Any, ...] | None = None
+    vary: tuple[Any, Any] | tuple[Any, ...] | None = None
+    doc: str = ""
+
+
+def param(
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: Sequence[Any] | None = None,
+    vary: Sequence[Any] | None = None,
+    doc: str = "",
+) -> Any:
+    """Declare one field of a generator's ``Params`` dataclass.
+
+    :param default: the value used when nothing else is said; its type is the field's type.
+    :param lo: smallest allowed value (numeric fields).
+    :param hi: largest allowed value (numeric fields).
+    :param choices: the allowed values of an enumeration (string fields).
+    :param vary: what a recipe that does not mention the field draws from: a ``(lo, hi)``
+        range for numeric fields or a list of choices. ``None`` means the default is fixed.
+    :param doc: one line for ``defectsynth describe``.
+    """
+    info = ParamInfo(
+        lo=lo,
+        hi=hi,
+        choices=tuple(choices) if choices is not None else None,
+        vary=tuple(vary) if vary is not None else None,
+        doc=doc,
+    )
+    return dataclasses.field(default=default, metadata={_META_KEY: info})
+
+
+@dataclass(frozen=True)
+class Light:
+    """The scene light, one per image: azimuth in degrees (0 = from +x, 90 = from +y, image
+    coordinates, y down) and elevation above the surface in degrees."""
+
+    azimuth: float
+    elevation: float
+
+    @property
+    def vector(self) -> np.ndarray:
+        """Unit vector from the surface towards the light, (x, y, z), z out of the image."""
+        az = math.radians(self.azimuth)
+        el = math.radians(self.elevation)
+        return np.array(
+            [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)],
+            dtype=np.float32,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """What a generator sees: a crop of the product centred on the placed defect.
+
+    ``pixels`` is float32 in 0..1 with shape (h, w, c), c = 1 (gray) or 3 (BGR); it may be
+    read but must not be modified. ``product_mask`` is float32 (h, w), 1 on the product.
+    ``light`` is shared by every defect of the image; ``texture_scale`` is the
+    characteristic wavelength of the surface texture in pixels.
+    """
+
+    pixels: np.ndarray
+    product_mask: np.ndarray
+    light: Light
+    texture_scale: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+    @property
+    def is_color(self) -> bool:
+        return self.channels == 3
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """What a generator returns: the region after the defect and where the defect is.
+
+    ``pixels``: float32, same shape as ``Region.pixels``, values in 0..1.
+    ``coverage``: float32 (h, w) in 0..1; 0 means the defect does not touch the pixel.
+    """
+
+    pixels: np.ndarray
+    coverage: np.ndarray
+
+
+class DefectGenerator:
+    """Base class of every defect generator, built-in or third-party.
+
+    Subclasses set ``name`` (unique), optionally ``category`` (label name, defaults to
+    ``name``), ``version``, ``blend`` (``"alpha"``, ``"poisson"`` or ``"poisson-mixed"``),
+    declare ``Params`` as a frozen dataclass whose fields use :func:`param`, and implement
+    :meth:`extent` and :meth:`render`.
+    """
+
+    name: ClassVar[str] = ""
+    category: ClassVar[str | None] = None
+    version: ClassVar[str] = "1"
+    blend: ClassVar[str] = "alpha"
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def extent(self, params: Any, rng: np.random.Generator) -> tuple[int, int]:
+        """Height and width, in pixels, of the region this defect needs."""
+        raise NotImplementedError
+
+    def render(self, region: Region, params: Any, rng: np.random.Generator) -> Layer:
+        """Draw the defect into a copy of ``region.pixels``."""
+        raise NotImplementedError
+
+    @classmethod
+    def label(cls) -> str:
+        return cls.category or cls.name
+
+
+BLEND_MODES = ("alpha", "poisson", "poisson-mixed")
+
+
+def _field_kind(f: dataclasses.Field[Any]) -> type:
+    default = f.default
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, str):
+        return str
+    raise TypeError(f"field {f.name!r}: default {default!r} is not a bool, int, float or str")
+
+
+def param_fields(params_cls: type) -> list[dataclasses.Field[Any]]:
+    return list(dataclasses.fields(params_cls))
+
+
+def param_info(f: dataclasses.Field[Any]) -> ParamInfo:
+    info = f.metadata.get(_META_KEY)
+    return info if isinstance(info, ParamInfo) else ParamInfo()
+
+
+def describe_range(f: dataclasses.Field[Any]) -> str:
+    info = param_info(f)
+    if info.choices is not None:
+        return "one of " + ", ".join(repr(c) for c in info.choices)
+    kind = _field_kind(f)
+    if kind is bool:
+        return "true or false"
+    if kind is str:
+        return "any string"
+    lo = "-inf" if info.lo is None else _fmt(info.lo)
+    hi = "inf" if info.hi is None else _fmt(info.hi)
+    return f"[{lo}, {hi}]"
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def validate_generator_class(cls: Any) -> None:
+    """Raise TypeError/ValueError explaining why ``cls`` is not a usable generator."""
+    if not (isinstance(cls, type) and issubclass(cls, DefectGenerator)):
+        raise TypeError(f"{cls!r} is not a DefectGenerator subclass")
+    if (
+        not isinstance(cls.name, str)
+        or not cls.name
+        or not cls.name.replace("_", "").replace("-", "").isalnum()
+    ):
+        raise ValueError(f"{cls.__name__}.name must be a non-empty identifier, got {cls.name!r}")
+    if cls.blend not in BLEND_MODES:
+        raise ValueError(f"{cls.__name__}.blend must be one of {BLEND_MODES}, got {cls.blend!r}")
+    params_cls = cls.Params
+    if not dataclasses.is_dataclass(params_cls) or not params_cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise ValueError(f"{cls.__name__}.Params must be a frozen dataclass")
+    for f in dataclasses.fields(params_cls):
+        if f.default is dataclasses.MISSING:
+            raise ValueError(f"{cls.__name__}.Params.{f.name} has no default")
+        kind = _field_kind(f)
+        info = param_info(f)
+        try:
+            _check_value(cls.name, f, f.default, kind, info)
+            if info.vary is not None:
+                if info.choices is not None or kind in (bool, str):
+                    for v in info.vary:
+                        _check_value(cls.name, f, v, kind, info)
+                else:
+                    if len(info.vary) != 2:
+                        raise ParamError(f"vary must be (lo, hi), got {info.vary!r}")
+                    for v in info.vary:
+                        _check_value(cls.name, f, v, kind, info)
+                    if info.vary[0] > info.vary[1]:
+                        raise ParamError(f"vary {info.vary!r} has lo > hi")
+        except ParamError as exc:
+            raise ValueError(f"{cls.__name__}.Params.{f.name}: {exc}") from None
+    for method in ("extent", "render"):
+        if getattr(cls, method) is getattr(DefectGenerator, method):
+            raise ValueError(f"{cls.__name__} does not implement {method}()")
+
+
+def _check_value(
+    gen: str, f: dataclasses.Field[Any], value: Any, kind: type, info: ParamInfo
+) -> Any:
+    where = f"{gen}.{f.name}"
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ParamError(f"{where}: {value!r} is not true or false")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise ParamError(f"{where}: {value!r} is not a string")
+        if info.choices is not None and value not in info.choices:
+            raise ParamError(
+                f"{where}: {value!r} is not one of {', '.join(map(repr, info.choices))}"
+                + did_you_mean(value, [str(c) for c in info.choices])
+            )
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamError(f"{where}: {value!r} is not a number (expected {describe_range(f)})")
+    if kind is int and not float(value).is_integer():
+        raise ParamError(f"{where}: {value!r} is not an integer (expected {describe_range(f)})")
+    if not math.isfinite(value):
+        raise ParamError(f"{where}: {value!r} is not finite")
+    if info.lo is not None and value < info.lo:
+        raise ParamError(f"{where}: {value!r} is below the minimum {_fmt(info.lo)}")
+    if info.hi is not None and value > info.hi:
+        raise ParamError(f"{where}: {value!r} is above the maximum {_fmt(info.hi)}")
+    return int(value) if kind is int else float(value)
+
+
+@dataclass(frozen=True)
+class _FieldSpec:
+    name: str
+    kind: type
+    mode: str  # "fixed" | "range" | "choice"
+    values: tuple[Any, ...]
+
+
+class ParamSpace:
+    """A generator's parameters as a recipe gave them: fixed values, ranges and choices.
+
+    Built (and fully validated) once; :meth:`draw` turns it into a concrete ``Params``.
+    """
+
+    def __init__(self, generator: type[DefectGenerator], spec: Mapping[str, Any] | None = None):
+        spec = dict(spec or {})
+        self.generator = generator
+        gname = generator.name
+        fields = {f.name: f for f in dataclasses.fields(generator.Params)}
+        for key in spec:
+            if key not in fields:
+                raise ParamError(
+                    f"{gname}: unknown parameter {key!r}"
+                    + did_you_mean(str(key), fields)
+                    + f"; known: {', '.join(fields) or '(none)'}"
+                )
+        self._fields: list[_FieldSpec] = []
+        for name, f in fields.items():
+            kind = _field_kind(f)
+            info = param_info(f)
+            if name in spec:
+                self._fields.append(self._parse(gname, f, kind, info, spec[name]))
+            elif info.vary is not None:
+                enum = info.choices is not None or kind in (bool, str)
+                self._fields.append(
+                    _FieldSpec(name, kind, "choice" if enum else "range", tuple(info.vary))
+                )
+            else:
+                self._fields.append(_FieldSpec(name, kind, "fixed", (f.default,)))
+
+    @staticmethod
+    def _parse(
+        gname: str, f: dataclasses.Field[Any], kind: type, info: ParamInfo, raw: Any
+    ) -> _FieldSpec:
+        if isinstance(raw, list | tuple):
+            if kind in (bool, str) or info.choices is not None:
+                if not raw:
+                    raise ParamError(f"{gname}.{f.name}: empty list of choices")
+                vals = tuple(_check_value(gname, f, v, kind, info) for v in raw)
+                return _FieldSpec(f.name, kind, "choice", vals)
+            if len(raw) != 2:
+                raise ParamError(
+                    f"{gname}.{f.name}: a range is [lo, hi], got {list(raw)!r} "
+                    f"(allowed {describe_range(f)})"
+                )
+            lo = _check_value(gname, f, raw[0], kind, info)
+            hi = _check_value(gname, f, raw[1], kind, info)
+            if lo > hi:
+                raise ParamError(f"{gname}.{f.name}: range [{lo}, {hi}] has lo > hi")
+            return _FieldSpec(f.name, kind, "range", (lo, hi))
+        return _FieldSpec(f.name, kind, "fixed", (_check_value(gname, f, raw, kind, info),))
+
+    def draw(self, rng: np.random.Generator) -> Any:
+        """Concrete Params; draws happen in field order so results are reproducible."""
+        values: dict[str, Any] = {}
+        for fs in self._fields:
+            if fs.mode == "fixed":
+                values[fs.name] = fs.values[0]
+            elif fs.mode == "choice":
+                values[fs.name] = fs.values[int(rng.integers(len(fs.values)))]
+            elif fs.kind is int:
+                values[fs.name] = int(rng.integers(int(fs.values[0]), int(fs.values[1]) + 1))
+            else:
+                lo, hi = float(fs.values[0]), float(fs.values[1])
+                values[fs.name] = float(rng.uniform(lo, hi)) if hi > lo else lo
+        return self.generator.Params(**values)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for fs in self._fields:
+            out[fs.name] = fs.values[0] if fs.mode == "fixed" else list(fs.values)
+        return out
+
+
+def params_from_dict(generator: type[DefectGenerator], values: Mapping[str, Any]) -> Any:
+    """Rebuild concrete Params from a manifest record (validated like a recipe)."""
+    space = ParamSpace(generator, values)
+    return space.draw(np.random.default_rng(0))

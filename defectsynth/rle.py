@@ -1,0 +1,38 @@
+"""COCO run-length encoding of binary masks (uncompressed form).
+
+COCO counts runs in column-major (Fortran) order, starting with a run of zeros (which may
+be empty). pycocotools reads ``{"size": [h, w], "counts": [...]}`` for ``iscrowd: 0``
+annotations too, so this is the one mask encoding in our manifest and COCO files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    h, w = mask.shape
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    if flat.size == 0:
+        return {"size": [h, w], "counts": []}
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate(([0], change, [flat.size]))
+    counts = np.diff(edges).tolist()
+    if flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(h), int(w)], "counts": [int(c) for c in counts]}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if not isinstance(counts, list):
+        raise ValueError("only uncompressed RLE (a list of counts) is supported here")
+    if sum(counts) != h * w:
+        raise ValueError(f"RLE counts sum to {sum(counts)}, expected h*w = {h * w}")
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, counts)
+    return flat.reshape((w, h)).T.copy()

@@ -1,0 +1,499 @@
+"""One clean image in, one labeled Sample out.
+
+Every label is derived from the composite: coverage is clipped by the image border and
+the product mask, the instance mask is ``coverage >= 0.5``, and an instance is kept only
+when the pixels under its mask changed visibly (see :class:`Gate`). All randomness comes
+from ``numpy.random.default_rng(SeedSequence([seed, source_id, variant]))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .compose import alpha_blend, change_map, check_layer, poisson_blend
+from .errors import GeneratorFailure, InputImageError
+from .generator import DefectGenerator, Light, ParamSpace, Region
+from .placement import CentreSampler, ProductMaskSpec, resolve_product_mask
+from .sample import Annotation, Sample, tight_box
+
+MIN_SIDE = 16
+MAX_INSTANCE_SEED = 2**63
+
+
+def source_id(relative_path: str | os.PathLike[str]) -> int:
+    """Stable id of a source image: sha256 of its POSIX path relative to the input root."""
+    text = os.fspath(relative_path).replace(os.sep, "/")
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One generator in a synthesizer's mix.
+
+    :param generator: a registered generator name, or a DefectGenerator subclass.
+    :param weight: relative probability of drawing this entry (>= 0).
+    :param params: per-field fixed values, ``[lo, hi]`` ranges or lists of choices.
+    :param category: label name; defaults to the generator's category.
+    """
+
+    generator: str | type[DefectGenerator]
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The visibility gate every labeled instance passes.
+
+    ``min_contrast``: mean over the instance mask of the largest per-channel absolute
+    change, as a fraction of the dtype's full scale (0.02 = 5.1 grey levels for uint8,
+    1311 for uint16). ``min_area``: pixels in the instance mask.
+    """
+
+    min_contrast: float = 0.02
+    min_area: int = 16
+
+    def threshold(self, maxval: int) -> float:
+        return self.min_contrast * maxval
+
+
+@dataclass
+class _Prepared:
+    entry: Entry
+    generator: DefectGenerator
+    space: ParamSpace
+    category: str
+
+
+@dataclass
+class _Kept:
+    ann_index: int
+    mask: np.ndarray  # full-size bool
+
+
+class Synthesizer:
+    """Composite synthetic defects onto clean product images.
+
+    :param entries: the generator mix (``Entry`` objects or dicts with the same keys).
+    :param instances: how many defects to try per image: an int or an inclusive (lo, hi).
+    :param product_mask: default product mask for :meth:`apply`: ``"full"``, ``"auto"``.
+    :param margin: minimum distance in px of a defect's centre from the product's edge.
+    :param max_overlap: largest fraction of a new instance's mask that may cover earlier ones.
+    :param gate: visibility gate (:class:`Gate`).
+    :param max_attempts: draws per instance before it is dropped.
+    :param light_elevation: (lo, hi) degrees for the per-image light elevation.
+    :param host: plugin host to look generator names up in (default: the process-wide one).
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[Entry | Mapping[str, Any]],
+        *,
+        instances: int | tuple[int, int] | Sequence[int] = (1, 3),
+        product_mask: ProductMaskSpec = "full",
+        margin: int = 4,
+        max_overlap: float = 0.25,
+        gate: Gate | None = None,
+        max_attempts: int = 6,
+        light_elevation: tuple[float, float] = (25.0, 65.0),
+        host: Any = None,
+    ) -> None:
+        if host is None:
+            from .plugins import get_host
+
+            host = get_host()
+        self.host = host
+        self._prepared: list[_Prepared] = []
+        for i, e in enumerate(entries):
+            entry = e if isinstance(e, Entry) else Entry(**dict(e))
+            cls = (
+                entry.generator
+                if isinstance(entry.generator, type)
+                else host.generator(entry.generator)
+            )
+            if isinstance(entry.generator, type):
+                from .generator import validate_generator_class
+
+                validate_generator_class(cls)
+            w = float(entry.weight)
+            if not np.isfinite(w) or w < 0:
+                raise ValueError(f"entries[{i}] ({cls.name}): weight {entry.weight!r} must be >= 0")
+            space = ParamSpace(cls, entry.params)
+            self._prepared.append(_Prepared(entry, cls(), space, entry.category or cls.label()))
+        if not self._prepared:
+            raise ValueError("a Synthesizer needs at least one generator entry")
+        weights = np.array([p.entry.weight for p in self._prepared], dtype=np.float64)
+        if weights.sum() <= 0:
+            raise ValueError("all generator weights are zero; at least one must be > 0")
+        self._p = weights / weights.sum()
+        if isinstance(instances, int):
+            lo = hi = instances
+        else:
+            lo, hi = (int(v) for v in instances)
+        if lo < 0 or hi < lo:
+            raise ValueError(f"instances must be >= 0 with lo <= hi, got {instances!r}")
+        self.instances = (lo, hi)
+        self.product_mask = product_mask
+        self.margin = int(margin)
+        if not 0.0 <= max_overlap <= 1.0:
+            raise ValueError(f"max_overlap must be in [0, 1], got {max_overlap!r}")
+        self.max_overlap = float(max_overlap)
+        self.gate = gate or Gate()
+        self.max_attempts = max(1, int(max_attempts))
+        self.light_elevation = light_elevation
+
+    @property
+    def categories(self) -> list[str]:
+        """Category names in entry order, without repeats (stable ids for writers)."""
+        seen: dict[str, None] = {}
+        for p in self._prepared:
+            seen.setdefault(p.category, None)
+        return list(seen)
+
+    def __call__(self, image: np.ndarray, **kwargs: Any) -> Sample:
+        return self.apply(image, **kwargs)
+
+    # ------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        image: np.ndarray,
+        product_mask: ProductMaskSpec = None,
+        *,
+        seed: int = 0,
+        source_id: int = 0,
+        variant: int = 0,
+        instances: int | None = None,
+    ) -> Sample:
+        """Synthesize defects onto ``image`` (not modified) and return the labeled Sample.
+
+        :param image: uint8 or uint16; gray (h, w), BGR (h, w, 3) or BGRA (h, w, 4).
+        :param product_mask: overrides the synthesizer's default for this image.
+        :param seed, source_id, variant: the three parts of the random stream.
+        :param instances: force this many defects (0 gives a clean negative sample).
+        """
+        _check_image(image)
+        h, w = image.shape[:2]
+        maxval = 255 if image.dtype == np.uint8 else 65535
+        rng = np.random.default_rng(
+            np.random.SeedSequence([int(seed), int(source_id), int(variant)])
+        )
+        light = Light(float(rng.uniform(0.0, 360.0)), float(rng.uniform(*self.light_elevation)))
+        n_wanted = (
+            int(rng.integers(self.instances[0], self.instances[1] + 1))
+            if instances is None
+            else int(instances)
+        )
+        src = image
+        alpha = None
+        if image.ndim == 3 and image.shape[2] == 4:
+            src = np.ascontiguousarray(image[:, :, :3])
+            alpha = image[:, :, 3]
+        spec = self.product_mask if product_mask is None else product_mask
+        product = resolve_product_mask(spec, src)
+        if alpha is not None:
+            product = product & (alpha > 0)
+        out = src.copy()
+        footprint = np.zeros((h, w), dtype=bool)
+        stats = {
+            "requested": n_wanted,
+            "placed": 0,
+            "dropped_visibility": 0,
+            "dropped_no_room": 0,
+            "dropped_overlap": 0,
+            "redraws": 0,
+        }
+        annotations: list[Annotation] = []
+        kept: list[_Kept] = []
+        sampler = CentreSampler(product, self.margin) if product.any() else None
+        if n_wanted and (sampler is None or sampler.empty):
+            stats["dropped_no_room"] += n_wanted
+            n_wanted = 0
+        tex_scale = _texture_scale(src, product) if n_wanted else 0.0
+        threshold = self.gate.threshold(maxval)
+        for _ in range(n_wanted):
+            assert sampler is not None
+            k = int(rng.choice(len(self._prepared), p=self._p))
+            prep = self._prepared[k]
+            reason = "dropped_visibility"
+            for attempt in range(self.max_attempts):
+                if attempt:
+                    stats["redraws"] += 1
+                inst_seed = int(rng.integers(MAX_INSTANCE_SEED))
+                cx, cy = sampler.draw(rng)
+                result = self._try_instance(
+                    prep,
+                    inst_seed,
+                    (cx, cy),
+                    out,
+                    src,
+                    product,
+                    light,
+                    tex_scale,
+                    maxval,
+                    threshold,
+                    kept,
+                    annotations,
+                )
+                if isinstance(result, str):
+                    reason = result
+                    continue
+                new_out_box, new_patch, changed, ann, mask_full, reduced = result
+                bx1, by1, bx2, by2 = new_out_box
+                out[by1:by2, bx1:bx2] = new_patch
+                footprint[by1:by2, bx1:bx2] |= changed
+                for ki, (new_mask, new_vis) in reduced.items():
+                    old = annotations[kept[ki].ann_index]
+                    box = tight_box(new_mask)
+                    assert box is not None
+                    annotations[kept[ki].ann_index] = _reannotate(old, new_mask, box, new_vis)
+                    kept[ki].mask = new_mask
+                annotations.append(ann)
+                kept.append(_Kept(len(annotations) - 1, mask_full))
+                stats["placed"] += 1
+                break
+            else:
+                stats[reason] += 1
+        if alpha is not None:
+            out = np.dstack([out, alpha])
+        return Sample(
+            image=out,
+            annotations=annotations,
+            seed=int(seed),
+            source_id=int(source_id),
+            variant=int(variant),
+            light=(light.azimuth, light.elevation),
+            footprint=footprint,
+            stats=stats,
+        )
+
+    def _try_instance(
+        self,
+        prep: _Prepared,
+        inst_seed: int,
+        centre: tuple[int, int],
+        out: np.ndarray,
+        src: np.ndarray,
+        product: np.ndarray,
+        light: Light,
+        tex_scale: float,
+        maxval: int,
+        threshold: float,
+        kept: list[_Kept],
+        annotations: list[Annotation],
+    ) -> Any:
+        gen = prep.generator
+        name = type(gen).name
+        grng = np.random.default_rng(inst_seed)
+        params = prep.space.draw(grng)
+        try:
+            ext = gen.extent(params, grng)
+            eh, ew = (int(v) for v in ext)
+        except GeneratorFailure:
+            raise
+        except Exception as exc:
+            raise GeneratorFailure(f"generator {name!r}: extent() failed: {exc!r}") from exc
+        H, W = out.shape[:2]
+        if eh < 1 or ew < 1 or eh > 4 * H + 64 or ew > 4 * W + 64:
+            raise GeneratorFailure(
+                f"generator {name!r}: extent() returned {(eh, ew)}, expected 1..{4 * H + 64} "
+                f"x 1..{4 * W + 64} px"
+            )
+        cx, cy = centre
+        x0, y0 = cx - ew // 2, cy - eh // 2
+        x1, y1 = x0 + ew, y0 + eh
+        # the part of the region inside the image
+        ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+        cur = out[iy0:iy1, ix0:ix1]
+        pads = (iy0 - y0, y1 - iy1, ix0 - x0, x1 - ix1)
+        scale = 1.0 / maxval
+        region_px = cur.astype(np.float32) * np.float32(scale)
+        if region_px.ndim == 2:
+            region_px = region_px[:, :, None]
+        if any(pads):
+            region_px = _pad_reflect(region_px, pads)
+        prod = np.zeros((eh, ew), dtype=np.float32)
+        prod[pads[0] : eh - pads[1], pads[2] : ew - pads[3]] = product[iy0:iy1, ix0:ix1]
+        region_px.flags.writeable = False
+        prod_ro = prod.copy()
+        prod_ro.flags.writeable = False
+        region = Region(
+            pixels=region_px, product_mask=prod_ro, light=light, texture_scale=tex_scale
+        )
+        try:
+            layer = gen.render(region, params, grng)
+        except GeneratorFailure:
+            raise
+        except Exception as exc:
+            raise GeneratorFailure(f"generator {name!r}: render() failed: {exc!r}") from exc
+        layer = check_layer(name, layer, region_px.shape)
+        cov = np.clip(layer.coverage, 0.0, 1.0) * prod  # clipped by product and border
+        lay_px = np.clip(layer.pixels, 0.0, 1.0)
+        blended = None
+        changed_local = cov > 0
+        if gen.blend != "alpha":
+            pb = poisson_blend(region_px, lay_px, cov, mixed=gen.blend == "poisson-mixed")
+            if pb is not None:
+                blended, changed_local = pb
+                changed_local &= prod > 0
+        if blended is None:
+            blended = alpha_blend(region_px, lay_px, cov)
+        # back into the image, only inside the image part
+        sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
+        new = np.rint(blended[sl] * np.float32(maxval))
+        new = np.clip(new, 0, maxval).astype(out.dtype)
+        if out.ndim == 2:
+            new = new[:, :, 0]
+        changed = changed_local[sl]
+        cur_c = cur if cur.ndim == 3 else cur[:, :, None]
+        new_c = new if new.ndim == 3 else new[:, :, None]
+        new = np.where(changed[:, :, None], new_c, cur_c)
+        if out.ndim == 2:
+            new = new[:, :, 0]
+        mask_local = cov[sl] >= 0.5
+        area = int(mask_local.sum())
+        if area < self.gate.min_area:
+            return "dropped_visibility"
+        src_patch = src[iy0:iy1, ix0:ix1]
+        diff = change_map(new, src_patch)
+        vis = float(diff[mask_local].mean())
+        if vis < threshold:
+            return "dropped_visibility"
+        mask_full = np.zeros((H, W), dtype=bool)
+        mask_full[iy0:iy1, ix0:ix1] = mask_local
+        # overlap cap and occlusion of earlier instances
+        reduced: dict[int, tuple[np.ndarray, float]] = {}
+        if kept:
+            covered = 0
+            for ki, k in enumerate(kept):
+                inter = k.mask[iy0:iy1, ix0:ix1] & mask_local
+                n_inter = int(inter.sum())
+                covered += n_inter
+                # earlier pixels the new layer changed (even softly) must be re-measured
+                touched = bool((k.mask[iy0:iy1, ix0:ix1] & changed).any())
+                if not touched:
+                    continue
+                rem = k.mask.copy()
+                rem[iy0:iy1, ix0:ix1] &= ~mask_local
+                if int(rem.sum()) < self.gate.min_area:
+                    return "dropped_overlap"
+                # visibility of what remains, measured on the candidate output
+                bx = tight_box(rem)
+                assert bx is not None
+                qx1, qy1, qx2, qy2 = bx
+                cand = out[qy1:qy2, qx1:qx2].copy()
+                oy1, oy2 = max(qy1, iy0), min(qy2, iy1)
+                ox1, ox2 = max(qx1, ix0), min(qx2, ix1)
+                if oy1 < oy2 and ox1 < ox2:
+                    cand[oy1 - qy1 : oy2 - qy1, ox1 - qx1 : ox2 - qx1] = new[
+                        oy1 - iy0 : oy2 - iy0, ox1 - ix0 : ox2 - ix0
+                    ]
+                d = change_map(cand, src[qy1:qy2, qx1:qx2])
+                v = float(d[rem[qy1:qy2, qx1:qx2]].mean())
+                if v < threshold:
+                    return "dropped_overlap"
+                reduced[ki] = (rem, v)
+            if covered > self.max_overlap * area:
+                return "dropped_overlap"
+        box = tight_box(mask_full)
+        assert box is not None
+        bx1, by1, bx2, by2 = box
+        ann = Annotation(
+            category=prep.category,
+            generator=name,
+            box=box,
+            mask_crop=mask_full[by1:by2, bx1:bx2].copy(),
+            image_shape=(H, W),
+            params=_params_dict(params),
+            seed=inst_seed,
+            visibility=vis,
+            center=(cx, cy),
+            generator_version=str(type(gen).version),
+        )
+        return (ix0, iy0, ix1, iy1), new, changed, ann, mask_full, reduced
+
+
+def _reannotate(
+    old: Annotation, mask: np.ndarray, box: tuple[int, int, int, int], vis: float
+) -> Annotation:
+    x1, y1, x2, y2 = box
+    return Annotation(
+        category=old.category,
+        generator=old.generator,
+        box=box,
+        mask_crop=mask[y1:y2, x1:x2].copy(),
+        image_shape=old.image_shape,
+        params=old.params,
+        seed=old.seed,
+        visibility=vis,
+        center=old.center,
+        generator_version=old.generator_version,
+    )
+
+
+def _params_dict(params: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+
+
+def _pad_reflect(px: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Extend a region beyond the image border by mirroring (the part outside is never
+    written back; it only gives generators a plausible surrounding)."""
+    top, bottom, left, right = pads
+    out = cv2.copyMakeBorder(
+        np.ascontiguousarray(px), top, bottom, left, right, cv2.BORDER_REFLECT_101
+    )
+    if out.ndim == 2:
+        out = out[:, :, None]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
+    """Characteristic texture wavelength in px: 2*pi * std(I) / std(grad I) on a
+    high-passed grey crop of the product (exact for a sinusoid)."""
+    g = src if src.ndim == 2 else cv2.cvtColor(src, cv2.COLOR_BGR2GRAY)
+    h, w = g.shape
+    ys, xs = np.nonzero(product[:: max(1, h // 64), :: max(1, w // 64)])
+    if ys.size == 0:
+        return 8.0
+    cy = int(np.median(ys)) * max(1, h // 64)
+    cx = int(np.median(xs)) * max(1, w // 64)
+    s = 128
+    y0, x0 = max(0, min(cy - s, h - 2 * s)), max(0, min(cx - s, w - 2 * s))
+    crop = g[y0 : y0 + 2 * s, x0 : x0 + 2 * s].astype(np.float32)
+    hp = crop - cv2.GaussianBlur(crop, (0, 0), 16)
+    gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    sg = float(np.sqrt((gx**2 + gy**2).mean()))
+    si = float(hp.std())
+    if sg < 1e-6 or si < 1e-6:
+        return 64.0
+    return float(np.clip(2 * np.pi * si / sg, 2.0, 256.0))
+
+
+def _check_image(image: Any) -> None:
+    accepted = (
+        "accepted: uint8 or uint16 arrays shaped (h, w), (h, w, 3) BGR or "
+        f"(h, w, 4) BGRA, at least {MIN_SIDE} px a side"
+    )
+    if not isinstance(image, np.ndarray):
+        raise InputImageError(
+            f"image must be a numpy array, got {type(image).__name__}; " + accepted
+        )
+    if image.dtype not in (np.uint8, np.uint16):
+        raise InputImageError(f"image dtype {image.dtype} is not supported; " + accepted)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InputImageError(f"image shape {image.shape} is not supported; " + accepted)
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise InputImageError(
+            f"image of {image.shape[1]}x{image.shape[0]} px is too small; " + accepted
+        )

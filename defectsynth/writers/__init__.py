@@ -1,0 +1,1 @@
+"""Built-in dataset writers, each a plugin registered through ``register_writers``."""
