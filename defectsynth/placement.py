@@ -23,8 +23,10 @@ def estimate_product_mask(image: np.ndarray) -> np.ndarray:
 
     Where it fails: a product of the background's colour, a product touching most of
     the border, a cluttered or strongly graded background, a product that fills the
-    frame. When the estimate covers less than 2% or more than 97% of the image it
-    falls back to the whole image (``full``). Give a mask file when it matters.
+    frame. When the background is not clearly separated (the split is less than 3x the
+    border's own spread), the estimate touches more than 35% of the border, or it covers
+    less than 2% or more than 97% of the image, it falls back to the whole image
+    (``full``). Give a mask file when it matters.
     """
     h, w = image.shape[:2]
     img = image
@@ -58,7 +60,12 @@ def estimate_product_mask(image: np.ndarray) -> np.ndarray:
     bg = np.median(border, axis=0)
     dist = np.sqrt(((feat - bg) ** 2).sum(axis=2))
     dist8 = np.clip(dist * (255.0 / max(float(dist.max()), 1e-6)), 0, 255).astype(np.uint8)
-    _, fg = cv2.threshold(dist8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    otsu, fg = cv2.threshold(dist8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    # the background must be homogeneous compared with the product's difference from it
+    border_spread = float(np.percentile(np.sqrt(((border - bg) ** 2).sum(axis=1)), 90))
+    cut = otsu * max(float(dist.max()), 1e-6) / 255.0
+    if cut < 3.0 * border_spread or cut < 4.0:
+        return np.ones((h, w), dtype=bool)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, k, iterations=2)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, k)
@@ -73,7 +80,9 @@ def estimate_product_mask(image: np.ndarray) -> np.ndarray:
     cv2.floodFill(flood, ff_mask, (0, 0), 2)
     fg = (flood[1:-1, 1:-1] != 2).astype(np.uint8)
     frac = float(fg.mean())
-    if frac < 0.02 or frac > 0.97:
+    edge = np.concatenate([fg[:band].ravel(), fg[-band:].ravel(), fg[:, :band].ravel(),
+                           fg[:, -band:].ravel()])
+    if frac < 0.02 or frac > 0.97 or float(edge.mean()) > 0.35:
         return np.ones((h, w), dtype=bool)
     if scale < 1:
         fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_NEAREST)

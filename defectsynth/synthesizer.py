@@ -25,6 +25,7 @@ from .sample import Annotation, Sample, tight_box
 
 MIN_SIDE = 16
 MAX_INSTANCE_SEED = 2**63
+MAX_EXTENT = 16384
 
 
 def source_id(relative_path: str | os.PathLike[str]) -> int:
@@ -302,11 +303,12 @@ class Synthesizer:
         except Exception as exc:
             raise GeneratorFailure(f"generator {name!r}: extent() failed: {exc!r}") from exc
         H, W = out.shape[:2]
-        if eh < 1 or ew < 1 or eh > 4 * H + 64 or ew > 4 * W + 64:
+        if eh < 1 or ew < 1 or eh > MAX_EXTENT or ew > MAX_EXTENT:
             raise GeneratorFailure(
-                f"generator {name!r}: extent() returned {(eh, ew)}, expected 1..{4 * H + 64} "
-                f"x 1..{4 * W + 64} px"
+                f"generator {name!r}: extent() returned {(eh, ew)}, expected 1..{MAX_EXTENT} px"
             )
+        if eh > 2 * H + 64 or ew > 2 * W + 64:
+            return "dropped_no_room"  # this instance is far larger than the image
         cx, cy = centre
         x0, y0 = cx - ew // 2, cy - eh // 2
         x1, y1 = x0 + ew, y0 + eh
