@@ -462,17 +462,19 @@ def _pad_reflect(px: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
 def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
     """Characteristic texture wavelength in px: 2*pi * std(I) / std(grad I) on a
     high-passed grey crop of the product (exact for a sinusoid)."""
-    g = src if src.ndim == 2 else cv2.cvtColor(src, cv2.COLOR_BGR2GRAY)
-    h, w = g.shape
-    ys, xs = np.nonzero(product[:: max(1, h // 64), :: max(1, w // 64)])
+    h, w = src.shape[:2]
+    step_y, step_x = max(1, h // 64), max(1, w // 64)
+    ys, xs = np.nonzero(product[::step_y, ::step_x])
     if ys.size == 0:
         return 8.0
-    cy = int(np.median(ys)) * max(1, h // 64)
-    cx = int(np.median(xs)) * max(1, w // 64)
+    cy, cx = int(np.median(ys)) * step_y, int(np.median(xs)) * step_x
     s = 128
     y0, x0 = max(0, min(cy - s, h - 2 * s)), max(0, min(cx - s, w - 2 * s))
-    crop = g[y0 : y0 + 2 * s, x0 : x0 + 2 * s].astype(np.float32)
-    hp = crop - cv2.GaussianBlur(crop, (0, 0), 16)
+    crop = src[y0:y0 + 2 * s, x0:x0 + 2 * s]
+    if crop.ndim == 3:
+        crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    g = crop.astype(np.float32)
+    hp = g - cv2.blur(g, (31, 31))
     gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0, ksize=3) / 8.0
     gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     sg = float(np.sqrt((gx**2 + gy**2).mean()))
