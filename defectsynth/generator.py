@@ -123,7 +123,8 @@ class DefectGenerator:
     """Base class of every defect generator, built-in or third-party.
 
     Subclasses set ``name`` (unique), optionally ``category`` (label name, defaults to
-    ``name``), ``version``, ``blend`` (``"alpha"``, ``"poisson"`` or ``"poisson-mixed"``),
+    ``name``), ``version``, ``blend`` (``"alpha"``, ``"poisson"`` or ``"poisson-mixed"``;
+    a ``Params`` field named ``blend`` overrides it per instance), ``path_params``;
     declare ``Params`` as a frozen dataclass whose fields use :func:`param`, and implement
     :meth:`extent` and :meth:`render`.
     """
@@ -132,6 +133,9 @@ class DefectGenerator:
     category: ClassVar[str | None] = None
     version: ClassVar[str] = "1"
     blend: ClassVar[str] = "alpha"
+    #: names of string ``Params`` fields that hold file or folder paths; a recipe resolves
+    #: them relative to the recipe file
+    path_params: ClassVar[tuple[str, ...]] = ()
 
     @dataclass(frozen=True)
     class Params:

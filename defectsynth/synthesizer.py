@@ -19,7 +19,7 @@ import numpy as np
 
 from .compose import alpha_blend, change_map, check_layer, poisson_blend
 from .errors import GeneratorFailure, InputImageError
-from .generator import DefectGenerator, Light, ParamSpace, Region
+from .generator import BLEND_MODES, DefectGenerator, Light, ParamSpace, Region
 from .placement import CentreSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
 
@@ -341,8 +341,13 @@ class Synthesizer:
         lay_px = np.clip(layer.pixels, 0.0, 1.0)
         blended = None
         changed_local = cov > 0
-        if gen.blend != "alpha":
-            pb = poisson_blend(region_px, lay_px, cov, mixed=gen.blend == "poisson-mixed")
+        # a generator may let the recipe choose its blend mode through a "blend" parameter
+        blend = getattr(params, "blend", gen.blend)
+        if blend not in BLEND_MODES:
+            raise GeneratorFailure(f"generator {name!r}: blend {blend!r} is not one of "
+                                   f"{', '.join(BLEND_MODES)}")
+        if blend != "alpha":
+            pb = poisson_blend(region_px, lay_px, cov, mixed=blend == "poisson-mixed")
             if pb is not None:
                 blended, changed_local = pb
                 changed_local &= prod > 0
