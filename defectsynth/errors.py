@@ -37,3 +37,18 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class RecipeError(DefectsynthError, ValueError):
+    """A recipe file is malformed; the message names the file and the key path."""
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+        self.file = file
+        self.key = key
+        self.detail = message
+        parts = [p for p in (file, key) if p]
+        super().__init__(": ".join([*parts, message]))
+
+
+class RunError(DefectsynthError):
+    """A dataset run cannot start or go on (output folder in use, recipe changed, ...)."""

@@ -1,0 +1,698 @@
+"""Recipe files: YAML in, a validated and typed :class:`Recipe` out.
+
+Every error is a :class:`~defectsynth.errors.RecipeError` whose message names the file and
+the key path, e.g. ``demo.yaml: defects[2].params.width: 0 is below the minimum 1``.
+Paths in a recipe are relative to the recipe file. The schema, with defaults and
+examples, is documented in ``docs/recipes.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import string
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import DefectsynthError, ParamError, RecipeError, UnknownNameError, did_you_mean
+
+if TYPE_CHECKING:
+    from .plugins import PluginHost
+    from .synthesizer import Synthesizer
+
+SPLITS = ("train", "val", "test")
+IMAGE_FORMATS = ("png", "jpg")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_FIELDS = ("stem", "name", "ext", "parent", "relstem")
+DEFAULT_FORMATS = ("coco", "yolo", "voc", "anomaly")
+RESERVED_CATEGORIES = ("good", "combined")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+# -- typed config ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DefectSpec:
+    """One entry of ``defects``: a generator, its weight, its params and its label."""
+
+    generator: str
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """``inputs``: where the clean images are and how to find each one's product mask."""
+
+    images: tuple[str, ...]
+    product_mask: str = "full"
+    min_side: int = 16
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    image_format: str = "png"
+    jpg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    margin: int = 4
+    max_overlap: float = 0.25
+    max_attempts: int = 6
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    min_contrast: float = 0.02
+    min_area: int = 16
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One input image: its absolute path and its path relative to the input root (POSIX),
+    which names it in the manifest and seeds its random stream."""
+
+    path: str
+    rel: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. Build it with :func:`load_recipe` or :func:`parse_recipe`."""
+
+    inputs: InputSpec
+    defects: tuple[DefectSpec, ...]
+    seed: int = 0
+    variants: int = 1
+    instances: tuple[int, int] = (1, 3)
+    split: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.2), ("test", 0.0))
+    negatives: float = 0.0
+    output: OutputSpec = field(default_factory=OutputSpec)
+    placement: PlacementSpec = field(default_factory=PlacementSpec)
+    gate: GateSpec = field(default_factory=GateSpec)
+    plugin_dirs: tuple[str, ...] = ()
+    base_dir: str = "."
+    file: str = "<recipe>"
+
+    # -- derived ------------------------------------------------------------------------
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Split names with a non-zero fraction, in the order train, val, test."""
+        return tuple(name for name, frac in self.split if frac > 0)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Category names in ``defects`` order without repeats (needs no plugin host when
+        every entry names its category; otherwise see :meth:`synthesizer`)."""
+        seen: dict[str, None] = {}
+        for d in self.defects:
+            seen.setdefault(d.category or d.generator, None)
+        return tuple(seen)
+
+    def resolve(self, path: str) -> Path:
+        """A recipe path made absolute (relative paths are relative to the recipe file)."""
+        p = Path(os.path.expanduser(path))
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def plugin_paths(self) -> list[Path]:
+        return [self.resolve(d) for d in self.plugin_dirs]
+
+    def with_seed(self, seed: int | None) -> Recipe:
+        if seed is None:
+            return self
+        from dataclasses import replace
+
+        return replace(self, seed=int(seed))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized recipe (every key, defaults filled in), as stored in dataset.json."""
+        return {
+            "seed": self.seed,
+            "plugin_dirs": list(self.plugin_dirs),
+            "inputs": {
+                "images": list(self.inputs.images),
+                "product_mask": self.inputs.product_mask,
+                "min_side": self.inputs.min_side,
+            },
+            "variants": self.variants,
+            "instances": list(self.instances),
+            "defects": [
+                {
+                    "generator": d.generator,
+                    "weight": d.weight,
+                    "params": dict(d.params),
+                    "category": d.category,
+                }
+                for d in self.defects
+            ],
+            "split": dict(self.split),
+            "negatives": self.negatives,
+            "output": {
+                "formats": list(self.output.formats),
+                "image_format": self.output.image_format,
+                "jpg_quality": self.output.jpg_quality,
+            },
+            "placement": {
+                "margin": self.placement.margin,
+                "max_overlap": self.placement.max_overlap,
+                "max_attempts": self.placement.max_attempts,
+            },
+            "gate": {"min_contrast": self.gate.min_contrast, "min_area": self.gate.min_area},
+        }
+
+    def error(self, key: str, message: str) -> RecipeError:
+        return RecipeError(message, file=self.file, key=key)
+
+    # -- plugins and the synthesizer ----------------------------------------------------
+
+    def host(self, host: PluginHost | None = None) -> PluginHost:
+        """The plugin host with this recipe's ``plugin_dirs`` loaded."""
+        from .plugins import get_host
+
+        if host is None:
+            return get_host(self.plugin_paths())
+        for d in self.plugin_paths():
+            host.add_plugin_dir(d)
+        return host
+
+    def check(self, host: PluginHost | None = None) -> PluginHost:
+        """Validate generator names, their params and output formats against the plugins.
+
+        Raises :class:`RecipeError` naming the key path; returns the host used.
+        """
+        h = self.host(host)
+        from .generator import ParamSpace
+
+        for i, d in enumerate(self.defects):
+            try:
+                cls = h.generator(d.generator)
+            except UnknownNameError as exc:
+                hint = _plugin_error_hint(h)
+                raise self.error(f"defects[{i}].generator", str(exc) + hint) from None
+            fields = [f.name for f in _dataclass_fields(cls.Params)]
+            for key in d.params:
+                if key not in fields:
+                    raise self.error(
+                        f"defects[{i}].params.{key}",
+                        f"unknown parameter of generator {d.generator!r}"
+                        + did_you_mean(str(key), fields)
+                        + f"; known: {', '.join(fields) or '(none)'}",
+                    )
+            try:
+                ParamSpace(cls, d.params)
+            except ParamError as exc:
+                msg = str(exc)
+                m = re.match(rf"{re.escape(cls.name)}\.(\w+): (.*)$", msg, re.S)
+                if m:
+                    raise self.error(f"defects[{i}].params.{m.group(1)}", m.group(2)) from None
+                raise self.error(f"defects[{i}].params", msg) from None
+            cat = d.category or cls.label()
+            _check_category(self, f"defects[{i}].category", cat)
+        for i, fmt in enumerate(self.output.formats):
+            try:
+                h.writer(fmt)
+            except UnknownNameError as exc:
+                raise self.error(f"output.formats[{i}]", str(exc)) from None
+        return h
+
+    def synthesizer(self, host: PluginHost | None = None) -> Synthesizer:
+        """A :class:`~defectsynth.Synthesizer` configured by this recipe.
+
+        Product masks given as a file pattern are resolved per image by the run; this
+        synthesizer's default is then ``full``.
+        """
+        from .synthesizer import Entry, Gate, Synthesizer
+
+        h = self.check(host)
+        spec = self.inputs.product_mask
+        default_mask = spec if spec in ("auto", "full") else "full"
+        entries = [
+            Entry(
+                generator=d.generator, weight=d.weight, params=dict(d.params), category=d.category
+            )
+            for d in self.defects
+        ]
+        try:
+            return Synthesizer(
+                entries,
+                instances=self.instances,
+                product_mask=default_mask,
+                margin=self.placement.margin,
+                max_overlap=self.placement.max_overlap,
+                gate=Gate(min_contrast=self.gate.min_contrast, min_area=self.gate.min_area),
+                max_attempts=self.placement.max_attempts,
+                host=h,
+            )
+        except (ValueError, DefectsynthError) as exc:
+            raise self.error("defects", str(exc)) from None
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def sources(self) -> list[SourceImage]:
+        """The input images, sorted by their path relative to the input root.
+
+        Folders are searched recursively for files with an image extension; globs use
+        ``**`` for any depth. Hidden files and folders are skipped; symbolic links to
+        folders are not followed (no loops). Raises RecipeError when nothing matches.
+        """
+        found: dict[str, str] = {}
+        roots: list[str] = []
+        per_entry: list[list[str]] = []
+        for i, entry in enumerate(self.inputs.images):
+            root, files = _expand_input(self.resolve(entry))
+            if not files:
+                raise self.error(
+                    f"inputs.images[{i}]" if len(self.inputs.images) > 1 else "inputs.images",
+                    f"no image file matches {entry!r} (looked in {str(root)!r})",
+                )
+            roots.append(str(root))
+            per_entry.append(files)
+        common = os.path.commonpath(roots) if roots else "."
+        for files in per_entry:
+            for f in files:
+                rel = Path(os.path.relpath(f, common)).as_posix()
+                found.setdefault(rel, f)
+        return [SourceImage(path=found[r], rel=r) for r in sorted(found)]
+
+    def mask_path(self, source: SourceImage) -> Path | None:
+        """The product mask file of ``source`` when ``inputs.product_mask`` is a pattern."""
+        spec = self.inputs.product_mask
+        if spec in ("auto", "full"):
+            return None
+        rel = Path(source.rel)
+        parent = rel.parent.as_posix()
+        values = {
+            "stem": rel.stem,
+            "name": rel.name,
+            "ext": rel.suffix.lstrip("."),
+            "parent": parent,
+            "relstem": rel.with_suffix("").as_posix(),
+        }
+        return self.resolve(spec.format(**values))
+
+
+def _dataclass_fields(cls: type) -> list[Any]:
+    import dataclasses
+
+    return list(dataclasses.fields(cls))
+
+
+def _plugin_error_hint(host: PluginHost) -> str:
+    errs = host.errors
+    if not errs:
+        return ""
+    return "; note: some plugins failed to load: " + "; ".join(errs[:3])
+
+
+def _check_category(recipe: Recipe, key: str, name: str) -> None:
+    bad = (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\\0")
+        or name.startswith(".")
+        or name.strip() != name
+    )
+    if bad:
+        raise recipe.error(
+            key,
+            f"category {name!r} cannot be used: names become folder names, so they may not "
+            "be empty, start with '.', or contain '/', '\\' or NUL",
+        )
+    if name in RESERVED_CATEGORIES:
+        raise recipe.error(
+            key, f"category {name!r} is reserved by the anomaly layout (test/good, test/combined)"
+        )
+
+
+# -- input expansion ------------------------------------------------------------------------
+
+
+def _walk_files(root: Path) -> Iterator[str]:
+    for dirpath, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if not f.startswith("."):
+                yield os.path.join(dirpath, f)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for a POSIX glob relative path: ``**/`` any folders, ``*`` and ``?`` within
+    one path part, ``[...]`` a character class."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1 : j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _expand_input(path: Path) -> tuple[Path, list[str]]:
+    text = path.as_posix()
+    if not _GLOB_CHARS.search(text):
+        if path.is_file():
+            return path.parent, [str(path)]
+        if path.is_dir():
+            files = [
+                f for f in _walk_files(path) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+            ]
+            return path, files
+        return path, []
+    parts = path.parts
+    k = next(i for i, p in enumerate(parts) if _GLOB_CHARS.search(p))
+    root = Path(*parts[:k]) if k else Path(".")
+    rx = _glob_regex("/".join(parts[k:]))
+    if not root.is_dir():
+        return root, []
+    files = [f for f in _walk_files(root) if rx.match(Path(os.path.relpath(f, root)).as_posix())]
+    return root, files
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "seed",
+    "plugin_dirs",
+    "inputs",
+    "variants",
+    "instances",
+    "defects",
+    "split",
+    "negatives",
+    "output",
+    "placement",
+    "gate",
+)
+
+
+class _Reader:
+    """Typed access to a nested mapping that names the key path in every error."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, key: str, message: str) -> RecipeError:
+        return RecipeError(message, file=self.file, key=key or None)
+
+    def mapping(self, value: Any, key: str, allowed: Sequence[str]) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected a mapping of keys, got {_describe(value)}")
+        for k in value:
+            if not isinstance(k, str) or k not in allowed:
+                where = f"{key}.{k}" if key else str(k)
+                raise self.fail(
+                    where,
+                    f"unknown key {k!r}"
+                    + did_you_mean(str(k), allowed)
+                    + f"; valid keys: {', '.join(allowed)}",
+                )
+        return dict(value)
+
+    def integer(self, value: Any, key: str, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"{_describe(value)} is not an integer")
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise self.fail(key, f"{value!r} is not an integer")
+        v = int(value)
+        _bounds(self, key, v, lo, hi)
+        return v
+
+    def number(
+        self, value: Any, key: str, lo: float | None = None, hi: float | None = None
+    ) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"{_describe(value)} is not a number")
+        v = float(value)
+        if not math.isfinite(v):
+            raise self.fail(key, f"{value!r} is not finite")
+        _bounds(self, key, v, lo, hi)
+        return v
+
+    def text(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(key, f"{_describe(value)} is not a non-empty string")
+        if "\0" in value:
+            raise self.fail(key, "contains a NUL character")
+        return value
+
+    def strings(self, value: Any, key: str) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return (self.text(value, key),)
+        if not isinstance(value, list):
+            raise self.fail(key, f"expected a string or a list of strings, got {_describe(value)}")
+        return tuple(self.text(v, f"{key}[{i}]") for i, v in enumerate(value))
+
+
+def _bounds(r: _Reader, key: str, v: float, lo: float | None, hi: float | None) -> None:
+    if lo is not None and v < lo:
+        raise r.fail(key, f"{_num(v)} is below the minimum {_num(lo)}")
+    if hi is not None and v > hi:
+        raise r.fail(key, f"{_num(v)} is above the maximum {_num(hi)}")
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r} ({type(value).__name__})"
+
+
+MAX_VARIANTS = 1_000_000
+MAX_INSTANCES = 1_000
+
+
+def parse_recipe(
+    data: Any, *, file: str = "<recipe>", base_dir: str | os.PathLike[str] = "."
+) -> Recipe:
+    """Validate a recipe already loaded from YAML (a mapping) and return it typed.
+
+    Generator names and params are checked against the plugins by :meth:`Recipe.check`
+    (``load_recipe`` does it for you).
+    """
+    r = _Reader(file)
+    if not isinstance(data, Mapping):
+        raise r.fail(
+            "", f"a recipe is a mapping of keys ({', '.join(_TOP_KEYS)}), got {_describe(data)}"
+        )
+    top = r.mapping(data, "", _TOP_KEYS)
+    seed = r.integer(top.get("seed", 0), "seed", lo=0, hi=2**63 - 1)
+
+    plugin_dirs = r.strings(top["plugin_dirs"], "plugin_dirs") if "plugin_dirs" in top else ()
+
+    if "inputs" not in top:
+        raise r.fail("inputs", "missing: say where the clean images are (inputs.images)")
+    inp = r.mapping(top["inputs"], "inputs", ("images", "product_mask", "min_side"))
+    if "images" not in inp:
+        raise r.fail("inputs.images", "missing: a folder, a glob or a list of them")
+    images = r.strings(inp["images"], "inputs.images")
+    if not images:
+        raise r.fail("inputs.images", "the list is empty")
+    pm = r.text(inp.get("product_mask", "full"), "inputs.product_mask")
+    if pm not in ("auto", "full"):
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(pm) if f is not None]
+        except ValueError as exc:
+            raise r.fail("inputs.product_mask", f"bad pattern {pm!r}: {exc}") from None
+        for n in names:
+            if n not in MASK_FIELDS:
+                raise r.fail(
+                    "inputs.product_mask",
+                    f"unknown placeholder {{{n}}} in {pm!r}"
+                    + did_you_mean(n, MASK_FIELDS)
+                    + "; use 'auto', 'full' or a path with "
+                    + ", ".join("{" + f + "}" for f in MASK_FIELDS),
+                )
+    min_side = r.integer(inp.get("min_side", 16), "inputs.min_side", lo=16, hi=1_000_000)
+
+    variants = r.integer(top.get("variants", 1), "variants", lo=1, hi=MAX_VARIANTS)
+
+    raw_inst = top.get("instances", [1, 3])
+    if isinstance(raw_inst, list):
+        if len(raw_inst) != 2:
+            raise r.fail("instances", f"a range is [lo, hi], got a list of {len(raw_inst)}")
+        lo = r.integer(raw_inst[0], "instances[0]", lo=0, hi=MAX_INSTANCES)
+        hi = r.integer(raw_inst[1], "instances[1]", lo=0, hi=MAX_INSTANCES)
+        if lo > hi:
+            raise r.fail("instances", f"range [{lo}, {hi}] has lo > hi")
+        instances = (lo, hi)
+    else:
+        count = r.integer(raw_inst, "instances", lo=0, hi=MAX_INSTANCES)
+        instances = (count, count)
+
+    if "defects" not in top:
+        raise r.fail("defects", "missing: list at least one generator (defectsynth plugins)")
+    raw_defects = top["defects"]
+    if not isinstance(raw_defects, list) or not raw_defects:
+        raise r.fail(
+            "defects", f"expected a non-empty list of generators, got {_describe(raw_defects)}"
+        )
+    defects: list[DefectSpec] = []
+    for i, raw in enumerate(raw_defects):
+        key = f"defects[{i}]"
+        if isinstance(raw, str):
+            raw = {"generator": raw}
+        d = r.mapping(raw, key, ("generator", "weight", "params", "category"))
+        if "generator" not in d:
+            raise r.fail(f"{key}.generator", "missing: the generator's name")
+        gen = r.text(d["generator"], f"{key}.generator")
+        weight = r.number(d.get("weight", 1.0), f"{key}.weight", lo=0.0)
+        params = d.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise r.fail(
+                f"{key}.params", f"expected a mapping of parameters, got {_describe(params)}"
+            )
+        for pk in params:
+            if not isinstance(pk, str):
+                raise r.fail(f"{key}.params", f"parameter names are strings, got {pk!r}")
+        category = d.get("category")
+        if category is not None:
+            category = r.text(category, f"{key}.category")
+        defects.append(DefectSpec(gen, weight, dict(params), category))
+    if sum(d.weight for d in defects) <= 0:
+        raise r.fail("defects", "all weights are zero; at least one must be > 0")
+
+    split_raw = r.mapping(top.get("split", {"train": 0.8, "val": 0.2}), "split", SPLITS)
+    fracs = tuple(
+        (s, r.number(split_raw.get(s, 0.0), f"split.{s}", lo=0.0, hi=1.0)) for s in SPLITS
+    )
+    total = sum(f for _, f in fracs)
+    if abs(total - 1.0) > 1e-6:
+        raise r.fail("split", f"fractions add up to {total:g}, they must add up to 1")
+
+    negatives = r.number(top.get("negatives", 0.0), "negatives", lo=0.0, hi=1.0)
+
+    out = r.mapping(top.get("output"), "output", ("formats", "image_format", "jpg_quality"))
+    formats = r.strings(out["formats"], "output.formats") if "formats" in out else DEFAULT_FORMATS
+    if not formats:
+        raise r.fail("output.formats", "the list is empty")
+    if len(set(formats)) != len(formats):
+        raise r.fail("output.formats", f"lists a format twice: {list(formats)}")
+    image_format = r.text(out.get("image_format", "png"), "output.image_format").lower()
+    if image_format == "jpeg":
+        image_format = "jpg"
+    if image_format not in IMAGE_FORMATS:
+        raise r.fail(
+            "output.image_format",
+            f"{image_format!r} is not one of {', '.join(IMAGE_FORMATS)}"
+            + did_you_mean(image_format, IMAGE_FORMATS),
+        )
+    quality = r.integer(out.get("jpg_quality", 95), "output.jpg_quality", lo=1, hi=100)
+
+    pl = r.mapping(top.get("placement"), "placement", ("margin", "max_overlap", "max_attempts"))
+    placement = PlacementSpec(
+        margin=r.integer(pl.get("margin", 4), "placement.margin", lo=0, hi=100_000),
+        max_overlap=r.number(pl.get("max_overlap", 0.25), "placement.max_overlap", lo=0.0, hi=1.0),
+        max_attempts=r.integer(pl.get("max_attempts", 6), "placement.max_attempts", lo=1, hi=1000),
+    )
+    g = r.mapping(top.get("gate"), "gate", ("min_contrast", "min_area"))
+    gate = GateSpec(
+        min_contrast=r.number(g.get("min_contrast", 0.02), "gate.min_contrast", lo=0.0, hi=1.0),
+        min_area=r.integer(g.get("min_area", 16), "gate.min_area", lo=1),
+    )
+    recipe = Recipe(
+        inputs=InputSpec(images=images, product_mask=pm, min_side=min_side),
+        defects=tuple(defects),
+        seed=seed,
+        variants=variants,
+        instances=instances,
+        split=fracs,
+        negatives=negatives,
+        output=OutputSpec(formats=formats, image_format=image_format, jpg_quality=quality),
+        placement=placement,
+        gate=gate,
+        plugin_dirs=plugin_dirs,
+        base_dir=str(Path(base_dir).absolute()),
+        file=file,
+    )
+    for i, spec in enumerate(recipe.defects):
+        if spec.category is not None:
+            _check_category(recipe, f"defects[{i}].category", spec.category)
+    return recipe
+
+
+def read_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Parse and validate a recipe file's structure (no plugin look-ups)."""
+    p = Path(path)
+    name = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError("no such recipe file", file=name) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read the recipe: {exc}", file=name) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        where = _mark(exc)
+        tag = getattr(exc, "problem", "") or str(exc)
+        raise RecipeError(
+            f"{where}{tag}: recipes are plain data, "
+            "YAML tags that build Python objects are refused",
+            file=name,
+        ) from None
+    except yaml.YAMLError as exc:
+        where = _mark(exc)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{where}invalid YAML: {problem}", file=name) from None
+    return parse_recipe(data, file=name, base_dir=p.absolute().parent)
+
+
+def _mark(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: "
+
+
+def load_recipe(path: str | os.PathLike[str], host: PluginHost | None = None) -> Recipe:
+    """Read a recipe file and validate it completely, plugins included.
+
+    :param path: the YAML file; relative paths inside it are relative to its folder.
+    :param host: plugin host to look generators and formats up in (default: the
+        process-wide host, with the recipe's ``plugin_dirs`` added).
+    :raises RecipeError: naming the file and the key path of the first problem.
+    """
+    recipe = read_recipe(path)
+    recipe.check(host)
+    return recipe

@@ -1,0 +1,688 @@
+"""Dataset runs: recipe -> tasks -> backend -> manifest -> writers.
+
+A task is one (source image, variant) pair; tasks are numbered in a fixed order (sources
+sorted by their path relative to the input root, then variants), and everything about a
+task (its split, whether it is a negative, its random stream) is a pure function of the
+recipe, the seed and the source's relative path. A worker reads the source, runs the
+synthesizer with ``SeedSequence([seed, source_id(rel), variant])``, writes the image and
+its instance masks atomically and returns a JSON-able record. The driver appends each
+record to ``manifest.jsonl`` (after the files exist) in task order, and at the end the
+writers turn the manifest into their index files. ``--resume`` skips the tasks the
+manifest holds; because every file depends only on the task or on the (sorted) manifest,
+the result is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .errors import GeneratorFailure, InputImageError, RunError
+from .recipe import Recipe, SourceImage
+from .synthesizer import source_id
+from .writing import (
+    WriteContext,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_temp_files,
+)
+
+MANIFEST = "manifest.jsonl"
+DATASET = "dataset.json"
+REPORT = "report.json"
+DATASET_FORMAT = 1
+_NEGATIVE_STREAM = 0x6E65676174  # "negat": a separate random stream for the negative draw
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything a worker needs to make one sample (picklable, backend-neutral)."""
+
+    index: int
+    source: str  # absolute path
+    rel: str  # POSIX path relative to the input root
+    name: str  # output file stem
+    split: str
+    variant: int
+    negative: bool
+    mask: str | None = None  # absolute path of the product mask file, if a pattern is used
+
+
+def assign_splits(rels: list[str], fractions: Iterable[tuple[str, float]]) -> list[str]:
+    """Split sources (not samples) so no source leaks across splits.
+
+    Sources are ranked by a hash of their relative path; the first ``round(n * train)``
+    go to train, and so on (largest remainder, and every split with a non-zero fraction
+    gets at least one source when there are enough). The ranking does not depend on the
+    seed, so changing the seed re-draws defects but keeps the splits.
+    """
+    fr = [(s, f) for s, f in fractions]
+    n = len(rels)
+    exact = [f * n for _, f in fr]
+    counts = [int(e) for e in exact]
+    order = sorted(range(len(fr)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    wanted = [i for i, (_, f) in enumerate(fr) if f > 0]
+    if n >= len(wanted):
+        for i in wanted:
+            if counts[i] == 0:
+                donor = max(range(len(fr)), key=lambda j: (counts[j], -j))
+                counts[donor] -= 1
+                counts[i] += 1
+    ranked = sorted(range(n), key=lambda k: hashlib.sha256(b"split:" + rels[k].encode()).digest())
+    out = [""] * n
+    pos = 0
+    for (name, _), c in zip(fr, counts):
+        for k in ranked[pos : pos + c]:
+            out[k] = name
+        pos += c
+    return out
+
+
+def is_negative(seed: int, sid: int, variant: int, fraction: float) -> bool:
+    """Whether task (sid, variant) is a defect-free sample; its own random stream."""
+    if fraction <= 0:
+        return False
+    if fraction >= 1:
+        return True
+    rng = np.random.default_rng(np.random.SeedSequence([seed, sid, variant, _NEGATIVE_STREAM]))
+    return bool(rng.random() < fraction)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def output_names(rels: list[str]) -> list[str]:
+    """File stems for the sources: the relative path without its extension, ``/`` -> ``__``,
+    characters outside ``[A-Za-z0-9._-]`` -> ``_``. Where that changed the name or two
+    sources would collide, a short hash of the relative path is appended."""
+    flat: list[str] = []
+    changed: list[bool] = []
+    for rel in rels:
+        stem = rel.rsplit(".", 1)[0] if "." in Path(rel).name else rel
+        ascii_ = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+        name = _UNSAFE.sub("_", ascii_.replace("/", "__")).strip("._") or "image"
+        flat.append(name)
+        changed.append(name != stem)
+    seen = Counter(flat)
+    out = []
+    for rel, name, ch in zip(rels, flat, changed):
+        if ch or seen[name] > 1:
+            name = f"{name}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
+        out.append(name)
+    return out
+
+
+@dataclass
+class Plan:
+    """The run's task list, derived from the recipe and the input folder."""
+
+    recipe: Recipe
+    sources: list[SourceImage]
+    names: list[str]
+    splits: list[str]
+    ids: list[int]
+    limit: int | None = None
+
+    @classmethod
+    def build(cls, recipe: Recipe, limit: int | None = None) -> Plan:
+        sources = recipe.sources()
+        rels = [s.rel for s in sources]
+        return cls(
+            recipe=recipe,
+            sources=sources,
+            names=output_names(rels),
+            splits=assign_splits(rels, recipe.split),
+            ids=[source_id(r) for r in rels],
+            limit=limit,
+        )
+
+    @property
+    def total(self) -> int:
+        n = len(self.sources) * self.recipe.variants
+        return n if self.limit is None else min(n, self.limit)
+
+    def task(self, index: int) -> Task:
+        r = self.recipe
+        si, v = divmod(index, r.variants)
+        src = self.sources[si]
+        mask = r.mask_path(src)
+        return Task(
+            index=index,
+            source=src.path,
+            rel=src.rel,
+            name=f"{self.names[si]}_{v:03d}",
+            split=self.splits[si],
+            variant=v,
+            negative=is_negative(r.seed, self.ids[si], v, r.negatives),
+            mask=str(mask) if mask is not None else None,
+        )
+
+    def tasks(self, skip: set[int] | frozenset[int] = frozenset()) -> Iterator[Task]:
+        """Tasks in order, lazily, without those in ``skip``."""
+        for i in range(self.total):
+            if i not in skip:
+                yield self.task(i)
+
+
+# -- the worker ------------------------------------------------------------------------------
+
+
+def read_image(path: str) -> tuple[np.ndarray, str]:
+    """Decode an input image (any depth/channels OpenCV reads) and its sha256.
+
+    JPEGs are decoded with their EXIF orientation applied, so pixels and labels agree with
+    what viewers show; other formats keep alpha and 16 bits. Raises InputImageError with
+    the reason.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputImageError("is a folder, not an image file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise InputImageError(f"cannot be read: {exc.strerror or exc}") from None
+    if not data:
+        raise InputImageError("is an empty (zero-byte) file")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    flags = (
+        cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+        if data[:3] == b"\xff\xd8\xff"
+        else cv2.IMREAD_UNCHANGED
+    )
+    try:
+        img = cv2.imdecode(buf, flags)
+    except cv2.error as exc:
+        raise InputImageError(
+            f"is not a readable image: {str(exc).strip().splitlines()[-1]}"
+        ) from None
+    if img is None:
+        raise InputImageError("is not a readable image (corrupt, truncated or not an image)")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise InputImageError(f"has pixel type {img.dtype}; 8- or 16-bit images are supported")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3 and img.shape[2] not in (3, 4):
+        raise InputImageError(f"has {img.shape[2]} channels; 1, 3 or 4 are supported")
+    return img, hashlib.sha256(data).hexdigest()
+
+
+def read_product_mask(path: str, shape: tuple[int, int], shown: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise InputImageError(f"product mask {shown!r} is missing")
+    data = p.read_bytes()
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    if mask is None:
+        raise InputImageError(f"product mask {shown!r} is not a readable image")
+    if mask.shape != shape:
+        raise InputImageError(
+            f"product mask {shown!r} is {mask.shape[1]}x{mask.shape[0]}, "
+            f"the image is {shape[1]}x{shape[0]} (w x h)"
+        )
+    m = mask > 0
+    if not m.any():
+        raise InputImageError(f"product mask {shown!r} is empty (no product pixel)")
+    return m
+
+
+def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:
+    if fmt == "jpg":
+        img = image
+        if img.dtype == np.uint16:
+            img = (img >> 8).astype(np.uint8)
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = np.ascontiguousarray(img[:, :, :3])
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    else:
+        ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise RunError(f"OpenCV could not encode a {fmt} image of shape {image.shape}")
+    return buf.tobytes()
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """A 1-bit PNG (reads back as 0/255 uint8)."""
+    ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1])
+    if not ok:
+        raise RunError("OpenCV could not encode a mask")
+    return buf.tobytes()
+
+
+def image_path(split: str, name: str, fmt: str) -> str:
+    return f"images/{split}/{name}.{fmt}"
+
+
+def mask_path(split: str, name: str, k: int) -> str:
+    return f"masks/{split}/{name}_{k:02d}.png"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker process needs to build its TaskRunner (picklable)."""
+
+    recipe: Recipe
+    out_dir: str
+    plugin_dirs: tuple[str, ...] = ()
+
+
+class TaskRunner:
+    """Turns a Task into written files and a manifest record (runs in a worker)."""
+
+    def __init__(self, spec: WorkerSpec, host: Any = None) -> None:
+        from .plugins import PluginHost
+
+        if host is None:
+            host = PluginHost(spec.plugin_dirs)
+        self.spec = spec
+        self.recipe = spec.recipe
+        self.out = Path(spec.out_dir)
+        self.synth = spec.recipe.synthesizer(host)
+
+    def __call__(self, task: Task) -> dict[str, Any]:
+        r = self.recipe
+        try:
+            image, sha = read_image(task.source)
+            h, w = image.shape[:2]
+            if min(h, w) < r.inputs.min_side:
+                raise InputImageError(
+                    f"is {w}x{h} px, smaller than inputs.min_side = {r.inputs.min_side}"
+                )
+            product: Any = None
+            if task.mask is not None:
+                shown = _shown_path(task.mask, r.base_dir)
+                product = read_product_mask(task.mask, (h, w), shown)
+            sample = self.synth.apply(
+                image,
+                product_mask=product,
+                seed=r.seed,
+                source_id=source_id(task.rel),
+                variant=task.variant,
+                instances=0 if task.negative else None,
+            )
+        except InputImageError as exc:
+            return {"task": task.index, "source": task.rel, "skipped": str(exc)}
+        except GeneratorFailure as exc:
+            return {"task": task.index, "source": task.rel, "failed": str(exc)}
+        fmt = r.output.image_format
+        img_rel = image_path(task.split, task.name, fmt)
+        anns = []
+        generators: dict[str, str] = {}
+        for k, a in enumerate(sample.annotations):
+            m_rel = mask_path(task.split, task.name, k)
+            atomic_write_bytes(self.out / m_rel, encode_mask(a.mask))
+            d = a.to_dict()
+            d["mask"] = m_rel
+            anns.append(d)
+            generators[a.generator] = a.generator_version
+        atomic_write_bytes(
+            self.out / img_rel, encode_image(sample.image, fmt, r.output.jpg_quality)
+        )
+        channels = 1 if sample.image.ndim == 2 else int(sample.image.shape[2])
+        if fmt == "jpg":
+            channels = min(channels, 3)
+        return {
+            "task": task.index,
+            "record": {
+                "task": task.index,
+                "name": task.name,
+                "split": task.split,
+                "image": img_rel,
+                "width": w,
+                "height": h,
+                "channels": channels,
+                "source": task.rel,
+                "source_sha256": sha,
+                "source_id": source_id(task.rel),
+                "seed": r.seed,
+                "variant": task.variant,
+                "negative": task.negative,
+                "light": [round(v, 6) for v in sample.light],
+                "generators": dict(sorted(generators.items())),
+                "stats": dict(sample.stats),
+                "annotations": anns,
+            },
+        }
+
+
+def _shown_path(path: str, base: str) -> str:
+    try:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:
+        return path
+
+
+def make_runner(spec: WorkerSpec) -> TaskRunner:
+    return TaskRunner(spec)
+
+
+# -- manifest ---------------------------------------------------------------------------------
+
+
+def dump_record(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def read_manifest(out_dir: Path, repair: bool = False) -> list[int]:
+    """Task indices in ``manifest.jsonl``, in file order. A torn last line (a run killed
+    while appending) is cut off when ``repair`` is set; a bad line elsewhere is an error."""
+    path = out_dir / MANIFEST
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    tasks: list[int] = []
+    pos = 0
+    good_end = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        line = data[pos:] if nl < 0 else data[pos:nl]
+        end = len(data) if nl < 0 else nl + 1
+        try:
+            if nl < 0:
+                raise ValueError("no newline")
+            tasks.append(int(json.loads(line)["task"]))
+        except (ValueError, KeyError, TypeError):
+            if end < len(data):
+                raise RunError(f"{path}: line {len(tasks) + 1} is not a valid record") from None
+            break
+        good_end = end
+        pos = end
+    if good_end < len(data) and repair:
+        with open(path, "r+b") as fh:
+            fh.truncate(good_end)
+    return tasks
+
+
+def iter_records(out_dir: Path) -> Iterator[dict[str, Any]]:
+    """Manifest records in file order, one at a time."""
+    path = out_dir / MANIFEST
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.endswith("\n"):
+                yield json.loads(line)
+
+
+def normalize_manifest(out_dir: Path) -> None:
+    """Make the manifest sorted by task with one line per task (a no-op after an ordered
+    run; needed after a backend that appends in completion order)."""
+    path = out_dir / MANIFEST
+    tasks = read_manifest(out_dir, repair=True)
+    if all(a < b for a, b in zip(tasks, tasks[1:])):
+        return
+    lines: dict[int, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            lines.setdefault(int(json.loads(line)["task"]), line)
+    atomic_write_text(path, "".join(lines[k] for k in sorted(lines)))
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What a run did; ``report`` is what ``report.json`` holds."""
+
+    out_dir: Path
+    report: dict[str, Any]
+    new_samples: int = 0
+    resumed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def samples(self) -> int:
+        return int(self.report["samples"])
+
+
+@dataclass
+class _Tally:
+    skipped: dict[str, str] = field(default_factory=dict)
+    skipped_tasks: Counter[str] = field(default_factory=Counter)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _is_empty_dir(p: Path) -> bool:
+    return not p.exists() or (p.is_dir() and not any(p.iterdir()))
+
+
+def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"output {str(out)!r} exists and is not a folder")
+    if _is_empty_dir(out) or resume:
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if not overwrite:
+        raise RunError(
+            f"output folder {str(out)!r} is not empty; pass --resume to finish the dataset "
+            "in it, or --overwrite to replace it"
+        )
+    if not ((out / DATASET).exists() or (out / MANIFEST).exists()):
+        raise RunError(
+            f"refusing to --overwrite {str(out)!r}: it is not empty and does not look like a "
+            f"defectsynth dataset (no {DATASET} or {MANIFEST}); choose an empty folder"
+        )
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def dataset_info(
+    recipe: Recipe, host: Any, limit: int | None, categories: list[str]
+) -> dict[str, Any]:
+    def plugin_of(kind: str, name: str) -> dict[str, Any]:
+        owner = host.provider(kind, name)
+        cls = host.generator(name) if kind == "generator" else host.writer(name)
+        source = None
+        if owner is not None:
+            source = owner.source if owner.source in ("builtin", "entry point") else "file"
+        return {
+            "name": name,
+            "version": str(cls.version),
+            "plugin": owner.name if owner else None,
+            "plugin_version": owner.version if owner else None,
+            "plugin_source": source,
+        }
+
+    gens = sorted({d.generator for d in recipe.defects})
+    return {
+        "defectsynth_version": __version__,
+        "dataset_format": DATASET_FORMAT,
+        "recipe_file": Path(recipe.file).name,
+        "recipe": recipe.to_dict(),
+        "limit": limit,
+        "categories": categories,
+        "splits": list(recipe.splits),
+        "formats": list(recipe.output.formats),
+        "image_format": recipe.output.image_format,
+        "generators": [plugin_of("generator", g) for g in gens],
+        "writers": [plugin_of("writer", w) for w in recipe.output.formats],
+    }
+
+
+def _check_resume(out: Path, info: dict[str, Any]) -> None:
+    path = out / DATASET
+    if not path.exists():
+        if (out / MANIFEST).exists():
+            raise RunError(f"{path} is missing; cannot tell which recipe made this dataset")
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path} is unreadable ({exc}); use --overwrite to start again") from None
+    if old.get("recipe") != info["recipe"]:
+        diff = sorted(
+            k
+            for k in set(old.get("recipe", {})) | set(info["recipe"])
+            if old.get("recipe", {}).get(k) != info["recipe"].get(k)
+        )
+        raise RunError(
+            f"cannot --resume {str(out)!r}: it was made from a different recipe or seed "
+            f"(differs in: {', '.join(diff)}); use --overwrite or another output folder"
+        )
+
+
+def build_report(out: Path, plan: Plan, tally: _Tally, categories: list[str]) -> dict[str, Any]:
+    samples = negatives = with_defects = 0
+    inst: Counter[str] = Counter({c: 0 for c in categories})
+    per_split: Counter[str] = Counter({s: 0 for s in plan.recipe.splits})
+    dropped: Counter[str] = Counter({"visibility": 0, "overlap": 0, "no_room": 0})
+    for rec in iter_records(out):
+        samples += 1
+        per_split[rec["split"]] += 1
+        if rec["negative"]:
+            negatives += 1
+        if rec["annotations"]:
+            with_defects += 1
+        for a in rec["annotations"]:
+            inst[a["category"]] += 1
+        st = rec.get("stats", {})
+        dropped["visibility"] += int(st.get("dropped_visibility", 0))
+        dropped["overlap"] += int(st.get("dropped_overlap", 0))
+        dropped["no_room"] += int(st.get("dropped_no_room", 0))
+    return {
+        "tasks": plan.total,
+        "sources": len(plan.sources),
+        "samples": samples,
+        "samples_with_defects": with_defects,
+        "negatives": negatives,
+        "splits": dict(per_split),
+        "instances": dict(inst),
+        "dropped": dict(dropped),
+        "skipped_sources": [
+            {"source": s, "reason": tally.skipped[s], "tasks": tally.skipped_tasks[s]}
+            for s in sorted(tally.skipped)
+        ],
+        "failed_tasks": sorted(tally.failed, key=lambda d: int(d["task"])),
+    }
+
+
+def finalize(
+    out: Path, recipe: Recipe, host: Any, info: dict[str, Any], categories: list[str]
+) -> None:
+    """Write every format's files from the manifest (also used by resume and by backends)."""
+    normalize_manifest(out)
+    ctx = WriteContext(
+        categories=tuple(categories),
+        splits=recipe.splits,
+        image_format=recipe.output.image_format,
+        recipe=info["recipe"],
+        version=__version__,
+    )
+    for fmt in recipe.output.formats:
+        writer = host.writer(fmt)()
+        writer.write(out, iter_records(out), ctx)
+
+
+def generate(
+    recipe: Recipe,
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    limit: int | None = None,
+    host: Any = None,
+    backend: Any = None,
+    progress: Callable[[int, int], Any] | None = None,
+    extra_plugin_dirs: Iterable[str | os.PathLike[str]] = (),
+) -> RunResult:
+    """Write a labeled dataset for ``recipe`` into ``out_dir``.
+
+    :param workers: processes for the local backend (default: the number of cores).
+    :param resume: finish a dataset started with the same recipe and seed.
+    :param overwrite: delete an existing dataset in ``out_dir`` first.
+    :param limit: only the first ``limit`` tasks (source x variant) in task order.
+    :param backend: a :class:`defectsynth.backends.Backend` (default: local).
+    :param progress: called as ``progress(done_now, todo)`` after each task; return value
+        ignored. ``todo`` is the number of tasks this call runs.
+    """
+    from .backends import local_backend
+    from .plugins import PluginHost
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    plugin_dirs = tuple(str(Path(d).absolute()) for d in extra_plugin_dirs) + tuple(
+        str(p) for p in recipe.plugin_paths()
+    )
+    if host is None:
+        host = PluginHost(plugin_dirs)
+    synth = recipe.synthesizer(host)  # validates generators, params and formats
+    categories = synth.categories
+    plan = Plan.build(recipe, limit)
+    info = dataset_info(recipe, host, limit, categories)
+    prepare_output(out, resume=resume, overwrite=overwrite)
+    done: list[int] = []
+    if resume:
+        _check_resume(out, info)
+        remove_temp_files(out)
+        done = read_manifest(out, repair=True)
+    atomic_write_text(out / DATASET, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    done_set = set(done)
+    todo = sum(1 for i in range(plan.total) if i not in done_set)
+    spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
+    if backend is None:
+        backend = local_backend(workers)
+    if getattr(backend, "name", "") == "serial":
+        runner = TaskRunner(spec, host=host)
+        factory: Callable[[], Callable[[Task], dict[str, Any]]] = lambda: runner  # noqa: E731
+    else:
+        factory = partial(make_runner, spec)
+    tally = _Tally()
+    new = 0
+    fd = os.open(out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for i, result in enumerate(backend.map(factory, plan.tasks(done_set))):
+            if "record" in result:
+                data = dump_record(result["record"]).encode("utf-8")
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                new += 1
+            elif "skipped" in result:
+                src = str(result["source"])
+                tally.skipped.setdefault(src, str(result["skipped"]))
+                tally.skipped_tasks[src] += 1
+            else:
+                tally.failed.append(
+                    {"task": result["task"], "source": result["source"], "error": result["failed"]}
+                )
+            if progress is not None:
+                progress(i + 1, todo)
+    finally:
+        os.close(fd)
+    finalize(out, recipe, host, info, categories)
+    report = build_report(out, plan, tally, categories)
+    atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return RunResult(
+        out_dir=out,
+        report=report,
+        new_samples=new,
+        resumed=len(done_set),
+        seconds=time.perf_counter() - t0,
+    )
