@@ -208,7 +208,7 @@ class Recipe:
                         + f"; known: {', '.join(fields) or '(none)'}",
                     )
             try:
-                ParamSpace(cls, d.params)
+                ParamSpace(cls, self.generator_params(d, cls))
             except ParamError as exc:
                 msg = str(exc)
                 m = re.match(rf"{re.escape(cls.name)}\.(\w+): (.*)$", msg, re.S)
@@ -224,6 +224,18 @@ class Recipe:
                 raise self.error(f"output.formats[{i}]", str(exc)) from None
         return h
 
+    def generator_params(self, spec: DefectSpec, cls: type[Any]) -> dict[str, Any]:
+        """``spec.params`` with the generator's ``path_params`` made absolute (relative
+        paths in a recipe are relative to the recipe file)."""
+        params = dict(spec.params)
+        for key in getattr(cls, "path_params", ()):
+            value = params.get(key)
+            if isinstance(value, str):
+                params[key] = str(self.resolve(value))
+            elif isinstance(value, list):
+                params[key] = [str(self.resolve(v)) if isinstance(v, str) else v for v in value]
+        return params
+
     def synthesizer(self, host: PluginHost | None = None) -> Synthesizer:
         """A :class:`~defectsynth.Synthesizer` configured by this recipe.
 
@@ -237,7 +249,10 @@ class Recipe:
         default_mask = spec if spec in ("auto", "full") else "full"
         entries = [
             Entry(
-                generator=d.generator, weight=d.weight, params=dict(d.params), category=d.category
+                generator=d.generator,
+                weight=d.weight,
+                params=self.generator_params(d, h.generator(d.generator)),
+                category=d.category,
             )
             for d in self.defects
         ]

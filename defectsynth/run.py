@@ -34,6 +34,7 @@ import numpy as np
 from . import __version__
 from .errors import GeneratorFailure, InputImageError, RunError
 from .recipe import Recipe, SourceImage
+from .sample import Sample
 from .synthesizer import source_id
 from .writing import (
     WriteContext,
@@ -298,31 +299,42 @@ class TaskRunner:
         self.out = Path(spec.out_dir)
         self.synth = spec.recipe.synthesizer(host)
 
+    def sample(self, task: Task) -> tuple[Sample, str]:
+        """Read the task's source and synthesize its sample (nothing is written).
+
+        Raises InputImageError (bad source) or GeneratorFailure (a plugin misbehaved).
+        Returns the sample and the sha256 of the source file.
+        """
+        r = self.recipe
+        image, sha = read_image(task.source)
+        h, w = image.shape[:2]
+        if min(h, w) < r.inputs.min_side:
+            raise InputImageError(
+                f"is {w}x{h} px, smaller than inputs.min_side = {r.inputs.min_side}"
+            )
+        product: Any = None
+        if task.mask is not None:
+            shown = _shown_path(task.mask, r.base_dir)
+            product = read_product_mask(task.mask, (h, w), shown)
+        sample = self.synth.apply(
+            image,
+            product_mask=product,
+            seed=r.seed,
+            source_id=source_id(task.rel),
+            variant=task.variant,
+            instances=0 if task.negative else None,
+        )
+        return sample, sha
+
     def __call__(self, task: Task) -> dict[str, Any]:
         r = self.recipe
         try:
-            image, sha = read_image(task.source)
-            h, w = image.shape[:2]
-            if min(h, w) < r.inputs.min_side:
-                raise InputImageError(
-                    f"is {w}x{h} px, smaller than inputs.min_side = {r.inputs.min_side}"
-                )
-            product: Any = None
-            if task.mask is not None:
-                shown = _shown_path(task.mask, r.base_dir)
-                product = read_product_mask(task.mask, (h, w), shown)
-            sample = self.synth.apply(
-                image,
-                product_mask=product,
-                seed=r.seed,
-                source_id=source_id(task.rel),
-                variant=task.variant,
-                instances=0 if task.negative else None,
-            )
+            sample, sha = self.sample(task)
         except InputImageError as exc:
             return {"task": task.index, "source": task.rel, "skipped": str(exc)}
         except GeneratorFailure as exc:
             return {"task": task.index, "source": task.rel, "failed": str(exc)}
+        h, w = sample.image.shape[:2]
         fmt = r.output.image_format
         img_rel = image_path(task.split, task.name, fmt)
         anns = []
@@ -686,3 +698,73 @@ def generate(
         resumed=len(done_set),
         seconds=time.perf_counter() - t0,
     )
+
+
+# -- preview ----------------------------------------------------------------------------------
+
+
+def preview_tasks(plan: Plan, n: int) -> list[Task]:
+    """``n`` tasks spread over the sources first, then over variants."""
+    n_src = len(plan.sources)
+    variants = plan.recipe.variants
+    out: list[Task] = []
+    for i in range(min(n, n_src * variants)):
+        si, v = i % n_src, i // n_src
+        out.append(plan.task(si * variants + v))
+    return out
+
+
+def contact_sheet(
+    recipe: Recipe, n: int = 16, *, host: Any = None, cell: int = 256
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """A grid of ``n`` synthesized samples with masks and boxes drawn (nothing written).
+
+    Returns the 8-bit BGR sheet and the (source, reason) pairs of skipped sources.
+    """
+    from .plugins import PluginHost
+
+    if host is None:
+        host = PluginHost([str(p) for p in recipe.plugin_paths()])
+    plan = Plan.build(recipe)
+    runner = TaskRunner(WorkerSpec(recipe=recipe, out_dir="."), host=host)
+    tiles: list[np.ndarray] = []
+    skipped: list[tuple[str, str]] = []
+    for task in preview_tasks(plan, n):
+        try:
+            sample, _ = runner.sample(task)
+        except (InputImageError, GeneratorFailure) as exc:
+            skipped.append((task.rel, str(exc)))
+            continue
+        tiles.append(_tile(sample.draw(), f"{task.name} ({len(sample)})", cell))
+    if not tiles:
+        return np.zeros((cell, cell, 3), np.uint8), skipped
+    cols = int(np.ceil(np.sqrt(len(tiles))))
+    rows = int(np.ceil(len(tiles) / cols))
+    th, tw = tiles[0].shape[:2]
+    sheet = np.full((rows * th, cols * tw, 3), 32, np.uint8)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        sheet[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = t
+    return sheet, skipped
+
+
+def _tile(picture: np.ndarray, caption: str, cell: int) -> np.ndarray:
+    h, w = picture.shape[:2]
+    scale = min(cell / w, cell / h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    small = cv2.resize(picture, size, interpolation=interp)
+    tile = np.full((cell + 18, cell, 3), 32, np.uint8)
+    y0, x0 = (cell - size[1]) // 2, (cell - size[0]) // 2
+    tile[y0 : y0 + size[1], x0 : x0 + size[0]] = small
+    cv2.putText(
+        tile,
+        caption[:40],
+        (4, cell + 13),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.4,
+        (230, 230, 230),
+        1,
+        cv2.LINE_AA,
+    )
+    return tile
