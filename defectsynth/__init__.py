@@ -18,6 +18,7 @@ from .errors import (
 )
 from .generator import DefectGenerator, Layer, Light, ParamSpace, Region, param
 from .hookspecs import hookimpl
+from .recipe import load_recipe
 from .sample import Annotation, Sample
 from .synthesizer import Entry, Gate, Synthesizer, source_id
 from .writing import DatasetWriter
@@ -42,6 +43,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "hookimpl",
+    "load_recipe",
     "param",
     "source_id",
 ]

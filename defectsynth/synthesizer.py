@@ -151,6 +151,17 @@ class Synthesizer:
         self.max_attempts = max(1, int(max_attempts))
         self.light_elevation = light_elevation
 
+    @classmethod
+    def from_recipe(cls, recipe: Any, host: Any = None) -> Synthesizer:
+        """A Synthesizer configured by a recipe file (path) or a loaded ``Recipe``.
+
+        Raises ``RecipeError`` naming the file and key path of a problem.
+        """
+        from .recipe import Recipe, load_recipe
+
+        rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, host=host)
+        return rec.synthesizer(host)
+
     @property
     def categories(self) -> list[str]:
         """Category names in entry order, without repeats (stable ids for writers)."""
