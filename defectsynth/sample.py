@@ -6,6 +6,7 @@ exclusive (so ``w = x2 - x1``); conversions happen only at the edges.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,6 +169,98 @@ class Sample:
         return draw_annotations(
             self.image, self.annotations, masks=masks, boxes=boxes, labels=labels
         )
+
+    def to_target(
+        self,
+        categories: Sequence[str] | Mapping[str, int] | None = None,
+        *,
+        box_format: str = "xyxy",
+        normalized: bool = False,
+        masks: bool = True,
+        label_offset: int = 0,
+    ) -> dict[str, Any]:
+        """The labels as the arrays detection and segmentation training code expects.
+
+        :param categories: the category map: a sequence of names (a name's id is its index)
+            or a mapping name -> id. Pass the synthesizer's ``categories`` (the recipe's
+            map) so ids agree across samples. ``None`` numbers this sample's categories in
+            order of first appearance (only for one-off use).
+        :param box_format: ``xyxy`` (corners), ``xywh`` (corner and size, as COCO),
+            ``cxcywh`` (centre and size), or ``yolo`` (``cxcywh`` normalized).
+        :param normalized: divide x by the image width and y by its height.
+        :param masks: include the ``N x H x W`` instance masks (set False to save memory).
+        :param label_offset: added to every id (1 for torchvision detection models, whose
+            label 0 is the background).
+        :returns: a dict with ``boxes`` (N x 4 float32), ``labels`` (N int64), ``masks``
+            (N x H x W uint8, 0/1), ``area`` (N float32, mask pixels), ``categories``
+            (N names) and ``image_size`` ``(h, w)``. Pixel boxes follow the internal
+            convention (x2, y2 exclusive), which is also the continuous-coordinate box
+            around the covered pixels that COCO, torchvision and albumentations use.
+        :raises KeyError: naming a category that ``categories`` does not contain.
+        """
+        h, w = self.image.shape[:2]
+        ids = category_ids(categories, self.categories)
+        labels = np.empty(len(self.annotations), dtype=np.int64)
+        for i, a in enumerate(self.annotations):
+            if a.category not in ids:
+                raise KeyError(
+                    f"category {a.category!r} is not in the category map "
+                    f"({', '.join(map(repr, ids)) or 'empty'})"
+                )
+            labels[i] = ids[a.category] + int(label_offset)
+        target: dict[str, Any] = {
+            "boxes": convert_boxes(self.boxes, (h, w), box_format, normalized=normalized),
+            "labels": labels,
+            "area": np.array([a.area for a in self.annotations], dtype=np.float32),
+            "categories": list(self.categories),
+            "image_size": (h, w),
+        }
+        if masks:
+            stack = np.zeros((len(self.annotations), h, w), dtype=np.uint8)
+            for i, a in enumerate(self.annotations):
+                x1, y1, x2, y2 = a.box
+                stack[i, y1:y2, x1:x2] = a.mask_crop
+            target["masks"] = stack
+        return target
+
+
+BOX_FORMATS = ("xyxy", "xywh", "cxcywh", "yolo")
+
+
+def category_ids(
+    categories: Sequence[str] | Mapping[str, int] | None, seen: Sequence[str] = ()
+) -> dict[str, int]:
+    """A name -> id map from a sequence of names (id = index), a mapping, or None (ids by
+    first appearance in ``seen``)."""
+    if categories is None:
+        return {name: i for i, name in enumerate(dict.fromkeys(seen))}
+    if isinstance(categories, Mapping):
+        return {str(k): int(v) for k, v in categories.items()}
+    if isinstance(categories, str):
+        raise TypeError("categories must be a sequence of names or a mapping, not one string")
+    return {name: i for i, name in enumerate(categories)}
+
+
+def convert_boxes(
+    boxes: np.ndarray, image_size: tuple[int, int], box_format: str = "xyxy", *,
+    normalized: bool = False,
+) -> np.ndarray:
+    """Convert N x 4 pixel xyxy boxes to ``box_format`` (see :meth:`Sample.to_target`)."""
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"box_format {box_format!r} is not one of {', '.join(BOX_FORMATS)}")
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    out: np.ndarray
+    if box_format == "xyxy":
+        out = np.stack([x1, y1, x2, y2], axis=1)
+    elif box_format == "xywh":
+        out = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
+    else:
+        out = np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)
+    if normalized or box_format == "yolo":
+        h, w = image_size
+        out = out / np.array([w, h, w, h], dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 _PALETTE = [
