@@ -37,7 +37,7 @@ def test_paths_are_relative_to_the_recipe_file(
     tmp_path: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_inputs(tmp_path / "data", n=1)
-    path = write_recipe(tmp_path / "data", name="r.yaml")
+    write_recipe(tmp_path / "data", name="r.yaml")
     monkeypatch.chdir(tmp_path)
     r = load_recipe("data/r.yaml", host=host)
     (src,) = r.sources()
