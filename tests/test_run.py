@@ -219,8 +219,9 @@ def test_sigkill_then_resume_gives_identical_bytes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "defectsynth.cli", "generate", str(path), "-o"]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     ref = tmp_path / "ds"
-    subprocess.run([*cmd, str(ref), "-j", "2", "--no-progress"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [*cmd, str(ref), "-j", "2", "--no-progress"], check=True, env=env, capture_output=True
+    )
     ref.rename(tmp_path / "ref")
     rnd = random.Random(os.getpid())
     kill_after = rnd.randint(1, total - 8)
