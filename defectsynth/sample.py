@@ -193,7 +193,8 @@ class Sample:
             label 0 is the background).
         :returns: a dict with ``boxes`` (N x 4 float32), ``labels`` (N int64), ``masks``
             (N x H x W uint8, 0/1), ``area`` (N float32, mask pixels), ``categories``
-            (N names) and ``image_size`` ``(h, w)``. Pixel boxes follow the internal
+            (N names), ``image_size`` ``(h, w)``, and ``box_format`` and ``normalized``
+            saying what the boxes are. Pixel boxes follow the internal
             convention (x2, y2 exclusive), which is also the continuous-coordinate box
             around the covered pixels that COCO, torchvision and albumentations use.
         :raises KeyError: naming a category that ``categories`` does not contain.
@@ -214,6 +215,8 @@ class Sample:
             "area": np.array([a.area for a in self.annotations], dtype=np.float32),
             "categories": list(self.categories),
             "image_size": (h, w),
+            "box_format": box_format,
+            "normalized": bool(normalized or box_format == "yolo"),
         }
         if masks:
             stack = np.zeros((len(self.annotations), h, w), dtype=np.uint8)
