@@ -402,6 +402,34 @@ def surface_stats(pixels: np.ndarray) -> tuple[float, float]:
     return lum, chroma
 
 
+def surface_shading(
+    pixels: np.ndarray, *, ambient: float, specular: float, roughness: float
+) -> Shading:
+    """A :class:`Shading` for a region, anisotropic along the grain when the surface is
+    brushed (see :func:`grain_orientation`)."""
+    angle, coherence = grain_orientation(luminance(pixels))
+    return Shading(
+        ambient=ambient,
+        specular=specular,
+        roughness=roughness,
+        anisotropy=float(np.clip((coherence - 0.12) * 1.6, 0.0, 1.0)),
+        grain_angle=angle,
+    )
+
+
+def specular_colour(pixels: np.ndarray) -> np.ndarray:
+    """Colour of highlights on this surface: mostly white, tinted by a metal's own colour."""
+    col = surface_colour(pixels)
+    return (F32(0.55) + F32(0.45) * col / max(float(col.max()), 1e-3)).astype(F32)
+
+
+def surface_colour(pixels: np.ndarray) -> np.ndarray:
+    """Median colour (c,) of a region, from a subsample: the colour a defect sits on."""
+    step = max(1, int(max(pixels.shape[:2]) // 48))
+    sub = pixels[::step, ::step].reshape(-1, pixels.shape[2])
+    return np.median(sub, axis=0).astype(F32)
+
+
 def ss_coords(shape: tuple[int, int], factor: int) -> tuple[np.ndarray, np.ndarray]:
     """x and y coordinates (in output pixels) of a ``factor``x supersampled grid."""
     h, w = shape

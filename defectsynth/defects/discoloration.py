@@ -1,0 +1,190 @@
+"""Discoloration: an irregular patch where the surface changed colour, not texture."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
+from defectsynth.textures import bgr_to_lab, fbm, lab_to_bgr, smoothstep
+
+F32 = np.float32
+
+KINDS = ("oxidation", "heat_tint", "yellowing", "fade", "darkening")
+
+# Temper colours of steel by oxide-film thickness (thin -> thick), as target a*, b* and a
+# lightness factor: pale straw, gold, bronze, purple, blue, grey-blue.
+_TEMPER = np.array(
+    [
+        [1.0, 12.0, 0.99],
+        [5.0, 24.0, 0.94],
+        [11.0, 20.0, 0.84],
+        [15.0, 2.0, 0.76],
+        [6.0, -16.0, 0.76],
+        [-3.0, -10.0, 0.84],
+    ],
+    dtype=F32,
+)
+
+
+class DiscolorationGenerator(DefectGenerator):
+    """An irregular patch of changed colour: oxidation, heat tint, yellowing, fading or
+    darkening, with the surface texture left intact.
+
+    The outline is an ellipse roughened by fractal noise (fBm built at low resolution),
+    with a soft or sharp edge; a second noise field mottles the strength inside. The change
+    is made in CIELAB: the chroma (a*, b*) moves towards the kind's colour and the
+    lightness L* is *scaled*, never replaced, so the luminance texture underneath keeps
+    its detail. ``heat_tint`` lays the temper colours of steel (straw, gold, bronze,
+    purple, blue) in bands from the rim to the hottest point. On gray images only the
+    lightness changes.
+    """
+
+    name = "discoloration"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Params:
+        size: float = param(
+            40.0, lo=6.0, hi=400.0, vary=(22.0, 70.0), doc="radius of the patch in px"
+        )
+        aspect: float = param(
+            0.75, lo=0.2, hi=1.0, vary=(0.45, 1.0), doc="minor / major axis of the outline"
+        )
+        angle: float = param(
+            0.0, lo=0.0, hi=180.0, vary=(0.0, 180.0), doc="direction of the major axis"
+        )
+        kind: str = param(
+            "oxidation",
+            choices=KINDS,
+            vary=KINDS,
+            doc="what changed the colour (sets the hue and lightness change)",
+        )
+        strength: float = param(
+            0.6, lo=0.05, hi=1.0, vary=(0.4, 0.9), doc="how far the colour moves"
+        )
+        edge: float = param(
+            0.4, lo=0.0, hi=1.0, vary=(0.1, 0.8), doc="edge softness: 0 sharp, 1 very soft"
+        )
+        roughness: float = param(
+            0.5, lo=0.0, hi=1.0, vary=(0.3, 0.8), doc="how ragged the outline is"
+        )
+        mottle: float = param(
+            0.35, lo=0.0, hi=1.0, vary=(0.15, 0.6), doc="patchiness of the strength inside"
+        )
+
+    def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
+        a = math.radians(params.angle)
+        ra = params.size * 1.3
+        rb = ra * params.aspect
+        hx = math.hypot(ra * math.cos(a), rb * math.sin(a))
+        hy = math.hypot(ra * math.sin(a), rb * math.cos(a))
+        return int(math.ceil(2 * hy + 8)), int(math.ceil(2 * hx + 8))
+
+    def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
+        h, w = region.shape
+        pixels = region.pixels
+        ys, xs = np.mgrid[0:h, 0:w].astype(F32)
+        a = math.radians(params.angle)
+        ca, sa = F32(math.cos(a)), F32(math.sin(a))
+        dx = xs - F32((w - 1) / 2)
+        dy = ys - F32((h - 1) / 2)
+        u = (dx * ca + dy * sa) / F32(params.size)
+        v = (-dx * sa + dy * ca) / F32(params.size * params.aspect)
+        q = np.sqrt(u * u + v * v)
+        outline = fbm((h, w), max(params.size * 0.8, 4.0), rng, octaves=4, gain=0.55)
+        mottle = fbm((h, w), max(params.size * 0.45, 3.0), rng, octaves=3)
+        field = F32(1.0) - q + F32(0.32 * params.roughness) * outline
+        field = field - F32(3.0) * smoothstep(0.95, 1.25, q)  # nothing near the border
+        soft = 0.015 + 0.35 * params.edge
+        cov = smoothstep(-soft, soft, field)
+        # strength inside: mottled, and rising a little towards the middle
+        depth = np.clip(field / F32(0.6), 0.0, 1.0)
+        amount = F32(params.strength) * np.clip(
+            (F32(0.75) + F32(0.25) * depth) * (F32(1.0) + F32(0.6 * params.mottle) * mottle),
+            0.0,
+            1.5,
+        )
+        amount = amount.astype(F32)
+        if params.kind == "oxidation":
+            # corrosion is spotty: a fine speckle on top of the mottling
+            speck = fbm((h, w), 3.0, rng, octaves=2)
+            amount = amount * np.clip(F32(0.75) + F32(0.45) * speck, 0.2, 1.3)
+        # heat tint: film thickness rises from the rim to the hottest point
+        thick = np.clip(field, 0.0, 1.0) * F32(0.35 + 0.65 * params.strength)
+        if region.is_color:
+            new = _recolour(pixels, params.kind, amount, thick, mottle)
+        else:
+            new = pixels * _lightness(params.kind, amount, thick)[:, :, None]
+        out = np.where((cov > 0)[:, :, None], np.clip(new, 0.0, 1.0), pixels).astype(F32)
+        return Layer(out, cov.astype(F32))
+
+
+def _temper(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Temper colour (a*, b*, L factor) at oxide thickness t in 0..1."""
+    x = np.clip(t, 0.0, 1.0) * F32(len(_TEMPER) - 1)
+    knots = np.arange(len(_TEMPER), dtype=F32)
+    return (
+        np.interp(x, knots, _TEMPER[:, 0]).astype(F32),
+        np.interp(x, knots, _TEMPER[:, 1]).astype(F32),
+        np.interp(x, knots, _TEMPER[:, 2]).astype(F32),
+    )
+
+
+def _lightness(kind: str, amount: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Lightness factor of each kind, used alone on gray images."""
+    if kind == "oxidation":
+        return F32(1.0) - F32(0.35) * amount
+    if kind == "heat_tint":
+        _, _, lf = _temper(depth)
+        return F32(1.0) + (lf - F32(1.0)) * np.minimum(amount * F32(1.6), 1.0)
+    if kind == "yellowing":
+        return F32(1.0) - F32(0.12) * amount
+    if kind == "fade":
+        return F32(1.0) + F32(0.3) * amount
+    return F32(1.0) - F32(0.42) * amount  # darkening
+
+
+def _recolour(
+    pixels: np.ndarray, kind: str, amount: np.ndarray, depth: np.ndarray, mottle: np.ndarray
+) -> np.ndarray:
+    lab = bgr_to_lab(pixels)
+    L, A, B = lab[:, :, 0], lab[:, :, 1], lab[:, :, 2]
+    k = np.minimum(amount, F32(1.0))
+    lf = _lightness(kind, amount, depth)
+    if kind == "oxidation":
+        # rust bloom: between orange and a dull dark brown
+        hue = np.clip(F32(0.5) + F32(0.5) * mottle, 0.0, 1.0)
+        ta = F32(9.0) + F32(9.0) * hue
+        tb = F32(16.0) + F32(18.0) * hue
+        A = A + (ta - A) * k * F32(0.85)
+        B = B + (tb - B) * k * F32(0.85)
+    elif kind == "heat_tint":
+        ta, tb, _ = _temper(depth)
+        m = np.minimum(amount * F32(1.6), 1.0)
+        A = A + (ta - A) * m
+        B = B + (tb - B) * m
+    elif kind == "yellowing":
+        A = A + F32(3.0) * amount
+        B = B + F32(26.0) * amount
+    elif kind == "fade":
+        A = A * (F32(1.0) - F32(0.75) * k)
+        B = B * (F32(1.0) - F32(0.75) * k)
+        # bleached lightness moves towards white rather than scaling
+        lf = np.minimum(
+            lf,
+            (F32(100.0) - (F32(100.0) - L) * (F32(1.0) - F32(0.3) * k)) / np.maximum(L, F32(1.0)),
+        )
+    else:  # darkening: soot, oil soak; colour dulls a little too
+        A = A * (F32(1.0) - F32(0.25) * k)
+        B = B * (F32(1.0) - F32(0.25) * k)
+    L = np.clip(L * lf, 0.0, 100.0)
+    return lab_to_bgr(np.dstack([L, A, B]))
+
+
+@hookimpl
+def register_generators(register: Callable[[type[DefectGenerator]], None]) -> None:
+    register(DiscolorationGenerator)
