@@ -286,72 +286,66 @@ def resample_polyline(points: np.ndarray, step: float) -> tuple[np.ndarray, np.n
 
 @dataclass(frozen=True)
 class PathField:
-    """Per-pixel geometry relative to a smooth open path (see :func:`path_field`).
+    """Geometry relative to a smooth open path, for the pixels near it (see :func:`path_field`).
 
-    ``dist``: signed perpendicular distance in px (positive on the path's left, i.e.
-    towards ``(nx, ny)``); ``arc``: arc length of the nearest path point; ``nx, ny``:
-    unit normal of the path at that point; ``end``: distance in px beyond the path's
-    ends (0 alongside the path). Only pixels with ``valid`` are meaningful.
+    All arrays are 1-D over the pixels at ``(iy, ix)``. ``dist``: signed perpendicular
+    distance in px (positive towards ``(nx, ny)``); ``arc``: arc length of the nearest path
+    point; ``nx, ny``: unit normal of the path there; ``end``: distance in px beyond the
+    path's ends (0 alongside the path).
     """
 
+    iy: np.ndarray
+    ix: np.ndarray
     dist: np.ndarray
     arc: np.ndarray
     nx: np.ndarray
     ny: np.ndarray
     end: np.ndarray
-    valid: np.ndarray
     length: float
 
 
 def path_field(points: np.ndarray, shape: tuple[int, int], reach: float) -> PathField:
-    """Signed distance, arc length and normal of the nearest point of a path, per pixel.
+    """Signed distance, arc length and normal of the nearest point of a path, for every
+    pixel within ``reach`` px of it.
 
     The path is resampled every half pixel; a labelled distance transform finds each
     pixel's nearest sample and the exact perpendicular offset from that sample's tangent
-    line gives sub-pixel accuracy. Pixels farther than ``reach`` px are marked invalid.
+    line gives sub-pixel accuracy.
     """
     h, w = int(shape[0]), int(shape[1])
     pts, arc = resample_polyline(np.asarray(points, dtype=np.float64), 0.5)
     tang = np.gradient(pts, axis=0)
     tang /= np.maximum(np.linalg.norm(tang, axis=1, keepdims=True), 1e-9)
-    ix = np.clip(np.rint(pts[:, 0]).astype(np.int64), 0, w - 1)
-    iy = np.clip(np.rint(pts[:, 1]).astype(np.int64), 0, h - 1)
+    sx = np.clip(np.rint(pts[:, 0]).astype(np.int64), 0, w - 1)
+    sy = np.clip(np.rint(pts[:, 1]).astype(np.int64), 0, h - 1)
     seeds = np.ones((h, w), dtype=np.uint8)
-    seeds[iy, ix] = 0
+    seeds[sy, sx] = 0
     d, labels = cv2.distanceTransformWithLabels(
         seeds, cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL
     )
-    # label of each seed pixel -> index of (one of) the path samples on it; consecutive
-    # samples on the same pixel overwrite each other, keeping the later one.
+    iy, ix = np.nonzero(d <= F32(reach))
+    # label of each seed pixel -> index of (one of) the path samples on it
     lut = np.zeros(int(labels.max()) + 1, dtype=np.int64)
-    lut[labels[iy, ix]] = np.arange(len(pts))
-    k = lut[labels]
-    px = pts[:, 0].astype(F32)[k]
-    py = pts[:, 1].astype(F32)[k]
-    tx = tang[:, 0].astype(F32)[k]
-    ty = tang[:, 1].astype(F32)[k]
-    xs = np.arange(w, dtype=F32)[None, :]
-    ys = np.arange(h, dtype=F32)[:, None]
-    dx = xs - px
-    dy = ys - py
+    lut[labels[sy, sx]] = np.arange(len(pts))
+    k = lut[labels[iy, ix]]
+    tx = tang[k, 0].astype(F32)
+    ty = tang[k, 1].astype(F32)
+    dx = ix.astype(F32) - pts[k, 0].astype(F32)
+    dy = iy.astype(F32) - pts[k, 1].astype(F32)
     along = dx * tx + dy * ty
-    # normal = tangent rotated +90 degrees
-    nxf, nyf = -ty, tx
-    dist = dx * nxf + dy * nyf
-    arc_k = arc.astype(F32)[k]
+    nxf, nyf = -ty, tx  # normal = tangent rotated +90 degrees
+    arc_k = arc[k].astype(F32)
     total = float(arc[-1])
-    arc_px = np.clip(arc_k + along, 0.0, total).astype(F32)
-    before = np.maximum(-(arc_k + along), 0.0)
-    after = np.maximum(arc_k + along - F32(total), 0.0)
-    end = (before + after).astype(F32)
-    valid = d <= F32(reach)
+    s = arc_k + along
+    end = np.maximum(-s, 0.0) + np.maximum(s - F32(total), 0.0)
     return PathField(
-        dist=dist.astype(F32),
-        arc=arc_px,
-        nx=nxf.astype(F32),
-        ny=nyf.astype(F32),
-        end=end,
-        valid=valid,
+        iy=iy,
+        ix=ix,
+        dist=(dx * nxf + dy * nyf).astype(F32),
+        arc=np.clip(s, 0.0, total).astype(F32),
+        nx=nxf,
+        ny=nyf,
+        end=end.astype(F32),
         length=total,
     )
 

@@ -100,12 +100,8 @@ class ScratchGenerator(DefectGenerator):
         for _ in range(params.micro_scratches):
             grooves.append(_micro_groove(params, rng, length))
         field = path_field(path, (h, w), reach)
-        iy, ix = np.nonzero(field.valid)
-        dist = field.dist[iy, ix]
-        arc = field.arc[iy, ix]
-        end = field.end[iy, ix]
-        pnx = field.nx[iy, ix]
-        pny = field.ny[iy, ix]
+        iy, ix = field.iy, field.ix
+        dist, arc, end, pnx, pny = field.dist, field.arc, field.end, field.nx, field.ny
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
         cov_full = np.zeros((h, w), F32)
@@ -118,57 +114,62 @@ class ScratchGenerator(DefectGenerator):
         lz = F32(max(float(light[2]), 0.05))
         shading = surface_shading(pixels, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28)
         n = iy.size
-        ratio = np.zeros(n, F32)
-        spec = np.zeros(n, F32)
-        floor = np.zeros(n, F32)
+        offs = np.array([-0.375, -0.125, 0.125, 0.375], F32)
+        m = offs.size
+        gx = np.zeros((m, n), F32)
+        occ = np.ones((m, n), F32)
+        fl = np.zeros((m, n), F32)
         cov = np.zeros(n, F32)
-        offsets = (-0.375, -0.125, 0.125, 0.375)
+        act = np.zeros(n, bool)
+        toward = np.sign(lperp)
+        rise = lz / np.maximum(np.abs(lperp), F32(1e-3))
         for g in grooves:
-            hw, dep = g.profile(arc)
-            live = hw > 0.05
-            d_g = dist - g.shift(arc)
+            # only the pixels this groove can reach
+            near = np.abs(dist - F32(g.offset)) < F32(g.reach(params.burr))
+            if g.offset != 0.0:
+                near &= (arc >= g.start - 1.0) & (arc <= g.stop + 1.0)
+            sel = np.flatnonzero(near)
+            if sel.size == 0:
+                continue
+            a_s = arc[sel]
+            hw, dep = g.profile(a_s)
+            d0 = dist[sel] - g.shift(a_s)
             if g.offset == 0.0:
-                d_g = np.where(end > 0, np.sign(d_g) * np.hypot(d_g, end), d_g)
+                e_s = end[sel]
+                d0 = np.where(e_s > 0, np.sign(d0) * np.hypot(d0, e_s), d0)
             reach_g = hw * F32(1.0 + params.burr) + F32(0.6)
-            cov = np.maximum(
-                cov, np.where(live, 1.0 - smoothstep(0.0, 1.0, np.abs(d_g) - reach_g + 1.0), 0.0)
-            )
-        for o in offsets:
-            gx = np.zeros(n, F32)
-            occ = np.ones(n, F32)
-            fl = np.zeros(n, F32)
-            for g in grooves:
-                hw, dep = g.profile(arc)
-                d_g = dist - g.shift(arc) + F32(o) * foot * F32(2.0)
-                if g.offset == 0.0:
-                    d_g = np.where(end > 0, np.sign(d_g) * np.hypot(d_g, end), d_g)
-                hgt, slope = _section(d_g, hw, dep, params.burr)
-                gx += slope
-                # cast shadow: does the ray to the light clear the groove's edge?
-                toward = np.sign(lperp)
-                run = np.maximum(hw * (F32(1.0) - d_g * toward / np.maximum(hw, F32(1e-3))), 0.0)
-                rise = lz / np.maximum(np.abs(lperp), F32(1e-3))
-                edge = dep * F32(params.burr) * F32(0.5)
-                clear = hgt + run * rise - edge
-                inside = np.abs(d_g) < hw
-                shadow = np.where(
-                    inside, smoothstep(-0.35, 0.35, clear / np.maximum(dep, F32(1e-3))), 1.0
-                )
-                depth_frac = np.where(inside, -hgt / np.maximum(dep, F32(1e-3)), 0.0)
-                occ *= shadow * (F32(1.0) - F32(0.3) * np.clip(depth_frac, 0.0, 1.0))
-                fl = np.maximum(
-                    fl, np.where(inside, 1.0 - (d_g / np.maximum(hw, F32(1e-3))) ** 2, 0.0)
-                )
-            # the groove tilts the normal across the stroke only
-            nx, ny, nz = normals_from_slopes(gx * pnx, gx * pny)
-            r, s = shade(nx, ny, nz, light, shading, occlusion=occ)
-            ratio += r
-            spec += s
-            floor += fl
-        k = F32(1.0 / len(offsets))
-        ratio *= k
-        spec *= k
-        floor *= k
+            c_g = np.where(hw > 0.05, 1.0 - smoothstep(0.0, 1.0, np.abs(d0) - reach_g + 1.0), 0.0)
+            cov[sel] = np.maximum(cov[sel], c_g)
+            act[sel] = True
+            f2 = foot[sel] * F32(2.0)
+            tw = toward[sel]
+            rs = rise[sel]
+            inv_hw = F32(1.0) / np.maximum(hw, F32(1e-3))
+            inv_dep = F32(1.0) / np.maximum(dep, F32(1e-3))
+            edge = dep * F32(params.burr * 0.5)
+            # all sub-pixel samples across the footprint at once: (m, len(sel))
+            d_g = d0[None, :] + offs[:, None] * f2[None, :]
+            hgt, slope = _section(d_g, hw[None, :], dep[None, :], params.burr)
+            gx[:, sel] += slope
+            # cast shadow: does the ray to the light clear the groove's edge?
+            run = np.maximum(hw[None, :] - d_g * tw[None, :], 0.0)
+            clear = hgt + run * rs[None, :] - edge[None, :]
+            inside = np.abs(d_g) < hw[None, :]
+            shadow = np.where(inside, smoothstep(-0.35, 0.35, clear * inv_dep[None, :]), 1.0)
+            depth_frac = np.where(inside, -hgt * inv_dep[None, :], 0.0)
+            occ[:, sel] *= shadow * (F32(1.0) - F32(0.3) * np.clip(depth_frac, 0.0, 1.0))
+            flr = np.where(inside, 1.0 - (d_g * inv_hw[None, :]) ** 2, 0.0)
+            fl[:, sel] = np.maximum(fl[:, sel], flr)
+        idx = np.flatnonzero(act)
+        floor = fl[:, idx].mean(axis=0)
+        g_k = gx[:, idx]
+        # the groove tilts the normal across the stroke only
+        nx, ny, nz = normals_from_slopes(g_k * pnx[idx][None, :], g_k * pny[idx][None, :])
+        r, sp = shade(nx, ny, nz, light, shading, occlusion=occ[:, idx])
+        ratio = r.mean(axis=0)
+        spec = sp.mean(axis=0)
+        iy, ix = iy[idx], ix[idx]
+        cov = cov[idx]
         base = pixels[iy, ix]
         col = surface_colour(pixels)
         spec_col = specular_colour(pixels)
@@ -206,6 +207,11 @@ class _Groove:
         wv = np.interp(idx, np.arange(self.wave.size, dtype=F32), self.wave).astype(F32)
         hw = F32(self.half_width) * wv * taper
         return hw, hw * F32(self.depth)
+
+    def reach(self, burr: float) -> float:
+        """Farthest distance (px) from the stroke at which this groove changes anything."""
+        wander = float(np.abs(self.drift - self.offset).max()) if self.drift.size else 0.0
+        return 2.0 * self.half_width * float(self.wave.max()) * (1.0 + burr) + wander + 2.0
 
     def shift(self, arc: np.ndarray) -> np.ndarray:
         """Sideways offset (px) of this groove from the stroke at each arc length."""

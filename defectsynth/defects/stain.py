@@ -219,8 +219,7 @@ def _splash(
 ) -> np.ndarray:
     x, y = _grid(shape)
     s = params.size
-    main = _spot(params, rng, shape, ring, s * 0.7, (0.0, 0.0))
-    out = main
+    out = _spot(params, rng, shape, ring, s * 0.7, (0.0, 0.0))
     a0 = math.radians(params.angle)
     h, w = shape
     lim = min(h, w) / 2 - 4
@@ -228,15 +227,23 @@ def _splash(
         a = a0 + float(rng.normal(0.0, 0.7))
         dist = s * float(rng.uniform(0.9, 2.6))
         r = s * float(np.clip(rng.lognormal(-2.0, 0.5), 0.04, 0.3))
+        stretch = float(rng.uniform(1.0, 2.2))
         cx = float(np.clip(dist * math.cos(a), -lim + r * 2, lim - r * 2))
         cy = float(np.clip(dist * math.sin(a), -lim + r * 2, lim - r * 2))
+        # each droplet only touches a small window around it
+        reach = r * stretch + 2.0
+        px0, py0 = cx + (w - 1) / 2, cy + (h - 1) / 2
+        x0, x1 = max(0, int(px0 - reach)), min(w, int(px0 + reach) + 2)
+        y0, y1 = max(0, int(py0 - reach)), min(h, int(py0 + reach) + 2)
+        if x0 >= x1 or y0 >= y1:
+            continue
         # droplets stretch along their flight
         ca, sa = F32(math.cos(a)), F32(math.sin(a))
-        dx, dy = x - F32(cx), y - F32(cy)
-        u = (dx * ca + dy * sa) / F32(r * float(rng.uniform(1.0, 2.2)))
+        dx, dy = x[y0:y1, x0:x1] - F32(cx), y[y0:y1, x0:x1] - F32(cy)
+        u = (dx * ca + dy * sa) / F32(r * stretch)
         v = (-dx * sa + dy * ca) / F32(r)
         q = np.sqrt(u * u + v * v)
-        out = np.maximum(out, _drop_profile(q, ring * 0.5, 0.3))
+        out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], _drop_profile(q, ring * 0.5, 0.3))
     return out.astype(F32)
 
 
