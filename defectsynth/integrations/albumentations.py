@@ -220,19 +220,39 @@ class AddDefects(DualTransform):
         self, processor: Any, field: str, names: list[str], ids: np.ndarray
     ) -> np.ndarray:
         """The new labels of one label field, encoded as the Compose's label manager
-        encodes that field (its decoder turns them back after the last transform)."""
+        encodes that field (its decoder turns them back after the last transform).
+
+        Never refits the field's encoder: refitting with values of another type would
+        change how the labels already present decode.
+        """
         manager = processor.label_manager
         meta = manager.metadata.get("bboxes", {}).get(field)
+        encoder = meta.encoder if meta is not None else None
+        numeric = meta is not None and (
+            meta.is_numerical or (encoder is not None and encoder.is_numerical)
+        )
         mode = self.label
         if mode == "auto":
-            mode = "id" if meta is not None and meta.is_numerical else "name"
-        if mode == "name" and meta is not None and meta.is_numerical:
-            raise ValueError(
-                f"label field {field!r} holds numbers; AddDefects(label='name') would put "
-                "names there: use label='id' or 'auto'"
-            )
-        values: list[Any] = [int(v) for v in ids] if mode == "id" else list(names)
-        encoded = manager.process_field("bboxes", field, values)
+            mode = "id" if numeric else "name"
+        id_values = [int(v) for v in ids]
+        if meta is None:  # no labels seen in this field yet: nothing to disturb
+            values: list[Any] = id_values if mode == "id" else list(names)
+            encoded = manager.process_field("bboxes", field, values)
+        elif numeric:
+            if mode == "name":
+                raise ValueError(
+                    f"label field {field!r} holds numbers; AddDefects(label='name') would put "
+                    "names there: use label='id' or 'auto'"
+                )
+            encoded = np.array(id_values, dtype=np.float32)
+        else:
+            if mode == "id" or encoder is None:
+                raise ValueError(
+                    f"label field {field!r} holds names; AddDefects(label='id') would mix "
+                    "numbers into it: use label='name' or 'auto'"
+                )
+            encoder.update(names)
+            encoded = encoder.transform(names)
         return np.asarray(encoded, dtype=np.float32).reshape(-1, 1)
 
     def apply_with_params(
