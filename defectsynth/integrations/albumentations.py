@@ -23,13 +23,15 @@ keypoints pass through. Randomness comes from the transform's own generator, whi
 Labels: with ``label="auto"`` a label field that holds numbers gets the category's id
 (its index in ``categories``), a field of names gets the category's name. An empty label
 list tells albumentations nothing about its type, so the first defects added to an image
-without boxes get names; pass ``label="id"`` (or ``"name"``) to decide once for all.
+without boxes get names; pass ``label="id"`` (or ``"name"``) to decide once for all. Ids
+into a field of names (or names into numbers) are refused: albumentations would decode
+the labels already present differently.
 A box given with extra values inline (``[x, y, w, h, class_id]``) gets the id in the first
 extra column and 0 in any others.
 
 Masks: pass ``masks`` (a list, possibly empty, or an (N, H, W) array) to receive instance
-masks; an empty list comes back as an (N, H, W) array when defects were added. Masks
-hold ``mask_value`` (1) inside the defect, in the dtype of the masks already present.
+masks (an empty list gets the new ones). Masks hold ``mask_value`` (1) inside the
+defect, in the dtype of the masks already present.
 
 The product mask: pass it as ``product_mask=...`` in the Compose call and declare it with
 ``additional_targets={"product_mask": "mask"}`` so the transforms before ``AddDefects``
