@@ -31,7 +31,8 @@ class DentGenerator(DefectGenerator):
     the inner wall facing the light brightens, the opposite wall falls into shade, and
     the lip on the light's side catches a bright rim; walls tilted towards the half
     vector glint. The texture inside is slightly warped along the slope (``cv2.remap``),
-    the way a pressed sheet stretches and reflections bend. Shading multiplies the
+    the way a pressed sheet stretches and reflections bend (the camera's noise is not
+    moved), and ``crush`` flattens fine relief at the bottom. Shading multiplies the
     surface's own colour, so nothing is painted on, and the whole effect fades smoothly
     to zero at the edge.
     """
@@ -67,6 +68,9 @@ class DentGenerator(DefectGenerator):
         )
         gloss: float = param(
             0.4, lo=0.0, hi=1.0, vary=(0.2, 0.7), doc="strength of highlights on the walls"
+        )
+        crush: float = param(
+            0.4, lo=0.0, hi=1.0, vary=(0.2, 0.8), doc="how much fine relief the impact flattened"
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
@@ -109,17 +113,30 @@ class DentGenerator(DefectGenerator):
         k = F32(params.warp * params.radius * 0.25)
         map_x = xs + np.clip(gx * k, -2.5, 2.5)
         map_y = ys + np.clip(gy * k, -2.5, 2.5)
+        # only the surface's structure moves; the camera's noise stays where it was
         src = np.ascontiguousarray(pixels)
-        warped = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        low = _blur(src, 1.0)
+        noise = src - low
+        # the impact flattens fine relief (knurls, peel, grain): less texture contrast
+        detail = low - _blur(low, max(region.texture_scale * 0.5, 1.5))
+        flat = np.clip(-height / F32(max(depth_px, 1e-3)), 0.0, 1.0) * F32(params.crush)
+        low = low - detail * flat[:, :, None]
+        warped = cv2.remap(low, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if warped.ndim == 2:
             warped = warped[:, :, None]
+        warped = warped + noise
         col = specular_colour(pixels)
         r = ratio[:, :, None]
         s = spec[:, :, None]
         lit = warped * (r + np.minimum(s, 0.0) * F32(1.6)) + np.maximum(s, 0.0) * col
-        cov = (F32(1.0) - smoothstep(0.95, 1.4, q)).astype(F32)
+        cov = (F32(1.0) - smoothstep(0.75, 1.2, q)).astype(F32)
         out = np.where((cov > 0)[:, :, None], np.clip(lit, 0.0, 1.0), pixels).astype(F32)
         return Layer(out, cov)
+
+
+def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    out = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return out[:, :, None] if out.ndim == 2 else out
 
 
 @hookimpl

@@ -109,14 +109,15 @@ class DiscolorationGenerator(DefectGenerator):
             1.5,
         )
         amount = amount.astype(F32)
+        hue_amount = amount
         if params.kind == "oxidation":
-            # corrosion is spotty: a fine speckle on top of the mottling
-            speck = fbm((h, w), 3.0, rng, octaves=2)
-            amount = amount * np.clip(F32(0.75) + F32(0.45) * speck, 0.2, 1.3)
+            # corrosion is spotty: a speckle of stronger colour on top of the mottling
+            speck = fbm((h, w), 4.0, rng, octaves=2)
+            hue_amount = amount * np.clip(F32(0.75) + F32(0.45) * speck, 0.2, 1.3)
         # heat tint: film thickness rises from the rim to the hottest point
         thick = np.clip(field, 0.0, 1.0) * F32(0.35 + 0.65 * params.strength)
         if region.is_color:
-            new = _recolour(pixels, params.kind, amount, thick, mottle)
+            new = _recolour(pixels, params.kind, amount, hue_amount, thick, mottle)
         else:
             new = pixels * _lightness(params.kind, amount, thick)[:, :, None]
         out = np.where((cov > 0)[:, :, None], np.clip(new, 0.0, 1.0), pixels).astype(F32)
@@ -149,8 +150,14 @@ def _lightness(kind: str, amount: np.ndarray, depth: np.ndarray) -> np.ndarray:
 
 
 def _recolour(
-    pixels: np.ndarray, kind: str, amount: np.ndarray, depth: np.ndarray, mottle: np.ndarray
+    pixels: np.ndarray,
+    kind: str,
+    amount: np.ndarray,
+    hue_amount: np.ndarray,
+    depth: np.ndarray,
+    mottle: np.ndarray,
 ) -> np.ndarray:
+    """New BGR pixels: lightness scaled by ``amount``, chroma moved by ``hue_amount``."""
     lab = bgr_to_lab(pixels)
     L, A, B = lab[:, :, 0], lab[:, :, 1], lab[:, :, 2]
     k = np.minimum(amount, F32(1.0))
@@ -160,8 +167,9 @@ def _recolour(
         hue = np.clip(F32(0.5) + F32(0.5) * mottle, 0.0, 1.0)
         ta = F32(9.0) + F32(9.0) * hue
         tb = F32(16.0) + F32(18.0) * hue
-        A = A + (ta - A) * k * F32(0.85)
-        B = B + (tb - B) * k * F32(0.85)
+        kh = np.minimum(hue_amount, F32(1.0)) * F32(0.85)
+        A = A + (ta - A) * kh
+        B = B + (tb - B) * kh
     elif kind == "heat_tint":
         ta, tb, _ = _temper(depth)
         m = np.minimum(amount * F32(1.6), 1.0)

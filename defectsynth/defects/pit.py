@@ -138,12 +138,13 @@ def _scatter(
             x, y = cx0, cy0
         else:
             x, y = cx0, cy0
-            for _ in range(8):
-                # denser towards the middle of the cluster
-                rr = params.spread * min(1.0, abs(float(rng.normal(0.0, 0.5))))
+            for _ in range(16):
+                # denser towards the middle of the cluster, craters rarely merging
+                rr = params.spread * min(1.0, abs(float(rng.normal(0.0, 0.55))))
                 th = float(rng.uniform(0, 2 * math.pi))
                 x, y = cx0 + rr * math.cos(th), cy0 + rr * math.sin(th)
-                if all(math.hypot(x - px, y - py) > (r + pr) * 1.15 for px, py, pr, _ in pits):
+                gap = [math.hypot(x - px, y - py) - (r + pr) * 1.25 for px, py, pr, _ in pits]
+                if min(gap) > 1.0:
                     break
         lim_x = (w - 1) / 2 - rmax * 1.6 - 2
         lim_y = (h - 1) / 2 - rmax * 1.6 - 2

@@ -52,7 +52,7 @@ class ScratchGenerator(DefectGenerator):
             0.0, lo=0.0, hi=180.0, vary=(0.0, 180.0), doc="direction of the stroke, degrees"
         )
         width: float = param(
-            1.6, lo=0.5, hi=16.0, vary=(0.9, 2.6), doc="groove width in px where widest"
+            1.8, lo=0.5, hi=16.0, vary=(1.1, 2.8), doc="groove width in px where widest"
         )
         depth: float = param(
             0.7, lo=0.05, hi=3.0, vary=(0.35, 1.1), doc="wall slope (depth / half-width)"
@@ -70,7 +70,7 @@ class ScratchGenerator(DefectGenerator):
             0.15, lo=0.0, hi=1.0, vary=(0.0, 0.3), doc="height of the pushed-up edges / depth"
         )
         micro_scratches: int = param(
-            0, lo=0, hi=24, vary=(0, 5), doc="parallel fine scratches alongside"
+            0, lo=0, hi=24, vary=(0, 3), doc="parallel fine scratches alongside"
         )
         spread: float = param(
             8.0, lo=1.0, hi=60.0, vary=(3.0, 14.0), doc="how far micro-scratches stray, px"
@@ -177,7 +177,7 @@ class ScratchGenerator(DefectGenerator):
         lit = lit + np.minimum(spec, 0.0)[:, None] * base * F32(1.6)
         if params.exposure > 0:
             lum = float(luminance(col[None, None, :].reshape(1, 1, -1))[0, 0])
-            sub = F32(min(0.92, max(lum + 0.25, 0.6)))
+            sub = F32(min(0.95, max(lum + 0.3, 0.65)))
             e = floor * F32(params.exposure)
             lit = lit + e[:, None] * (sub * ratio[:, None] - lit)
         out[iy, ix] = np.clip(lit, 0.0, 1.0)

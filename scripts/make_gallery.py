@@ -1,0 +1,207 @@
+"""Regenerate the defect gallery: ``docs/gallery/<generator>.png`` for every built-in generator.
+
+Each strip has one row per fixture (``fixtures/images`` with ``fixtures/masks``) and, for
+each of a few seeds, four panels around the defect: the clean image, the image with the
+defect, the instance mask, and the labels drawn (``Sample.draw()``). Defects are made by
+the public API exactly as a user would: ``Synthesizer([{"generator": name}], instances=1,
+product_mask=mask)``. Also refreshes the parameter tables in ``docs/defects.md`` (between
+``<!-- params:NAME -->`` markers) from the generators' ``Params``.
+
+    python scripts/make_gallery.py [--seeds 3] [--only scratch,dent]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from defectsynth import DefectGenerator, Sample, Synthesizer, source_id
+from defectsynth.generator import describe_range, param_info
+from defectsynth.plugins import BUILTIN_PLUGINS, get_host
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+GALLERY = ROOT / "docs" / "gallery"
+DOC = ROOT / "docs" / "defects.md"
+PANEL = 176
+TITLES = ("clean", "defect", "mask", "labels")
+
+
+def load_fixtures() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    out = []
+    for path in sorted((FIXTURES / "images").glob("*.png")):
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(FIXTURES / "masks" / path.name), cv2.IMREAD_GRAYSCALE)
+        if image is None or mask is None:
+            raise SystemExit(f"cannot read fixture {path.name} or its mask")
+        out.append((path.stem, image, mask))
+    return out
+
+
+def bgr(img: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
+
+
+def window(sample: Sample, shape: tuple[int, int]) -> tuple[int, int, int]:
+    """(x0, y0, side) of a square crop around the first defect (possibly cutting a large
+    one: the panels are for judging the rendering, the full picture is in the labels)."""
+    h, w = shape
+    x1, y1, x2, y2 = sample.annotations[0].box
+    # small defects at 2x, most at 1x, large ones shrunk a little (never more than 208/176)
+    want = 1.3 * max(x2 - x1, y2 - y1)
+    side = PANEL // 2 if want <= PANEL // 2 else PANEL if want <= PANEL else min(208, int(want))
+    side = min(side, h, w)
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    x0 = int(np.clip(cx - side // 2, 0, w - side))
+    y0 = int(np.clip(cy - side // 2, 0, h - side))
+    return x0, y0, side
+
+
+def panel(img: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    crop = img[y0 : y0 + side, x0 : x0 + side]
+    interp = cv2.INTER_AREA if side > PANEL else cv2.INTER_NEAREST
+    return cv2.resize(bgr(crop), (PANEL, PANEL), interpolation=interp)
+
+
+def caption(img: np.ndarray, text: str) -> None:
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.36, 1)
+    cv2.rectangle(img, (0, 0), (tw + 6, th + 7), (0, 0, 0), -1)
+    cv2.putText(
+        img, text, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1, cv2.LINE_AA
+    )
+
+
+def cell(
+    name: str, fixture: str, image: np.ndarray, mask: np.ndarray, seed: int
+) -> tuple[list[np.ndarray], int]:
+    """Four panels for one (generator, fixture, seed); the seed moves on if nothing was
+    placed (the visibility gate dropped every attempt)."""
+    synth = Synthesizer([{"generator": name}], instances=1, product_mask=mask)
+    sid = source_id(f"{fixture}.png")
+    for s in range(seed, seed + 50):
+        sample = synth.apply(image, seed=s, source_id=sid)
+        if sample.annotations:
+            break
+    else:
+        raise SystemExit(f"{name} on {fixture}: no instance passed the gate in 50 seeds")
+    ann = sample.annotations[0]
+    x0, y0, side = window(sample, image.shape[:2])
+    clean = panel(image, x0, y0, side)
+    defect = panel(sample.image, x0, y0, side)
+    m = panel((ann.mask * 255).astype(np.uint8), x0, y0, side)
+    labels = panel(sample.draw(), x0, y0, side)
+    az, el = sample.light
+    caption(clean, f"{fixture} seed {s}")
+    caption(defect, f"light az {az:.0f} el {el:.0f}")
+    caption(m, f"area {ann.area} px")
+    caption(labels, f"box {ann.box[2] - ann.box[0]}x{ann.box[3] - ann.box[1]}")
+    return [clean, defect, m, labels], s
+
+
+def strip(
+    name: str, fixtures: list[tuple[str, np.ndarray, np.ndarray]], seeds: int
+) -> tuple[np.ndarray, list[str]]:
+    rows = []
+    used: list[str] = []
+    gap = np.full((PANEL, 6, 3), 255, np.uint8)
+    for fixture, image, mask in fixtures:
+        parts: list[np.ndarray] = []
+        seed = 1
+        for k in range(seeds):
+            panels, s = cell(name, fixture, image, mask, seed)
+            used.append(f"{fixture}:{s}")
+            seed = s + 1
+            if k:
+                parts.append(gap)
+            parts.extend(panels)
+        rows.append(np.hstack(parts))
+    width = rows[0].shape[1]
+    header = np.full((22, width, 3), 255, np.uint8)
+    for k in range(seeds):
+        for j, t in enumerate(TITLES):
+            x = k * (4 * PANEL + 6) + j * PANEL + 6
+            cv2.putText(
+                header, t, (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+            )
+    sep = np.full((3, width, 3), 255, np.uint8)
+    body: list[np.ndarray] = [header]
+    for r in rows:
+        body += [r, sep]
+    return np.vstack(body[:-1]), used
+
+
+def params_table(cls: type[DefectGenerator]) -> str:
+    lines = [
+        "| param | default | allowed | drawn when not set | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for f in dataclasses.fields(cls.Params):
+        info = param_info(f)
+        vary = "fixed" if info.vary is None else ", ".join(_fmt(v) for v in info.vary)
+        if info.vary is not None and info.choices is None and len(info.vary) == 2:
+            vary = f"[{_fmt(info.vary[0])}, {_fmt(info.vary[1])}]"
+        allowed = describe_range(f)
+        lines.append(f"| `{f.name}` | {_fmt(f.default)} | {allowed} | {vary} | {info.doc} |")
+    return "\n".join(lines)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, str):
+        return f"`{v}`"
+    return str(v)
+
+
+def refresh_doc(classes: dict[str, type[DefectGenerator]]) -> None:
+    if not DOC.exists():
+        return
+    text = DOC.read_text()
+    for name, cls in classes.items():
+        pattern = re.compile(rf"(<!-- params:{name} -->\n).*?(<!-- /params:{name} -->)", re.S)
+        table = params_table(cls)
+
+        def fill(m: re.Match[str], table: str = table) -> str:
+            return m.group(1) + table + "\n" + m.group(2)
+
+        text = pattern.sub(fill, text)
+    DOC.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3, help="seeds (panel groups) per fixture")
+    ap.add_argument("--only", default="", help="comma-separated generator names")
+    ap.add_argument("--out", default=str(GALLERY))
+    args = ap.parse_args()
+    host = get_host()
+    builtin = {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS}
+    classes = {
+        n: host.generator(n)
+        for n in host.generators
+        if (p := host.provider("generator", n)) is not None and p.name in builtin
+    }
+    only = [n for n in args.only.split(",") if n]
+    fixtures = load_fixtures()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in classes:
+        if only and name not in only:
+            continue
+        picture, used = strip(name, fixtures, args.seeds)
+        path = out / f"{name}.png"
+        cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(
+            f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}  "
+            f"{picture.shape[1]}x{picture.shape[0]}  seeds {' '.join(used)}"
+        )
+    refresh_doc(classes)
+
+
+if __name__ == "__main__":
+    main()
