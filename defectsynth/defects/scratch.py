@@ -19,6 +19,7 @@ from defectsynth.textures import (
     specular_colour,
     surface_colour,
     surface_shading,
+    texture_contrast,
 )
 
 F32 = np.float32
@@ -175,10 +176,16 @@ class ScratchGenerator(DefectGenerator):
         spec_col = specular_colour(pixels)
         lit = base * ratio[:, None] + np.maximum(spec, 0.0)[:, None] * spec_col
         lit = lit + np.minimum(spec, 0.0)[:, None] * base * F32(1.6)
-        if params.exposure > 0:
+        # on strong relief (knurls, weave) the tool shaves the tips flat: fresh material
+        # shows in the groove whatever the coating, so the floor exposure rises with the
+        # texture's contrast
+        exposure = max(
+            params.exposure, float(np.clip((texture_contrast(pixels) - 0.04) * 7, 0, 0.7))
+        )
+        if exposure > 0:
             lum = float(luminance(col[None, None, :].reshape(1, 1, -1))[0, 0])
             sub = F32(min(0.95, max(lum + 0.3, 0.65)))
-            e = floor * F32(params.exposure)
+            e = floor * F32(exposure)
             lit = lit + e[:, None] * (sub * ratio[:, None] - lit)
         out[iy, ix] = np.clip(lit, 0.0, 1.0)
         cov_full[iy, ix] = cov
