@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from .errors import GeneratorFailure, InputImageError, RunError
 from .recipe import Recipe, SourceImage
-from .sample import Sample
+from .sample import Annotation, Sample
 from .synthesizer import source_id
 from .writing import (
     WriteContext,
@@ -261,12 +261,57 @@ def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def encode_mask(mask: np.ndarray) -> bytes:
-    """A 1-bit PNG (reads back as 0/255 uint8)."""
-    ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1])
+def encode_mask(crop: np.ndarray, box: Any, shape: tuple[int, int]) -> bytes:
+    """A full-size 1-bit PNG of an instance mask given by its crop (reads back as 0/255)."""
+    x1, y1, x2, y2 = box
+    full = np.zeros(shape, np.uint8)
+    full[y1:y2, x1:x2] = crop.view(np.uint8) * np.uint8(255)
+    ok, buf = cv2.imencode(".png", full, [cv2.IMWRITE_PNG_BILEVEL, 1])
     if not ok:
         raise RunError("OpenCV could not encode a mask")
     return buf.tobytes()
+
+
+def crop_rle(crop: np.ndarray, box: Any, shape: tuple[int, int]) -> dict[str, Any]:
+    """COCO uncompressed RLE of a full-size mask given by its crop and box; the same
+    counts as ``rle.encode_rle(full_mask)`` at a cost proportional to the box's columns
+    rather than the whole image."""
+    h, w = shape
+    x1, y1, x2, y2 = (int(v) for v in box)
+    cols = np.zeros((h, x2 - x1), dtype=bool)
+    cols[y1:y2] = crop
+    flat = cols.ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate(([0], change, [flat.size]))
+    counts = [int(c) for c in np.diff(edges)]
+    if flat[0]:
+        counts.insert(0, 0)
+    counts[0] += x1 * h
+    tail = (w - x2) * h
+    if tail:
+        if flat[-1]:
+            counts.append(tail)
+        else:
+            counts[-1] += tail
+    return {"size": [int(h), int(w)], "counts": counts}
+
+
+def annotation_record(a: Annotation, mask_rel: str) -> dict[str, Any]:
+    """The manifest form of an annotation (``Annotation.to_dict()`` plus the mask file)."""
+    return {
+        "category": a.category,
+        "generator": a.generator,
+        "generator_version": a.generator_version,
+        "box": list(a.box),
+        "area": a.area,
+        "mask_rle": crop_rle(a.mask_crop, a.box, a.image_shape),
+        "polygons": a.polygons,
+        "params": a.params,
+        "seed": a.seed,
+        "visibility": round(float(a.visibility), 4),
+        "center": list(a.center),
+        "mask": mask_rel,
+    }
 
 
 def image_path(split: str, name: str, fmt: str) -> str:
@@ -298,6 +343,21 @@ class TaskRunner:
         self.recipe = spec.recipe
         self.out = Path(spec.out_dir)
         self.synth = spec.recipe.synthesizer(host)
+        self._cache: tuple[str, tuple[int, int, int], np.ndarray, str] | None = None
+
+    def read(self, path: str) -> tuple[np.ndarray, str]:
+        """The decoded source and its sha256; the last one is kept, since consecutive
+        tasks are usually variants of the same source (the image is never modified)."""
+        try:
+            st = os.stat(path)
+            sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError:
+            sig = (-1, -1, -1)
+        if self._cache is not None and self._cache[0] == path and self._cache[1] == sig:
+            return self._cache[2], self._cache[3]
+        image, sha = read_image(path)
+        self._cache = (path, sig, image, sha)
+        return image, sha
 
     def sample(self, task: Task) -> tuple[Sample, str]:
         """Read the task's source and synthesize its sample (nothing is written).
@@ -306,7 +366,7 @@ class TaskRunner:
         Returns the sample and the sha256 of the source file.
         """
         r = self.recipe
-        image, sha = read_image(task.source)
+        image, sha = self.read(task.source)
         h, w = image.shape[:2]
         if min(h, w) < r.inputs.min_side:
             raise InputImageError(
@@ -341,10 +401,8 @@ class TaskRunner:
         generators: dict[str, str] = {}
         for k, a in enumerate(sample.annotations):
             m_rel = mask_path(task.split, task.name, k)
-            atomic_write_bytes(self.out / m_rel, encode_mask(a.mask))
-            d = a.to_dict()
-            d["mask"] = m_rel
-            anns.append(d)
+            atomic_write_bytes(self.out / m_rel, encode_mask(a.mask_crop, a.box, a.image_shape))
+            anns.append(annotation_record(a, m_rel))
             generators[a.generator] = a.generator_version
         atomic_write_bytes(
             self.out / img_rel, encode_image(sample.image, fmt, r.output.jpg_quality)

@@ -213,3 +213,19 @@ def test_jpg_output(tmp_path: Path) -> None:
     assert all(r["image"].endswith(".jpg") for r in recs)
     raw = (tmp_path / "ds" / recs[0]["image"]).read_bytes()
     assert raw[:3] == b"\xff\xd8\xff"
+
+
+def test_crop_rle_equals_full_mask_rle() -> None:
+    from defectsynth.rle import encode_rle
+    from defectsynth.run import crop_rle
+    from defectsynth.sample import tight_box
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        m = rng.random((h, w)) < rng.random()
+        box = tight_box(m)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = box
+        assert crop_rle(m[y1:y2, x1:x2], box, (h, w)) == encode_rle(m)
