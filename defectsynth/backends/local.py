@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import multiprocessing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -25,6 +26,16 @@ def _init_worker(make_worker: WorkerFactory) -> None:
 def _call(task: Any) -> dict[str, Any]:
     assert _worker is not None, "worker process was not initialised"
     return _worker(task)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Never plain fork: a parent that already ran OpenCV's thread pool (or any thread)
+    can deadlock a forked child. A fork server starts clean and forks workers cheaply."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["defectsynth.run"])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 class SerialBackend:
@@ -53,7 +64,10 @@ class ProcessPoolBackend:
         it = iter(tasks)
         pending: collections.deque[Future[dict[str, Any]]] = collections.deque()
         with ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_init_worker, initargs=(make_worker,)
+            max_workers=self.workers,
+            mp_context=_context(),
+            initializer=_init_worker,
+            initargs=(make_worker,),
         ) as ex:
             try:
                 for task in itertools.islice(it, self.window):
