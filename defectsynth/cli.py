@@ -293,6 +293,16 @@ def generate_cmd(
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(1)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        click.echo(
+            f"\ninterrupted; every sample in {out}/manifest.jsonl is complete. Finish with:\n"
+            f"  defectsynth generate {recipe} -o {out} --resume",
+            err=True,
+        )
+        ctx.exit(130)
     finally:
         if bar is not None:
             bar.close()

@@ -453,30 +453,28 @@ def dump_record(record: dict[str, Any]) -> str:
 
 
 def read_manifest(out_dir: Path, repair: bool = False) -> list[int]:
-    """Task indices in ``manifest.jsonl``, in file order. A torn last line (a run killed
-    while appending) is cut off when ``repair`` is set; a bad line elsewhere is an error."""
+    """Task indices in ``manifest.jsonl``, in file order, read line by line. A torn last
+    line (a run killed while appending) is cut off when ``repair`` is set; a bad line
+    elsewhere is an error."""
     path = out_dir / MANIFEST
     if not path.exists():
         return []
-    data = path.read_bytes()
     tasks: list[int] = []
-    pos = 0
     good_end = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        line = data[pos:] if nl < 0 else data[pos:nl]
-        end = len(data) if nl < 0 else nl + 1
-        try:
-            if nl < 0:
-                raise ValueError("no newline")
-            tasks.append(int(json.loads(line)["task"]))
-        except (ValueError, KeyError, TypeError):
-            if end < len(data):
-                raise RunError(f"{path}: line {len(tasks) + 1} is not a valid record") from None
-            break
-        good_end = end
-        pos = end
-    if good_end < len(data) and repair:
+    torn = False
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("no newline")
+                tasks.append(int(json.loads(line)["task"]))
+            except (ValueError, KeyError, TypeError):
+                if fh.read(1):
+                    raise RunError(f"{path}: line {len(tasks) + 1} is not a valid record") from None
+                torn = True
+                break
+            good_end += len(line)
+    if torn and repair:
         with open(path, "r+b") as fh:
             fh.truncate(good_end)
     return tasks
