@@ -551,6 +551,16 @@ class _Checker:
                 self.add(
                     f"anomaly/ground_truth/{gt.parent.name}/{gt.name}", "mask without an image"
                 )
+        for (split, stem), exp in sorted(self.expected.items()):
+            if not exp.boxes:
+                folder = "train/good" if split == "train" else "test/good"
+            elif split == "train":
+                continue  # defects of train sources are left out of the anomaly layout
+            else:
+                cats = set(exp.categories)
+                folder = f"test/{cats.pop() if len(cats) == 1 else 'combined'}"
+            if not any((root / folder / f"{stem}{ext}").exists() for ext in IMAGE_SUFFIXES):
+                self.add("anomaly", f"manifest image {split}/{stem} is missing from {folder}/")
         for stem, img in _stems(root / "train" / "good", IMAGE_SUFFIXES).items():
             key = by_stem.get(stem)
             exp = self.expected.get(key) if key else None

@@ -130,6 +130,11 @@ def anomaly_missing_mask(ds: Path) -> None:
     masks[0].unlink()
 
 
+def anomaly_missing_image(ds: Path) -> None:
+    good = sorted((ds / "anomaly" / "train" / "good").iterdir())
+    good[0].unlink()
+
+
 def missing_image(ds: Path) -> None:
     rec = next(iter(iter_records(ds)))
     (ds / rec["image"]).unlink()
@@ -152,6 +157,7 @@ CORRUPTIONS = [
     (yolo_seg_odd, "polygon with"),
     (voc_outside, "is outside 1..128"),
     (anomaly_missing_mask, "no ground-truth mask"),
+    (anomaly_missing_image, "is missing from train/good/"),
     (missing_image, "missing or unreadable"),
 ]
 

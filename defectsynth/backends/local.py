@@ -23,9 +23,9 @@ def _init_worker(make_worker: WorkerFactory) -> None:
     _worker = make_worker()
 
 
-def _call(task: Any) -> dict[str, Any]:
+def _call(tasks: list[Any]) -> list[dict[str, Any]]:
     assert _worker is not None, "worker process was not initialised"
-    return _worker(task)
+    return [_worker(t) for t in tasks]
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -51,18 +51,30 @@ class SerialBackend:
 
 
 class ProcessPoolBackend:
-    """A pool of ``workers`` processes; at most ``window`` tasks are in flight, so a very
-    long task list is consumed lazily and results are yielded in task order."""
+    """A pool of ``workers`` processes.
+
+    Tasks go out in chunks of ``chunksize`` consecutive tasks (consecutive tasks are
+    usually variants of one source, which a worker then decodes once), at most
+    ``window`` chunks in flight, so a very long task list is consumed lazily; results
+    come back in task order.
+    """
 
     name = "local"
 
-    def __init__(self, workers: int, window: int | None = None) -> None:
+    def __init__(self, workers: int, chunksize: int = 2, window: int | None = None) -> None:
         self.workers = max(1, int(workers))
-        self.window = window or 4 * self.workers
+        self.chunksize = max(1, int(chunksize))
+        self.window = window or 3 * self.workers
 
     def map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
         it = iter(tasks)
-        pending: collections.deque[Future[dict[str, Any]]] = collections.deque()
+        pending: collections.deque[Future[list[dict[str, Any]]]] = collections.deque()
+
+        def submit(ex: ProcessPoolExecutor) -> None:
+            chunk = list(itertools.islice(it, self.chunksize))
+            if chunk:
+                pending.append(ex.submit(_call, chunk))
+
         with ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=_context(),
@@ -70,13 +82,12 @@ class ProcessPoolBackend:
             initargs=(make_worker,),
         ) as ex:
             try:
-                for task in itertools.islice(it, self.window):
-                    pending.append(ex.submit(_call, task))
+                for _ in range(self.window):
+                    submit(ex)
                 while pending:
-                    result = pending.popleft().result()
-                    for task in itertools.islice(it, 1):
-                        pending.append(ex.submit(_call, task))
-                    yield result
+                    results = pending.popleft().result()
+                    submit(ex)
+                    yield from results
             finally:
                 for f in pending:
                     f.cancel()
