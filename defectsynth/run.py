@@ -714,7 +714,7 @@ def generate(
     todo = sum(1 for i in range(plan.total) if i not in done_set)
     spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
     if backend is None:
-        backend = local_backend(workers)
+        backend = local_backend(workers, chunksize=max(1, min(recipe.variants, 8)))
     if getattr(backend, "name", "") == "serial":
         runner = TaskRunner(spec, host=host)
         factory: Callable[[], Callable[[Task], dict[str, Any]]] = lambda: runner  # noqa: E731

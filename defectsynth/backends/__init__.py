@@ -31,8 +31,12 @@ class Backend(Protocol):
         ...
 
 
-def local_backend(workers: int | None = None) -> Backend:
-    """The default backend: in-process for one worker, a process pool otherwise."""
+def local_backend(workers: int | None = None, chunksize: int = 2) -> Backend:
+    """The default backend: in-process for one worker, a process pool otherwise.
+
+    ``chunksize`` consecutive tasks go to one worker at a time (the run passes the
+    number of variants per source, up to 8, so a worker decodes each source once).
+    """
     import os
 
     from .local import ProcessPoolBackend, SerialBackend
@@ -40,7 +44,7 @@ def local_backend(workers: int | None = None) -> Backend:
     n = workers if workers is not None else (os.cpu_count() or 1)
     if n <= 1:
         return SerialBackend()
-    return ProcessPoolBackend(n)
+    return ProcessPoolBackend(n, chunksize=chunksize)
 
 
 __all__ = ["Backend", "Worker", "WorkerFactory", "local_backend"]

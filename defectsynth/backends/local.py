@@ -33,7 +33,10 @@ def _context() -> multiprocessing.context.BaseContext:
     can deadlock a forked child. A fork server starts clean and forks workers cheaply."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["defectsynth.run"])
+        from ..plugins import BUILTIN_PLUGINS
+
+        # imported once in the server, so every forked worker starts warm
+        ctx.set_forkserver_preload(["defectsynth.run", "defectsynth.plugins", *BUILTIN_PLUGINS])
         return ctx
     return multiprocessing.get_context("spawn")
 
