@@ -47,7 +47,7 @@ def main() -> None:
         counter = iter(range(10**9))
         made: list[int] = []
 
-        def run() -> None:
+        def run(synth: Synthesizer = synth, counter=counter, made=made) -> None:  # type: ignore[no-untyped-def]
             s = synth.apply(img, seed=next(counter), source_id=1)
             made.append(len(s))
 

@@ -1,5 +1,6 @@
-from defectsynth.testing import check_generator
 from defectsynth_corrosion import CorrosionGenerator
+
+from defectsynth.testing import check_generator
 
 
 def test_conformance() -> None:
