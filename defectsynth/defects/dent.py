@@ -52,7 +52,7 @@ class DentGenerator(DefectGenerator):
             0.0, lo=0.0, hi=180.0, vary=(0.0, 180.0), doc="direction of the major axis, degrees"
         )
         depth: float = param(
-            0.14, lo=0.01, hi=0.6, vary=(0.08, 0.22), doc="depth as a fraction of the radius"
+            0.18, lo=0.01, hi=0.6, vary=(0.12, 0.28), doc="depth as a fraction of the radius"
         )
         sharpness: float = param(
             0.3, lo=0.0, hi=1.0, vary=(0.0, 0.8), doc="0 smooth bowl, 1 steep-walled cap"

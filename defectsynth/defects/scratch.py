@@ -28,17 +28,19 @@ F32 = np.float32
 class ScratchGenerator(DefectGenerator):
     """A thin curved groove with a varying width, shaded from its own surface normals.
 
-    The stroke is a cubic Bezier with a small random wobble. Across it the surface is a
-    groove (a rounded V whose wall slope is ``depth``) flanked by the burr of displaced
-    material; along it the width varies and tapers where the tool entered and lifted.
-    Each pixel averages the groove's cross-section under its footprint (anti-aliasing)
-    and is shaded by the scene light: the wall facing the light brightens, the other
-    darkens and the floor falls into the near edge's shadow when the light is low and
-    across the stroke; walls tilted towards the half vector glint. A stroke along the
-    light direction or along the grain of brushed metal is therefore faint, one across
-    them is strong (Merillou et al. 2001, Bosch et al. 2004). Shading multiplies the
+    The stroke is a cubic Bezier with a small random wander. Across it the surface is a
+    groove (a raised-cosine section whose wall slope is ``depth``) flanked by the burr of
+    displaced material; along it the width varies and tapers where the tool entered and
+    lifted. Each pixel averages the groove's cross-section under its footprint
+    (anti-aliasing) and is shaded by the scene light: the wall facing the light brightens,
+    the other darkens, the floor falls into the near edge's shadow when the light is low
+    and across the stroke, and walls tilted towards the half vector glint. A stroke along
+    the light direction or along the grain of brushed metal is therefore faint, one across
+    them strong (Merillou et al. 2001, Bosch et al. 2004). Shading multiplies the
     surface's own colour, so its texture stays visible in the groove. ``exposure`` lets a
-    lighter substrate show at the floor (paint or anodising scratched through).
+    lighter substrate show at the floor (paint, anodising or solder mask scratched
+    through); on strong relief (knurls) the floor shows fresh material anyway.
+    ``micro_scratches`` adds parallel fine grooves, as an abrasive particle leaves them.
     """
 
     name = "scratch"
