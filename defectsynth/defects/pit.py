@@ -105,7 +105,7 @@ class PitGenerator(DefectGenerator):
             gx = np.arange(ix0, ix1, dtype=F32)[None, :] - F32(cx)
             gy = np.arange(iy0, iy1, dtype=F32)[:, None] - F32(cy)
             dist = np.sqrt(gx * gx + gy * gy)
-            edge = r * (1.0 + 0.6 * params.rim) + 0.3
+            edge = r * (1.0 + 0.5 * params.rim) - 0.2
             c1 = F32(1.0) - smoothstep(edge, edge + 1.2, dist)
             cov[iy0:iy1, ix0:ix1] = np.maximum(cov[iy0:iy1, ix0:ix1], c1)
         nx, ny, nz = normals_from_height(height)
