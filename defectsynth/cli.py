@@ -257,6 +257,7 @@ def generate_cmd(
 
     Bad source images are skipped with their reason (summary, report.json); the exit
     status is non-zero only when no sample could be written. Recipe errors exit with 2.
+    Recipe keys: docs/recipes.md. Output layout and formats: docs/formats.md.
     """
     from tqdm import tqdm
 

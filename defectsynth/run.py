@@ -688,6 +688,10 @@ def generate(
     :param backend: a :class:`defectsynth.backends.Backend` (default: local).
     :param progress: called as ``progress(done_now, todo)`` after each task; return value
         ignored. ``todo`` is the number of tasks this call runs.
+
+    With more than one worker the pool starts its processes from a fork server, which
+    imports the calling script's main module: call ``generate`` under
+    ``if __name__ == "__main__":`` in scripts, as with any ``multiprocessing`` code.
     """
     from .backends import local_backend
     from .plugins import PluginHost

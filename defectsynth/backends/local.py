@@ -48,9 +48,17 @@ class SerialBackend:
     workers = 1
 
     def map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
-        worker = make_worker()
-        for task in tasks:
-            yield worker(task)
+        import cv2
+
+        # one worker is one core, as in the pool (restored afterwards)
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            worker = make_worker()
+            for task in tasks:
+                yield worker(task)
+        finally:
+            cv2.setNumThreads(threads)
 
 
 class ProcessPoolBackend:
