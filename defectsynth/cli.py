@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -202,7 +203,8 @@ def _summary(result: Any, out: str) -> None:
             click.echo(f"    {s['source']}: {s['reason']}")
     for f in rep["failed_tasks"]:
         click.echo(f"  failed task {f['task']} ({f['source']}): {f['error']}")
-    click.echo(f"  details: {out}/report.json; check it with: defectsynth validate {out}")
+    report = os.path.join(out, "report.json")
+    click.echo(f"  details: {report}; check it with: defectsynth validate {out}")
 
 
 @cli.command("generate")
@@ -299,7 +301,8 @@ def generate_cmd(
             bar.close()
             bar = None
         click.echo(
-            f"\ninterrupted; every sample in {out}/manifest.jsonl is complete. Finish with:\n"
+            f"\ninterrupted; every sample in {os.path.join(out, 'manifest.jsonl')} is complete."
+            " Finish with:\n"
             f"  defectsynth generate {recipe} -o {out} --resume",
             err=True,
         )
