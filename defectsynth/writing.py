@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 TMP_MARK = ".dstmp-"
-"""Temporary files are named ``.{name}.dstmp-{pid}``; ``--resume`` deletes leftovers."""
+"""Temporary files are named ``.{name}.dstmp-{pid}-{random}``; ``--resume`` deletes leftovers.
+The random part keeps two writers of one file apart when they share a pid on different
+machines of a cluster (a retried task whose first worker was only presumed dead)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def validate_writer_class(cls: Any) -> None:
 
 
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
