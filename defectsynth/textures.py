@@ -111,6 +111,30 @@ def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------
+# ellipses
+
+
+def ellipse_extent(ra: float, rb: float, angle_deg: float, pad: int = 8) -> tuple[int, int]:
+    """(h, w) of the axis-aligned box around an ellipse with semi-axes ``ra`` (along
+    ``angle_deg``) and ``rb``, plus ``pad`` px."""
+    a = math.radians(angle_deg)
+    hx = math.hypot(ra * math.cos(a), rb * math.sin(a))
+    hy = math.hypot(ra * math.sin(a), rb * math.cos(a))
+    return int(math.ceil(2 * hy + pad)), int(math.ceil(2 * hx + pad))
+
+
+def elliptic_radius(
+    dx: np.ndarray, dy: np.ndarray, angle_rad: float, ra: float, rb: float
+) -> np.ndarray:
+    """Normalised elliptic radius of offsets (dx, dy): 1 on the ellipse with semi-axes
+    ``ra`` along ``angle_rad`` and ``rb`` across it."""
+    ca, sa = F32(math.cos(angle_rad)), F32(math.sin(angle_rad))
+    u = (dx * ca + dy * sa) / F32(ra)
+    v = (-dx * sa + dy * ca) / F32(rb)
+    return np.sqrt(u * u + v * v)
+
+
+# ---------------------------------------------------------------------------------------
 # colour
 
 

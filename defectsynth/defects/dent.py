@@ -11,6 +11,8 @@ import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
+    ellipse_extent,
+    elliptic_radius,
     fbm,
     normals_from_height,
     shade,
@@ -74,24 +76,17 @@ class DentGenerator(DefectGenerator):
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
-        a = math.radians(params.angle)
         ra = params.radius * (1.0 + params.irregularity * 0.6) * 1.45
-        rb = ra * params.aspect
-        hx = math.hypot(ra * math.cos(a), rb * math.sin(a))
-        hy = math.hypot(ra * math.sin(a), rb * math.cos(a))
-        return int(math.ceil(2 * hy + 8)), int(math.ceil(2 * hx + 8))
+        return ellipse_extent(ra, ra * params.aspect, params.angle)
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
         ys, xs = np.mgrid[0:h, 0:w].astype(F32)
         a = math.radians(params.angle)
-        ca, sa = F32(math.cos(a)), F32(math.sin(a))
         dx = xs - F32((w - 1) / 2)
         dy = ys - F32((h - 1) / 2)
-        u = (dx * ca + dy * sa) / F32(params.radius)
-        v = (-dx * sa + dy * ca) / F32(params.radius * params.aspect)
-        q = np.sqrt(u * u + v * v)
+        q = elliptic_radius(dx, dy, a, params.radius, params.radius * params.aspect)
         # a rough outline: perturb the radial coordinate with low-frequency noise
         noise = fbm((h, w), max(params.radius * 0.9, 4.0), rng, octaves=2)
         q = q * (F32(1.0) + F32(params.irregularity * 0.35) * noise)

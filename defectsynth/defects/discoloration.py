@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import bgr_to_lab, fbm, lab_to_bgr, smoothstep
+from defectsynth.textures import (
+    bgr_to_lab,
+    ellipse_extent,
+    elliptic_radius,
+    fbm,
+    lab_to_bgr,
+    smoothstep,
+)
 
 F32 = np.float32
 
@@ -77,24 +84,17 @@ class DiscolorationGenerator(DefectGenerator):
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
-        a = math.radians(params.angle)
         ra = params.size * 1.3
-        rb = ra * params.aspect
-        hx = math.hypot(ra * math.cos(a), rb * math.sin(a))
-        hy = math.hypot(ra * math.sin(a), rb * math.cos(a))
-        return int(math.ceil(2 * hy + 8)), int(math.ceil(2 * hx + 8))
+        return ellipse_extent(ra, ra * params.aspect, params.angle)
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
         ys, xs = np.mgrid[0:h, 0:w].astype(F32)
         a = math.radians(params.angle)
-        ca, sa = F32(math.cos(a)), F32(math.sin(a))
         dx = xs - F32((w - 1) / 2)
         dy = ys - F32((h - 1) / 2)
-        u = (dx * ca + dy * sa) / F32(params.size)
-        v = (-dx * sa + dy * ca) / F32(params.size * params.aspect)
-        q = np.sqrt(u * u + v * v)
+        q = elliptic_radius(dx, dy, a, params.size, params.size * params.aspect)
         outline = fbm((h, w), max(params.size * 0.8, 4.0), rng, octaves=4, gain=0.55)
         mottle = fbm((h, w), max(params.size * 0.45, 3.0), rng, octaves=3)
         field = F32(1.0) - q + F32(0.32 * params.roughness) * outline

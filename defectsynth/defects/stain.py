@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import fbm, luminance, smoothstep
+from defectsynth.textures import elliptic_radius, fbm, luminance, smoothstep
 
 F32 = np.float32
 
@@ -163,10 +163,7 @@ def _spot(
     y = y - F32(centre[1])
     aspect = float(rng.uniform(0.7, 1.0))
     a = float(rng.uniform(0, math.pi))
-    ca, sa = F32(math.cos(a)), F32(math.sin(a))
-    u = (x * ca + y * sa) / F32(size)
-    v = (-x * sa + y * ca) / F32(size * aspect)
-    q = np.sqrt(u * u + v * v)
+    q = elliptic_radius(x, y, a, size, size * aspect)
     # a drying front pins on surface flaws: a wavy, fractal rim
     wav = fbm(shape, max(size * 0.7, 3.0), rng, octaves=3, gain=0.4)
     q = q * (F32(1.0) + F32(0.09) * wav)
@@ -238,11 +235,8 @@ def _splash(
         if x0 >= x1 or y0 >= y1:
             continue
         # droplets stretch along their flight
-        ca, sa = F32(math.cos(a)), F32(math.sin(a))
         dx, dy = x[y0:y1, x0:x1] - F32(cx), y[y0:y1, x0:x1] - F32(cy)
-        u = (dx * ca + dy * sa) / F32(r * stretch)
-        v = (-dx * sa + dy * ca) / F32(r)
-        q = np.sqrt(u * u + v * v)
+        q = elliptic_radius(dx, dy, a, r * stretch, r)
         out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], _drop_profile(q, ring * 0.5, 0.3))
     return out.astype(F32)
 
