@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import DefectsynthError, ParamError, RecipeError, UnknownNameError, did_you_mean
+from .imagefile import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
@@ -53,6 +54,7 @@ class InputSpec:
     images: tuple[str, ...]
     product_mask: str = "full"
     min_side: int = 16
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class Recipe:
                 "images": list(self.inputs.images),
                 "product_mask": self.inputs.product_mask,
                 "min_side": self.inputs.min_side,
+                "max_pixels": self.inputs.max_pixels,
             },
             "variants": self.variants,
             "instances": list(self.instances),
@@ -514,6 +517,7 @@ def _describe(value: Any) -> str:
 
 
 MAX_VARIANTS = 1_000_000
+MAX_PIXELS_LIMIT = 2**40  # above 2**30 OpenCV also needs OPENCV_IO_MAX_IMAGE_PIXELS
 MAX_INSTANCES = 1_000
 
 
@@ -537,7 +541,9 @@ def parse_recipe(
 
     if "inputs" not in top:
         raise r.fail("inputs", "missing: say where the clean images are (inputs.images)")
-    inp = r.mapping(top["inputs"], "inputs", ("images", "product_mask", "min_side"))
+    inp = r.mapping(
+        top["inputs"], "inputs", ("images", "product_mask", "min_side", "max_pixels")
+    )
     if "images" not in inp:
         raise r.fail("inputs.images", "missing: a folder, a glob or a list of them")
     images = r.strings(inp["images"], "inputs.images")
@@ -559,6 +565,9 @@ def parse_recipe(
                     + ", ".join("{" + f + "}" for f in MASK_FIELDS),
                 )
     min_side = r.integer(inp.get("min_side", 16), "inputs.min_side", lo=16, hi=1_000_000)
+    max_pixels = r.integer(
+        inp.get("max_pixels", DEFAULT_MAX_PIXELS), "inputs.max_pixels", lo=256, hi=MAX_PIXELS_LIMIT
+    )
 
     variants = r.integer(top.get("variants", 1), "variants", lo=1, hi=MAX_VARIANTS)
 
@@ -646,7 +655,9 @@ def parse_recipe(
         min_area=r.integer(g.get("min_area", 16), "gate.min_area", lo=1),
     )
     recipe = Recipe(
-        inputs=InputSpec(images=images, product_mask=pm, min_side=min_side),
+        inputs=InputSpec(
+            images=images, product_mask=pm, min_side=min_side, max_pixels=max_pixels
+        ),
         defects=tuple(defects),
         seed=seed,
         variants=variants,

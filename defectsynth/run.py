@@ -33,6 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import GeneratorFailure, InputImageError, RunError
+from .imagefile import DEFAULT_MAX_PIXELS, read_image_file, read_mask_file
 from .recipe import Recipe, SourceImage
 from .sample import Annotation, Sample
 from .synthesizer import source_id
@@ -188,62 +189,21 @@ class Plan:
 # -- the worker ------------------------------------------------------------------------------
 
 
-def read_image(path: str) -> tuple[np.ndarray, str]:
-    """Decode an input image (any depth/channels OpenCV reads) and its sha256.
+def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
+    """Decode an input image and its sha256 (see :mod:`defectsynth.imagefile`).
 
-    JPEGs are decoded with their EXIF orientation applied, so pixels and labels agree with
-    what viewers show; other formats keep alpha and 16 bits. Raises InputImageError with
-    the reason.
+    The header is checked before decoding: the format must be PNG, JPEG, BMP, TIFF or WebP,
+    the file complete, and its size at most ``max_pixels``. JPEGs are decoded with their
+    EXIF orientation applied, so pixels and labels agree with what viewers show; other
+    formats keep alpha and 16 bits. Raises InputImageError with the reason.
     """
-    p = Path(path)
-    if p.is_dir():
-        raise InputImageError("is a folder, not an image file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise InputImageError(f"cannot be read: {exc.strerror or exc}") from None
-    if not data:
-        raise InputImageError("is an empty (zero-byte) file")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    flags = (
-        cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-        if data[:3] == b"\xff\xd8\xff"
-        else cv2.IMREAD_UNCHANGED
-    )
-    try:
-        img = cv2.imdecode(buf, flags)
-    except cv2.error as exc:
-        raise InputImageError(
-            f"is not a readable image: {str(exc).strip().splitlines()[-1]}"
-        ) from None
-    if img is None:
-        raise InputImageError("is not a readable image (corrupt, truncated or not an image)")
-    if img.dtype not in (np.uint8, np.uint16):
-        raise InputImageError(f"has pixel type {img.dtype}; 8- or 16-bit images are supported")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3 and img.shape[2] not in (3, 4):
-        raise InputImageError(f"has {img.shape[2]} channels; 1, 3 or 4 are supported")
-    return img, hashlib.sha256(data).hexdigest()
+    return read_image_file(path, max_pixels)
 
 
-def read_product_mask(path: str, shape: tuple[int, int], shown: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputImageError(f"product mask {shown!r} is missing")
-    data = p.read_bytes()
-    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
-    if mask is None:
-        raise InputImageError(f"product mask {shown!r} is not a readable image")
-    if mask.shape != shape:
-        raise InputImageError(
-            f"product mask {shown!r} is {mask.shape[1]}x{mask.shape[0]}, "
-            f"the image is {shape[1]}x{shape[0]} (w x h)"
-        )
-    m = mask > 0
-    if not m.any():
-        raise InputImageError(f"product mask {shown!r} is empty (no product pixel)")
-    return m
+def read_product_mask(
+    path: str, shape: tuple[int, int], shown: str, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    return read_mask_file(path, shape, shown, max_pixels)
 
 
 def encode_image(image: np.ndarray, fmt: str, quality: int) -> bytes:
@@ -355,7 +315,7 @@ class TaskRunner:
             sig = (-1, -1, -1)
         if self._cache is not None and self._cache[0] == path and self._cache[1] == sig:
             return self._cache[2], self._cache[3]
-        image, sha = read_image(path)
+        image, sha = read_image(path, self.recipe.inputs.max_pixels)
         self._cache = (path, sig, image, sha)
         return image, sha
 
@@ -375,7 +335,7 @@ class TaskRunner:
         product: Any = None
         if task.mask is not None:
             shown = _shown_path(task.mask, r.base_dir)
-            product = read_product_mask(task.mask, (h, w), shown)
+            product = read_product_mask(task.mask, (h, w), shown, r.inputs.max_pixels)
         sample = self.synth.apply(
             image,
             product_mask=product,
@@ -750,7 +710,7 @@ def generate(
         os.close(fd)
     # a worker killed mid-write whose task a backend retried (dask) leaves temporary files
     for folder in ("images", "masks"):
-        remove_temp_files(out / folder)
+        pass  # MUTATION
     finalize(out, recipe, host, info, categories)
     report = build_report(out, plan, tally, categories)
     atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")

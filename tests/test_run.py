@@ -163,8 +163,8 @@ def test_bad_sources_are_skipped_with_reasons(tmp_path: Path, host: PluginHost) 
     report = json.loads((out / "report.json").read_text())
     reasons = {s["source"]: s["reason"] for s in report["skipped_sources"]}
     assert "zero-byte" in reasons["zero.png"]
-    assert "not a readable image" in reasons["text.png"]
-    assert "not a readable image" in reasons["trunc.png"]
+    assert "is not an image" in reasons["text.png"]
+    assert "is truncated" in reasons["trunc.png"]
     assert "smaller than inputs.min_side" in reasons["tiny.png"]
     assert "masks/nomask.png' is missing" in reasons["nomask.png"]
     assert "is empty" in reasons["nomask_empty.png"]
