@@ -710,7 +710,7 @@ def generate(
         os.close(fd)
     # a worker killed mid-write whose task a backend retried (dask) leaves temporary files
     for folder in ("images", "masks"):
-        pass  # MUTATION
+        remove_temp_files(out / folder)
     finalize(out, recipe, host, info, categories)
     report = build_report(out, plan, tally, categories)
     atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
