@@ -231,6 +231,26 @@ def _summary(result: Any, out: str) -> None:
     "--seed", type=click.IntRange(min=0), default=None, help="Override the recipe's seed."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Run on a dask cluster (tcp://HOST:8786). Inputs, plugin folders and OUT must be "
+    "at the same path on every worker: docs/cluster.md.",
+)
+@click.option(
+    "--dask-local",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run on a local dask cluster of N worker processes started for this run.",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Samples per dask task (default: whole sources, 8 to 16 samples).",
+)
 @click.pass_context
 def generate_cmd(
     ctx: click.Context,
@@ -242,6 +262,9 @@ def generate_cmd(
     limit: int | None,
     seed: int | None,
     no_progress: bool,
+    scheduler: str | None,
+    dask_local: int | None,
+    chunk_size: int | None,
 ) -> None:
     """Write a labeled dataset: every image of the recipe's inputs, VARIANTS times.
 
@@ -256,6 +279,7 @@ def generate_cmd(
       defectsynth generate fixtures/recipes/demo.yaml -o out/demo
       defectsynth generate recipe.yaml -o out/ds --limit 20 --workers 2
       defectsynth generate recipe.yaml -o out/ds --resume     # after a crash or Ctrl-C
+      defectsynth generate recipe.yaml -o /shared/ds --scheduler tcp://head:8786
 
     Bad source images are skipped with their reason (summary, report.json); the exit
     status is non-zero only when no sample could be written. Recipe errors exit with 2.
@@ -268,6 +292,16 @@ def generate_cmd(
 
     rec, host = _load_recipe(ctx, recipe, seed)
     bar: Any = None
+    backend: Any = None
+    on_dask = ""
+    if scheduler is not None and dask_local is not None:
+        raise click.UsageError("--scheduler and --dask-local exclude each other")
+    if scheduler is not None or dask_local is not None:
+        if workers is not None:
+            raise click.UsageError("--workers is for local runs; on dask the cluster's workers run")
+        on_dask = f" --scheduler {scheduler}" if scheduler else f" --dask-local {dask_local}"
+    elif chunk_size is not None:
+        raise click.UsageError("--chunk-size applies to --scheduler or --dask-local")
 
     def progress(done: int, todo: int) -> None:
         nonlocal bar
@@ -279,6 +313,14 @@ def generate_cmd(
         bar.update(1)
 
     try:
+        if on_dask:
+            from .backends.dask import dask_backend, default_chunksize
+
+            backend = dask_backend(
+                scheduler, dask_local, chunk_size or default_chunksize(rec.variants)
+            ).start()
+            link = f"; dashboard {backend.dashboard_link}" if backend.dashboard_link else ""
+            click.echo(f"running on {backend.describe()}{link}")
         result = generate(
             rec,
             out,
@@ -287,6 +329,7 @@ def generate_cmd(
             overwrite=overwrite,
             limit=limit,
             host=host,
+            backend=backend,
             progress=progress,
             extra_plugin_dirs=ctx.obj.get("plugin_dirs", ()),
         )
@@ -303,13 +346,15 @@ def generate_cmd(
         click.echo(
             f"\ninterrupted; every sample in {os.path.join(out, 'manifest.jsonl')} is complete."
             " Finish with:\n"
-            f"  defectsynth generate {recipe} -o {out} --resume",
+            f"  defectsynth generate {recipe} -o {out} --resume{on_dask}",
             err=True,
         )
         ctx.exit(130)
     finally:
         if bar is not None:
             bar.close()
+        if backend is not None:
+            backend.close()
     _summary(result, out)
     if result.samples == 0:
         click.echo("error: no sample could be written (see the skipped sources above)", err=True)

@@ -35,11 +35,21 @@ from typing import Any
 from ..errors import RunError
 from . import Worker, WorkerFactory
 
-DEFAULT_CHUNKSIZE = 4
-"""Tasks per dask task when the run does not say. Measured on a 2-core VM (docs/cluster.md):
-a dask task costs about 3 ms of scheduler and transfer time, a 1024x1024 sample 150-400 ms,
-a 256x256 sample 15-30 ms, so 4 tasks keep the overhead near 2 % for small images and far
-below for real ones, while the last chunks still spread over the workers."""
+DEFAULT_CHUNKSIZE = 8
+"""Tasks per dask task when nothing else is said. Measured on a 2-core VM (docs/cluster.md,
+benchmarks/bench_dask.py): one dask task costs about 5 ms of CPU across driver, scheduler
+and worker, whatever it carries; a sample costs 20 ms (256x256) to 60 ms (1024x1024). Eight
+samples per dask task keep that overhead at or below 3 %."""
+
+
+def default_chunksize(variants: int) -> int:
+    """Tasks per dask task for a recipe with ``variants`` per source: whole sources (a worker
+    then decodes each source once), at least :data:`DEFAULT_CHUNKSIZE` tasks, at most 16."""
+    v = max(1, int(variants))
+    if v > 16:
+        return 16
+    return min(16, v * -(-DEFAULT_CHUNKSIZE // v))
+
 
 INSTALL_HINT = "the dask backend needs dask.distributed: pip install 'defectsynth[dask]'"
 
@@ -281,4 +291,11 @@ def dask_backend(
     return DaskBackend(scheduler, local_workers=local_workers, chunksize=chunksize)
 
 
-__all__ = ["DEFAULT_CHUNKSIZE", "DaskBackend", "dask_backend", "run_chunk", "versions"]
+__all__ = [
+    "DEFAULT_CHUNKSIZE",
+    "DaskBackend",
+    "dask_backend",
+    "default_chunksize",
+    "run_chunk",
+    "versions",
+]
