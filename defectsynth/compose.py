@@ -32,6 +32,11 @@ def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
             f"generator {name!r}: coverage outside [0, 1] "
             f"(min {float(cov.min()):.4g}, max {float(cov.max()):.4g})"
         )
+    if layer.category is not None and (not isinstance(layer.category, str) or not layer.category):
+        raise GeneratorFailure(
+            f"generator {name!r}: Layer.category must be a non-empty string or None, "
+            f"got {layer.category!r}"
+        )
     if px.size and (float(px.min()) < -0.01 or float(px.max()) > 1.01):
         raise GeneratorFailure(
             f"generator {name!r}: pixels outside [0, 1] "

@@ -113,10 +113,13 @@ class Layer:
 
     ``pixels``: float32, same shape as ``Region.pixels``, values in 0..1.
     ``coverage``: float32 (h, w) in 0..1; 0 means the defect does not touch the pixel.
+    ``category``: which of the generator's :meth:`~DefectGenerator.categories` this
+    defect is (None: the first one); a recipe's ``category`` still renames it.
     """
 
     pixels: np.ndarray
     coverage: np.ndarray
+    category: str | None = None
 
 
 class DefectGenerator:
@@ -148,6 +151,20 @@ class DefectGenerator:
     def render(self, region: Region, params: Any, rng: np.random.Generator) -> Layer:
         """Draw the defect into a copy of ``region.pixels``."""
         raise NotImplementedError
+
+    def categories(self, params: Mapping[str, Any]) -> Sequence[str]:
+        """Every category a layer of this generator may carry (``Layer.category``), so the
+        host can give each a stable id before anything is drawn. Override it only when
+        one generator makes defects of several categories (``transplant`` keeps its
+        source's); the default is the one category :meth:`label`.
+
+        :param params: the entry's parameters as the recipe gave them
+            (:meth:`ParamSpace.describe`): per field a fixed value, or a list (a
+            ``[lo, hi]`` range or the choices).
+        :raises ParamError: when the parameters cannot work (e.g. a missing source); the
+            recipe reports it under ``defects[i].params``.
+        """
+        return [self.label()]
 
     @classmethod
     def label(cls) -> str:

@@ -39,12 +39,13 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 
 @dataclass(frozen=True)
 class DefectSpec:
-    """One entry of ``defects``: a generator, its weight, its params and its label."""
+    """One entry of ``defects``: a generator, its weight, its params and its label (a
+    name, or a mapping that renames the generator's own categories)."""
 
     generator: str
     weight: float = 1.0
     params: Mapping[str, Any] = field(default_factory=dict)
-    category: str | None = None
+    category: str | Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,15 @@ class Recipe:
     @property
     def categories(self) -> tuple[str, ...]:
         """Category names in ``defects`` order without repeats (needs no plugin host when
-        every entry names its category; otherwise see :meth:`synthesizer`)."""
+        every entry names its category; otherwise, and for generators with several
+        categories such as ``transplant``, see ``synthesizer().categories``)."""
         seen: dict[str, None] = {}
         for d in self.defects:
-            seen.setdefault(d.category or d.generator, None)
+            if isinstance(d.category, Mapping):
+                for name in d.category.values():
+                    seen.setdefault(name, None)
+            else:
+                seen.setdefault(d.category or d.generator, None)
         return tuple(seen)
 
     def resolve(self, path: str) -> Path:
@@ -194,6 +200,7 @@ class Recipe:
         """
         h = self.host(host)
         from .generator import ParamSpace
+        from .synthesizer import entry_labels
 
         for i, d in enumerate(self.defects):
             try:
@@ -211,15 +218,18 @@ class Recipe:
                         + f"; known: {', '.join(fields) or '(none)'}",
                     )
             try:
-                ParamSpace(cls, self.generator_params(d, cls))
+                space = ParamSpace(cls, self.generator_params(d, cls))
+                labels = entry_labels(cls(), space, d.category)
             except ParamError as exc:
                 msg = str(exc)
                 m = re.match(rf"{re.escape(cls.name)}\.(\w+): (.*)$", msg, re.S)
                 if m:
                     raise self.error(f"defects[{i}].params.{m.group(1)}", m.group(2)) from None
                 raise self.error(f"defects[{i}].params", msg) from None
-            cat = d.category or cls.label()
-            _check_category(self, f"defects[{i}].category", cat)
+            except ValueError as exc:  # a rename of a category the generator does not make
+                raise self.error(f"defects[{i}].category", str(exc)) from None
+            for cat in dict.fromkeys(labels.values()):
+                _check_category(self, f"defects[{i}].category", cat)
         for i, fmt in enumerate(self.output.formats):
             try:
                 h.writer(fmt)
@@ -610,7 +620,12 @@ def parse_recipe(
             if not isinstance(pk, str):
                 raise r.fail(f"{key}.params", f"parameter names are strings, got {pk!r}")
         category = d.get("category")
-        if category is not None:
+        if isinstance(category, Mapping):  # rename the generator's own categories
+            category = {
+                r.text(k, f"{key}.category"): r.text(v, f"{key}.category.{k}")
+                for k, v in category.items()
+            }
+        elif category is not None:
             category = r.text(category, f"{key}.category")
         defects.append(DefectSpec(gen, weight, dict(params), category))
     if sum(d.weight for d in defects) <= 0:
@@ -672,7 +687,10 @@ def parse_recipe(
         file=file,
     )
     for i, spec in enumerate(recipe.defects):
-        if spec.category is not None:
+        if isinstance(spec.category, Mapping):
+            for k, v in spec.category.items():
+                _check_category(recipe, f"defects[{i}].category.{k}", v)
+        elif spec.category is not None:
             _check_category(recipe, f"defects[{i}].category", spec.category)
     return recipe
 

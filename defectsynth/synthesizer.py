@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .compose import alpha_blend, change_map, check_layer, poisson_blend
-from .errors import GeneratorFailure, InputImageError
+from .errors import GeneratorFailure, InputImageError, did_you_mean
 from .generator import BLEND_MODES, DefectGenerator, Light, ParamSpace, Region
 from .placement import CentreSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
@@ -41,13 +41,15 @@ class Entry:
     :param generator: a registered generator name, or a DefectGenerator subclass.
     :param weight: relative probability of drawing this entry (>= 0).
     :param params: per-field fixed values, ``[lo, hi]`` ranges or lists of choices.
-    :param category: label name; defaults to the generator's category.
+    :param category: label name for every instance of this entry; or a mapping that
+        renames some of the generator's own categories (the rest keep their names);
+        default: the generator's categories (see :meth:`DefectGenerator.categories`).
     """
 
     generator: str | type[DefectGenerator]
     weight: float = 1.0
     params: Mapping[str, Any] = field(default_factory=dict)
-    category: str | None = None
+    category: str | Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,43 @@ class _Prepared:
     entry: Entry
     generator: DefectGenerator
     space: ParamSpace
-    category: str
+    labels: dict[str, str]  # the generator's own categories -> label names, in its order
+
+    def label(self, own: str | None) -> str:
+        """The label of a layer whose ``category`` is ``own`` (None: the first one)."""
+        if own is None:
+            return next(iter(self.labels.values()))
+        try:
+            return self.labels[own]
+        except KeyError:
+            raise GeneratorFailure(
+                f"generator {type(self.generator).name!r}: layer category {own!r} is not "
+                f"one of its categories() {list(self.labels)}"
+            ) from None
+
+
+def entry_labels(
+    generator: DefectGenerator, space: ParamSpace, category: str | Mapping[str, str] | None
+) -> dict[str, str]:
+    """A generator's own categories (for these params) mapped to the labels an entry
+    writes: all to ``category`` when it is a name, renamed through it when it is a
+    mapping, unchanged when None. Raises ValueError for a rename of a category the
+    generator does not make."""
+    name = type(generator).name
+    own = list(dict.fromkeys(str(c) for c in generator.categories(space.describe())))
+    if not own:
+        raise ValueError(f"generator {name!r}: categories() returned no category")
+    if isinstance(category, str):
+        return {c: category for c in own}
+    rename = dict(category or {})
+    unknown = [k for k in rename if k not in own]
+    if unknown:
+        raise ValueError(
+            f"generator {name!r} makes no category {unknown[0]!r} to rename"
+            + did_you_mean(str(unknown[0]), own)
+            + f"; its categories: {', '.join(own)}"
+        )
+    return {c: str(rename.get(c, c)) for c in own}
 
 
 @dataclass
@@ -128,7 +166,10 @@ class Synthesizer:
             if not np.isfinite(w) or w < 0:
                 raise ValueError(f"entries[{i}] ({cls.name}): weight {entry.weight!r} must be >= 0")
             space = ParamSpace(cls, entry.params)
-            self._prepared.append(_Prepared(entry, cls(), space, entry.category or cls.label()))
+            gen = cls()
+            self._prepared.append(
+                _Prepared(entry, gen, space, entry_labels(gen, space, entry.category))
+            )
         if not self._prepared:
             raise ValueError("a Synthesizer needs at least one generator entry")
         weights = np.array([p.entry.weight for p in self._prepared], dtype=np.float64)
@@ -167,7 +208,8 @@ class Synthesizer:
         """Category names in entry order, without repeats (stable ids for writers)."""
         seen: dict[str, None] = {}
         for p in self._prepared:
-            seen.setdefault(p.category, None)
+            for label in p.labels.values():
+                seen.setdefault(label, None)
         return list(seen)
 
     def __call__(self, image: np.ndarray, **kwargs: Any) -> Sample:
@@ -348,6 +390,7 @@ class Synthesizer:
         except Exception as exc:
             raise GeneratorFailure(f"generator {name!r}: render() failed: {exc!r}") from exc
         layer = check_layer(name, layer, region_px.shape)
+        label = prep.label(layer.category)
         cov = np.clip(layer.coverage, 0.0, 1.0) * prod  # clipped by product and border
         lay_px = np.clip(layer.pixels, 0.0, 1.0)
         blended = None
@@ -425,7 +468,7 @@ class Synthesizer:
         assert box is not None
         bx1, by1, bx2, by2 = box
         ann = Annotation(
-            category=prep.category,
+            category=label,
             generator=name,
             box=box,
             mask_crop=mask_full[by1:by2, bx1:bx2].copy(),
