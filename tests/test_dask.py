@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from dataset_factory import PLUGINS, make_inputs, tree_bytes, write_recipe
 
 from defectsynth.cli import cli
+from defectsynth.errors import RunError
 from defectsynth.recipe import load_recipe
 from defectsynth.run import MANIFEST, generate, read_manifest
 from defectsynth.writing import TMP_MARK
@@ -26,7 +27,13 @@ from defectsynth.writing import TMP_MARK
 pytestmark = pytest.mark.dask
 distributed = pytest.importorskip("distributed")
 
-from defectsynth.backends.dask import DaskBackend, default_chunksize  # noqa: E402
+from defectsynth.backends.dask import (  # noqa: E402
+    DaskBackend,
+    _check_output_visible,
+    default_chunksize,
+    run_chunk,
+    versions,
+)
 
 # A test plugin written per test: a blob generator that can sleep (so a run lasts long
 # enough to be interrupted) and kill the dask worker running it, once, at its Nth render
@@ -66,6 +73,8 @@ class TripwireGenerator(DefectGenerator):
 
     def render(self, region, params, rng):
         time.sleep(SLEEP)
+        if KILL_AT == 0 and _in_dask_worker():  # a chunk that kills every worker it meets
+            os.kill(os.getpid(), signal.SIGKILL)
         if KILL_AT is not None and _in_dask_worker():
             with open(os.path.join(STATE, "renders"), "ab") as fh:
                 fh.write(b"x")
@@ -158,6 +167,20 @@ def test_chunk_sizes_cover_whole_sources() -> None:
     assert default_chunksize(12) == 12 and default_chunksize(40) == 16
 
 
+def test_workers_refuse_other_versions_and_an_invisible_output(tmp_path: Path) -> None:
+    import cloudpickle
+
+    payload = cloudpickle.dumps(lambda: lambda t: {"task": t})
+    other = {**versions(), "opencv": "0.0.1"}
+    with pytest.raises(RunError, match=r"other versions than the driver \(opencv"):
+        run_chunk("t1", payload, other, [1])
+    assert run_chunk("t2", payload, versions(), [1, 2]) == [{"task": 1}, {"task": 2}]
+    with pytest.raises(RunError, match="does not see the output folder .*shared storage"):
+        _check_output_visible(tmp_path / "elsewhere", "dask worker on x", wait=0)
+    (tmp_path / "dataset.json").write_text("{}")
+    _check_output_visible(tmp_path, "dask worker on x", wait=0)
+
+
 def test_dask_local_cli_output_is_byte_identical_to_local(tmp_path: Path) -> None:
     make_inputs(tmp_path, n=4)
     imgs = tmp_path / "images"
@@ -247,3 +270,19 @@ def test_resume_across_backends(tmp_path: Path, scheduler: str) -> None:
     with DaskBackend(scheduler, chunksize=3) as backend:
         generate(load_recipe(recipe), out, resume=True, backend=backend)
     assert tree_bytes(out) == ref
+
+
+def test_a_chunk_that_keeps_killing_workers_stops_the_run(tmp_path: Path) -> None:
+    import dask
+    from distributed import LocalCluster
+
+    make_inputs(tmp_path, n=2)
+    recipe = _tripwire_recipe(tmp_path, kill_at=0, variants=2)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    with cluster, DaskBackend(cluster.scheduler_address, chunksize=2) as backend:
+        with pytest.raises(RunError, match="chunk starting at task 0 killed dask workers"):
+            generate(load_recipe(recipe), tmp_path / "ds", backend=backend)
+    assert read_manifest(tmp_path / "ds") == []

@@ -77,27 +77,60 @@ def _worker_for(token: str, payload: bytes, expected: dict[str, str]) -> Worker:
         worker: Worker = held[1]
         return worker
     _state.held = None  # release the previous run's runner before building a new one
+    import socket
+
+    here = f"dask worker on {socket.gethostname()}"
     mine = versions()
     if mine != expected:
-        import socket
-
         diff = ", ".join(
             f"{k} {mine.get(k)} here, {v} on the driver"
             for k, v in expected.items()
             if mine.get(k) != v
         )
         raise RunError(
-            f"dask worker on {socket.gethostname()} has other versions than the driver "
-            f"({diff}); output would not be byte-identical: install the same versions"
+            f"{here} has other versions than the driver ({diff}); the output would not be "
+            "byte-identical: install the same versions everywhere"
         )
     import cv2
+
+    from ..errors import DefectsynthError
 
     # one OpenCV thread per dask thread: a worker's threads are its parallelism
     cv2.setNumThreads(1)
     factory: WorkerFactory = pickle.loads(payload)
-    worker = factory()
+    try:
+        worker = factory()
+    except DefectsynthError as exc:
+        raise RunError(
+            f"{here} cannot set up the run: {exc} (plugin folders must be at the same path "
+            "on every worker, installed plugins installed there too: docs/cluster.md)"
+        ) from None
+    _check_output_visible(getattr(worker, "out", None), here)
     _state.held = (token, worker)
     return worker
+
+
+def _check_output_visible(out: Any, here: str, wait: float = 30.0) -> None:
+    """The driver wrote ``dataset.json`` into OUT before the first chunk went out; a worker
+    that cannot see it would write its samples where the driver never looks. Waits a little
+    first: a network file system may take a few seconds to show a new file elsewhere."""
+    import os
+    import time
+
+    from ..run import DATASET
+
+    if not isinstance(out, os.PathLike):
+        return  # not a TaskRunner: nothing to check
+    probe = os.path.join(out, DATASET)
+    deadline = time.monotonic() + wait
+    while not os.path.exists(probe):
+        if time.monotonic() > deadline:
+            raise RunError(
+                f"{here} does not see the output folder {os.fspath(out)!r} (no {DATASET} "
+                "there): OUT must be shared storage at the same absolute path on the driver "
+                "and every worker: docs/cluster.md"
+            )
+        time.sleep(0.5)
 
 
 def run_chunk(
