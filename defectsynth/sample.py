@@ -126,7 +126,9 @@ class Sample:
     ``image`` has the input's dtype, channels and size. ``footprint`` is True where the
     synthesizer was allowed to change pixels (the union of the kept instances' coverage);
     everything outside it equals the source byte for byte. ``stats`` counts what happened
-    (requested, placed, dropped for visibility, no room to place, ...).
+    (requested, placed, dropped for visibility, no room to place, ...). ``render_log``
+    lists every generator call in order: (generator, None) when it returned a valid layer,
+    (generator, error) when its instance was rejected (``Synthesizer(on_failure="reject")``).
     """
 
     image: np.ndarray
@@ -137,6 +139,7 @@ class Sample:
     light: tuple[float, float] = (0.0, 0.0)
     footprint: np.ndarray | None = None
     stats: dict[str, int] = field(default_factory=dict)
+    render_log: list[tuple[str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         img = self.image

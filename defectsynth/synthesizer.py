@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +131,11 @@ class Synthesizer:
     :param max_attempts: draws per instance before it is dropped.
     :param light_elevation: (lo, hi) degrees for the per-image light elevation.
     :param host: plugin host to look generator names up in (default: the process-wide one).
+    :param on_failure: what a generator that raises or returns an invalid layer does to
+        :meth:`apply`: ``"raise"`` a :class:`GeneratorFailure` (default), or ``"reject"``
+        that instance (the sample gets the others; ``Sample.render_log`` records the
+        error and ``stats["generator_failures"]`` counts it). Dataset runs reject, and
+        stop when one generator fails too often in a row.
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class Synthesizer:
         max_attempts: int = 6,
         light_elevation: tuple[float, float] = (25.0, 65.0),
         host: Any = None,
+        on_failure: str = "raise",
     ) -> None:
         if host is None:
             from .plugins import get_host
@@ -191,6 +198,9 @@ class Synthesizer:
         self.gate = gate or Gate()
         self.max_attempts = max(1, int(max_attempts))
         self.light_elevation = light_elevation
+        if on_failure not in ("raise", "reject"):
+            raise ValueError(f"on_failure must be 'raise' or 'reject', got {on_failure!r}")
+        self.on_failure = on_failure
 
     @classmethod
     def from_recipe(cls, recipe: Any, host: Any = None) -> Synthesizer:
@@ -264,6 +274,7 @@ class Synthesizer:
             "dropped_no_room": 0,
             "dropped_overlap": 0,
             "redraws": 0,
+            "generator_failures": 0,
         }
         annotations: list[Annotation] = []
         kept: list[_Kept] = []
@@ -273,6 +284,7 @@ class Synthesizer:
             n_wanted = 0
         tex_scale = _texture_scale(src, product) if n_wanted else 0.0
         threshold = self.gate.threshold(maxval)
+        render_log: list[tuple[str, str | None]] = []
         for _ in range(n_wanted):
             assert sampler is not None
             k = int(rng.choice(len(self._prepared), p=self._p))
@@ -283,20 +295,31 @@ class Synthesizer:
                     stats["redraws"] += 1
                 inst_seed = int(rng.integers(MAX_INSTANCE_SEED))
                 cx, cy = sampler.draw(rng)
-                result = self._try_instance(
-                    prep,
-                    inst_seed,
-                    (cx, cy),
-                    out,
-                    src,
-                    product,
-                    light,
-                    tex_scale,
-                    maxval,
-                    threshold,
-                    kept,
-                    annotations,
-                )
+                gen_name = type(prep.generator).name
+                try:
+                    result = self._try_instance(
+                        prep,
+                        inst_seed,
+                        (cx, cy),
+                        out,
+                        src,
+                        product,
+                        light,
+                        tex_scale,
+                        maxval,
+                        threshold,
+                        kept,
+                        annotations,
+                    )
+                except GeneratorFailure as exc:
+                    if self.on_failure == "raise":
+                        raise
+                    # the instance is rejected, not redrawn: a plugin that failed once
+                    # would most likely fail again, and the run counts failures in a row
+                    render_log.append((gen_name, str(exc)))
+                    stats["generator_failures"] += 1
+                    break
+                render_log.append((gen_name, None))
                 if isinstance(result, str):
                     reason = result
                     continue
@@ -327,6 +350,7 @@ class Synthesizer:
             light=(light.azimuth, light.elevation),
             footprint=footprint,
             stats=stats,
+            render_log=render_log,
         )
 
     def _try_instance(
@@ -383,12 +407,24 @@ class Synthesizer:
         region = Region(
             pixels=region_px, product_mask=prod_ro, light=light, texture_scale=tex_scale
         )
+        # the arrays are read-only, but a plugin can flip the flag back: checksums tell
+        sums = (_checksum(region_px), _checksum(prod_ro))
         try:
             layer = gen.render(region, params, grng)
         except GeneratorFailure:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            if _writes_read_only(exc):
+                raise GeneratorFailure(
+                    f"generator {name!r}: render() tried to modify its input region "
+                    f"({exc}); Region arrays are read-only, draw into a copy"
+                ) from exc
             raise GeneratorFailure(f"generator {name!r}: render() failed: {exc!r}") from exc
+        if (_checksum(region_px), _checksum(prod_ro)) != sums:
+            raise GeneratorFailure(
+                f"generator {name!r}: render() modified its input region (Region.pixels "
+                "or product_mask); generators must draw into a copy"
+            )
         layer = check_layer(name, layer, region_px.shape)
         label = prep.label(layer.category)
         cov = np.clip(layer.coverage, 0.0, 1.0) * prod  # clipped by product and border
@@ -480,6 +516,17 @@ class Synthesizer:
             generator_version=str(type(gen).version),
         )
         return (ix0, iy0, ix1, iy1), new, changed, ann, mask_full, reduced
+
+
+def _checksum(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a).data)
+
+
+def _writes_read_only(exc: BaseException) -> bool:
+    """numpy's "assignment destination is read-only" / "output array is read-only", or
+    OpenCV's "... marked as readonly"."""
+    text = str(exc).lower()
+    return isinstance(exc, ValueError | cv2.error) and ("read-only" in text or "readonly" in text)
 
 
 def _reannotate(
