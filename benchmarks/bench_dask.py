@@ -1,0 +1,201 @@
+"""How `defectsynth generate` on dask compares with the local process pool, and what a dask
+task costs. Prints figures measured in one run; asserts nothing.
+
+- throughput: the same recipe with `--dask-local 2` vs the local 2-worker pool
+  (`--workers 2`) -> target >= 0.85x. Measured end to end (`generate()` including starting
+  the pool or the cluster, as a user sees it) and warm (the cluster already running, as on a
+  real cluster); the dask run uses the CLI's default chunk size and, for comparison, 1;
+- overhead: no-op tasks through the dask backend, one per dask task: the CPU time one dask
+  task costs (driver, scheduler and worker together) and the chunk size that keeps it under
+  3 % of the measured time of a sample;
+- memory: peak RSS of the driver process (the local cluster's scheduler runs in it) for a
+  `--dask-local 2` run of 2,000 samples vs 200 -> target within 1.2x, each run in a fresh
+  process (the default run uses 200 vs 20 samples of 256x256).
+
+    python benchmarks/bench_dask.py            # short: about a minute on 2 cores
+    python benchmarks/bench_dask.py --full     # the sizes above: several minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_generate import available_generators, make_sources, write_recipe  # noqa: E402
+
+OVERHEAD_SHARE = 0.03  # the chunk size keeps a dask task's cost under this share of its work
+
+
+def run_local(recipe: Path, out: Path, workers: int) -> tuple[float, int]:
+    from defectsynth.recipe import load_recipe
+    from defectsynth.run import generate
+
+    r = load_recipe(recipe)
+    t0 = time.perf_counter()
+    res = generate(r, out, workers=workers)
+    return time.perf_counter() - t0, res.new_samples
+
+
+def run_dask(recipe: Path, out: Path, backend: Any = None, **kw: Any) -> tuple[float, int]:
+    """Seconds and samples of one dask run; starts a local cluster of 2 unless given one."""
+    from defectsynth.backends.dask import dask_backend, default_chunksize
+    from defectsynth.recipe import load_recipe
+    from defectsynth.run import generate
+
+    r = load_recipe(recipe)
+    t0 = time.perf_counter()
+    if backend is None:
+        with dask_backend(local_workers=2, chunksize=default_chunksize(r.variants)) as b:
+            res = generate(r, out, backend=b)
+    else:
+        res = generate(r, out, backend=backend, **kw)
+    return time.perf_counter() - t0, res.new_samples
+
+
+def _noop(task: Any) -> dict[str, Any]:
+    return {"task": task}
+
+
+def _make_noop() -> Any:
+    return _noop
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and all its children (the cluster's processes)."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def dask_task_overhead(backend: Any, n: int) -> tuple[float, float]:
+    """(CPU ms, wall ms) per dask task of ``n`` no-op tasks, one task per dask task."""
+    backend.chunksize = 1
+    list(backend.map(_make_noop, range(50)))  # warm: every worker has built its function
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    for _ in backend.map(_make_noop, range(n)):
+        pass
+    return (_cpu_seconds() - c0) / n * 1e3, (time.perf_counter() - t0) / n * 1e3
+
+
+def peak_rss_mb(recipe: Path, out: Path) -> float:
+    """Peak RSS (MB) of the driver of a `--dask-local 2` run, in a fresh process."""
+    code = (
+        "import resource, sys\n"
+        "from defectsynth.backends.dask import dask_backend, default_chunksize\n"
+        "from defectsynth.recipe import load_recipe\n"
+        "from defectsynth.run import generate\n"
+        "if __name__ == '__main__':\n"
+        "    r = load_recipe(sys.argv[1])\n"
+        "    with dask_backend(local_workers=2, chunksize=default_chunksize(r.variants)) as b:\n"
+        "        generate(r, sys.argv[2], backend=b)\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(recipe), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(res.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="the issue's sizes (several minutes)")
+    ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = ap.parse_args()
+
+    from defectsynth.backends.dask import dask_backend, default_chunksize
+
+    n_src, side, variants = (48, 1024, 8) if args.full else (16, 512, 4)
+    mem_small, mem_large, mem_side = (200, 2000, 1024) if args.full else (20, 200, 256)
+    gens, plugin_dirs = available_generators()
+    chunk = default_chunksize(variants)
+    fig: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="ds-bench-dask-") as tmpdir:
+        tmp = Path(tmpdir)
+        make_sources(tmp / "src", n_src, side)
+        recipe = write_recipe(tmp, variants, gens, plugin_dirs)
+        run_local(recipe, tmp / "warmup", 2)  # file cache, imports
+        t_local, n = run_local(recipe, tmp / "local", 2)
+        t_dask, _ = run_dask(recipe, tmp / "dask")
+        t0 = time.perf_counter()
+        with dask_backend(local_workers=2, chunksize=chunk) as backend:
+            t_start = time.perf_counter() - t0
+            list(backend.map(_make_noop, range(20)))
+            t_warm, _ = run_dask(recipe, tmp / "dask_warm", backend)
+            backend.chunksize = 1
+            t_warm1, _ = run_dask(recipe, tmp / "dask_warm1", backend)
+            ovh_cpu, ovh_wall = dask_task_overhead(backend, 2000 if args.full else 500)
+        sample_ms = 2 * t_local / n * 1e3  # one worker's time per sample (2 workers busy)
+        implied = max(1, math.ceil(ovh_cpu / (OVERHEAD_SHARE * sample_ms)))
+        fig.update(
+            samples=n,
+            local_2w_per_s=n / t_local,
+            dask_local_2_per_s=n / t_dask,
+            dask_warm_per_s=n / t_warm,
+            dask_warm_chunk1_per_s=n / t_warm1,
+            cluster_start_s=t_start,
+            dask_task_cpu_ms=ovh_cpu,
+            dask_task_wall_ms=ovh_wall,
+            sample_ms=sample_ms,
+            implied_chunk=implied,
+        )
+
+        mem = tmp / "mem"
+        make_sources(mem / "src", 20, mem_side)
+        r_small = write_recipe(mem, mem_small // 20, gens, plugin_dirs)
+        r_large = write_recipe(mem, mem_large // 20, gens, plugin_dirs)
+        m_small = peak_rss_mb(r_small, mem / "out_small")
+        m_large = peak_rss_mb(r_large, mem / "out_large")
+        fig.update(rss_small_mb=m_small, rss_large_mb=m_large)
+
+    print(
+        f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of {side}x{side} "
+        f"PNG x {variants} variants = {n} samples; dask chunk size {chunk}"
+    )
+    print(f"local pool, 2 workers:           {n / t_local:6.1f} images/s")
+    print(
+        f"--dask-local 2 (incl. start):    {n / t_dask:6.1f} images/s   "
+        f"ratio {t_local / t_dask:.2f} (target >= 0.85)"
+    )
+    print(
+        f"dask, cluster already running:   {n / t_warm:6.1f} images/s   "
+        f"ratio {t_local / t_warm:.2f}"
+    )
+    print(
+        f"dask, running, chunk size 1:     {n / t_warm1:6.1f} images/s   "
+        f"ratio {t_local / t_warm1:.2f}"
+    )
+    print(f"LocalCluster(2) start:           {t_start:6.2f} s")
+    print(
+        f"one dask task: {ovh_cpu:.1f} ms CPU (driver + scheduler + worker), {ovh_wall:.1f} ms "
+        f"wall; one sample: {sample_ms:.0f} ms -> chunk >= {implied} keeps the overhead under "
+        f"{OVERHEAD_SHARE:.0%}"
+    )
+    print(
+        f"driver peak RSS, {mem_large} vs {mem_small} samples ({mem_side}px, --dask-local 2): "
+        f"{m_large:.0f} MB vs {m_small:.0f} MB, ratio {m_large / m_small:.2f} (target <= 1.2)"
+    )
+    if args.json:
+        print(json.dumps(fig, indent=2))
+
+
+if __name__ == "__main__":
+    main()
