@@ -203,6 +203,11 @@ def _summary(result: Any, out: str) -> None:
             click.echo(f"    {s['source']}: {s['reason']}")
     for f in rep["failed_tasks"]:
         click.echo(f"  failed task {f['task']} ({f['source']}): {f['error']}")
+    for name, g in rep.get("generator_failures", {}).items():
+        click.echo(
+            f"  generator {name!r}: {g['rejected_instances']} instance(s) rejected; "
+            f"last error: {g['last_error']}"
+        )
     report = os.path.join(out, "report.json")
     click.echo(f"  details: {report}; check it with: defectsynth validate {out}")
 
@@ -231,6 +236,15 @@ def _summary(result: Any, out: str) -> None:
     "--seed", type=click.IntRange(min=0), default=None, help="Override the recipe's seed."
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--max-generator-failures",
+    "max_failures",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Stop when one generator fails K times in a row (default: the recipe's "
+    "max_generator_failures, 10). Its failed instances are rejected, never written.",
+)
 @click.option(
     "--scheduler",
     metavar="ADDRESS",
@@ -262,6 +276,7 @@ def generate_cmd(
     limit: int | None,
     seed: int | None,
     no_progress: bool,
+    max_failures: int | None,
     scheduler: str | None,
     dask_local: int | None,
     chunk_size: int | None,
@@ -285,12 +300,17 @@ def generate_cmd(
     status is non-zero only when no sample could be written. Recipe errors exit with 2.
     Recipe keys: docs/recipes.md. Output layout and formats: docs/formats.md.
     """
+    import dataclasses
+    import shlex
+
     from tqdm import tqdm
 
-    from .errors import RecipeError, RunError
+    from .errors import RecipeError, RunError, RunStopped
     from .run import generate
 
     rec, host = _load_recipe(ctx, recipe, seed)
+    if max_failures is not None:
+        rec = dataclasses.replace(rec, max_generator_failures=max_failures)
     bar: Any = None
     backend: Any = None
     on_dask = ""
@@ -336,20 +356,35 @@ def generate_cmd(
     except RecipeError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
-    except RunError as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(1)
-    except KeyboardInterrupt:
+    except RunStopped as exc:
         if bar is not None:
             bar.close()
             bar = None
+        click.echo(f"\nerror: {exc}:", err=True)
         click.echo(
-            f"\ninterrupted; every sample in {os.path.join(out, 'manifest.jsonl')} is complete."
-            " Finish with:\n"
-            f"  defectsynth generate {recipe} -o {out} --resume{on_dask}",
+            f"  defectsynth generate {shlex.quote(recipe)} -o {shlex.quote(out)} --resume{on_dask}",
             err=True,
         )
-        ctx.exit(130)
+        ctx.exit(1)
+    except RunError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(1)
+    except KeyboardInterrupt as exc:
+        if bar is not None:
+            bar.close()
+            bar = None
+        how = (
+            "stopped after the samples in flight"
+            if getattr(exc, "signum", None) is not None
+            else "interrupted"
+        )
+        click.echo(
+            f"\n{how}; every sample in {os.path.join(out, 'manifest.jsonl')} is complete."
+            " Finish with:\n"
+            f"  defectsynth generate {shlex.quote(recipe)} -o {shlex.quote(out)} --resume{on_dask}",
+            err=True,
+        )
+        ctx.exit(128 + int(getattr(exc, "signum", 2)))
     finally:
         if bar is not None:
             bar.close()

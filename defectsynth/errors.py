@@ -52,3 +52,9 @@ class RecipeError(DefectsynthError, ValueError):
 
 class RunError(DefectsynthError):
     """A dataset run cannot start or go on (output folder in use, recipe changed, ...)."""
+
+
+class RunStopped(RunError):
+    """A run stopped part-way (disk full, a file that could not be written): every sample
+    in the manifest is complete, and ``--resume`` finishes the dataset once the cause is
+    fixed."""

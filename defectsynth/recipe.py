@@ -32,6 +32,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_FIELDS = ("stem", "name", "ext", "parent", "relstem")
 DEFAULT_FORMATS = ("coco", "yolo", "voc", "anomaly")
 RESERVED_CATEGORIES = ("good", "combined")
+DEFAULT_MAX_GENERATOR_FAILURES = 10
+"""A run stops when one generator fails this many times in a row (recipe key
+``max_generator_failures``, CLI ``--max-generator-failures``)."""
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 # -- typed config ---------------------------------------------------------------------------
@@ -102,6 +105,7 @@ class Recipe:
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     gate: GateSpec = field(default_factory=GateSpec)
     plugin_dirs: tuple[str, ...] = ()
+    max_generator_failures: int = DEFAULT_MAX_GENERATOR_FAILURES
     base_dir: str = "."
     file: str = "<recipe>"
 
@@ -176,6 +180,7 @@ class Recipe:
                 "max_attempts": self.placement.max_attempts,
             },
             "gate": {"min_contrast": self.gate.min_contrast, "min_area": self.gate.min_area},
+            "max_generator_failures": self.max_generator_failures,
         }
 
     def error(self, key: str, message: str) -> RecipeError:
@@ -249,11 +254,14 @@ class Recipe:
                 params[key] = [str(self.resolve(v)) if isinstance(v, str) else v for v in value]
         return params
 
-    def synthesizer(self, host: PluginHost | None = None) -> Synthesizer:
+    def synthesizer(
+        self, host: PluginHost | None = None, *, on_failure: str = "raise"
+    ) -> Synthesizer:
         """A :class:`~defectsynth.Synthesizer` configured by this recipe.
 
         Product masks given as a file pattern are resolved per image by the run; this
-        synthesizer's default is then ``full``.
+        synthesizer's default is then ``full``. ``on_failure`` is passed on (the run uses
+        ``"reject"`` and counts failures against ``max_generator_failures``).
         """
         from .synthesizer import Entry, Gate, Synthesizer
 
@@ -279,6 +287,7 @@ class Recipe:
                 gate=Gate(min_contrast=self.gate.min_contrast, min_area=self.gate.min_area),
                 max_attempts=self.placement.max_attempts,
                 host=h,
+                on_failure=on_failure,
             )
         except (ValueError, DefectsynthError) as exc:
             raise self.error("defects", str(exc)) from None
@@ -442,6 +451,7 @@ _TOP_KEYS = (
     "output",
     "placement",
     "gate",
+    "max_generator_failures",
 )
 
 
@@ -640,6 +650,12 @@ def parse_recipe(
         raise r.fail("split", f"fractions add up to {total:g}, they must add up to 1")
 
     negatives = r.number(top.get("negatives", 0.0), "negatives", lo=0.0, hi=1.0)
+    max_failures = r.integer(
+        top.get("max_generator_failures", DEFAULT_MAX_GENERATOR_FAILURES),
+        "max_generator_failures",
+        lo=1,
+        hi=1_000_000_000,
+    )
 
     out = r.mapping(top.get("output"), "output", ("formats", "image_format", "jpg_quality"))
     formats = r.strings(out["formats"], "output.formats") if "formats" in out else DEFAULT_FORMATS
@@ -683,6 +699,7 @@ def parse_recipe(
         placement=placement,
         gate=gate,
         plugin_dirs=plugin_dirs,
+        max_generator_failures=max_failures,
         base_dir=str(Path(base_dir).absolute()),
         file=file,
     )

@@ -14,11 +14,15 @@ the result is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 import unicodedata
 from collections import Counter
@@ -32,7 +36,7 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .errors import GeneratorFailure, InputImageError, RunError
+from .errors import GeneratorFailure, InputImageError, RunError, RunStopped
 from .imagefile import DEFAULT_MAX_PIXELS, read_image_file, read_mask_file
 from .recipe import Recipe, SourceImage
 from .sample import Annotation, Sample
@@ -302,7 +306,7 @@ class TaskRunner:
         self.spec = spec
         self.recipe = spec.recipe
         self.out = Path(spec.out_dir)
-        self.synth = spec.recipe.synthesizer(host)
+        self.synth = spec.recipe.synthesizer(host, on_failure="reject")
         self._cache: tuple[str, tuple[int, int, int], np.ndarray, str] | None = None
 
     def read(self, path: str) -> tuple[np.ndarray, str]:
@@ -354,19 +358,38 @@ class TaskRunner:
             return {"task": task.index, "source": task.rel, "skipped": str(exc)}
         except GeneratorFailure as exc:
             return {"task": task.index, "source": task.rel, "failed": str(exc)}
+        calls = summarize_calls(sample.render_log)
         h, w = sample.image.shape[:2]
         fmt = r.output.image_format
         img_rel = image_path(task.split, task.name, fmt)
         anns = []
         generators: dict[str, str] = {}
-        for k, a in enumerate(sample.annotations):
-            m_rel = mask_path(task.split, task.name, k)
-            atomic_write_bytes(self.out / m_rel, encode_mask(a.mask_crop, a.box, a.image_shape))
-            anns.append(annotation_record(a, m_rel))
-            generators[a.generator] = a.generator_version
-        atomic_write_bytes(
-            self.out / img_rel, encode_image(sample.image, fmt, r.output.jpg_quality)
-        )
+        written: list[Path] = []
+        rel = img_rel
+        try:
+            for k, a in enumerate(sample.annotations):
+                rel = mask_path(task.split, task.name, k)
+                data = encode_mask(a.mask_crop, a.box, a.image_shape)
+                atomic_write_bytes(self.out / rel, data)
+                written.append(self.out / rel)
+                anns.append(annotation_record(a, rel))
+                generators[a.generator] = a.generator_version
+            rel = img_rel
+            atomic_write_bytes(
+                self.out / img_rel, encode_image(sample.image, fmt, r.output.jpg_quality)
+            )
+        except OSError as exc:
+            # no half sample: the files written so far go too (the manifest never saw them)
+            for done in written:
+                with contextlib.suppress(OSError):
+                    done.unlink()
+            return {
+                "task": task.index,
+                "source": task.rel,
+                "write_error": f"cannot write {rel}: {os_reason(exc)}",
+                "errno": exc.errno,
+                "calls": calls,
+            }
         channels = 1 if sample.image.ndim == 2 else int(sample.image.shape[2])
         if fmt == "jpg":
             channels = min(channels, 3)
@@ -391,7 +414,31 @@ class TaskRunner:
                 "stats": dict(sample.stats),
                 "annotations": anns,
             },
+            "calls": calls,
         }
+
+
+def summarize_calls(log: Iterable[tuple[str, str | None]]) -> dict[str, dict[str, Any]]:
+    """A sample's generator calls, per generator, as the driver needs them to count
+    failures in a row: failures before the first success (``lead``), whether any call
+    succeeded (``ok``), failures after the last success (``trail``), the longest run of
+    failures (``most``), all failures (``failed``) and the last error."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, error in log:
+        s = out.setdefault(
+            name, {"lead": 0, "ok": False, "trail": 0, "most": 0, "failed": 0, "error": ""}
+        )
+        if error is None:
+            s["ok"] = True
+            s["trail"] = 0
+            continue
+        s["failed"] += 1
+        s["error"] = error
+        if not s["ok"]:
+            s["lead"] += 1
+        s["trail"] += 1
+        s["most"] = max(s["most"], s["trail"])
+    return out
 
 
 def _shown_path(path: str, base: str) -> str:
@@ -463,6 +510,156 @@ def normalize_manifest(out_dir: Path) -> None:
         for line in fh:
             lines.setdefault(int(json.loads(line)["task"]), line)
     atomic_write_text(path, "".join(lines[k] for k in sorted(lines)))
+
+
+# -- stopping cleanly ---------------------------------------------------------------------------
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM after the samples in flight were written
+    and recorded: every sample in the manifest is complete, and ``--resume`` finishes the
+    dataset. A second signal stops at once (still safe: ``--resume`` redoes what was not
+    recorded)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class _Stop:
+    """Why the run stops early; the first error wins. Once set, no new task starts."""
+
+    def __init__(self) -> None:
+        self.error: RunError | None = None
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.error is not None or self.signum is not None
+
+    def fail(self, error: RunError) -> None:
+        if self.error is None:
+            self.error = error
+
+
+def _until_stopped(tasks: Iterable[Task], stop: _Stop) -> Iterator[Task]:
+    """The tasks, until a stop is requested: backends consume tasks lazily, so the ones
+    already handed out finish and are recorded, and no new one starts."""
+    for task in tasks:
+        if stop.requested:
+            return
+        yield task
+
+
+@contextlib.contextmanager
+def _graceful_signals(stop: _Stop) -> Iterator[None]:
+    """SIGINT and SIGTERM request a stop after the samples in flight; a second one raises
+    KeyboardInterrupt at once. Only in the main thread, and not where the signal is
+    ignored (a background job)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.signum is not None:
+            raise KeyboardInterrupt
+        stop.signum = signum
+
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if current is signal.SIG_IGN:
+            continue
+        old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+
+def os_reason(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the system's text and the errno name."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc)
+    return f"{text} ({name})" if name else text
+
+
+def _stopped(what: str, err: Any) -> RunStopped:
+    cause = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the output file system is read-only",
+    }.get(err if isinstance(err, int) else -1, "a file could not be written")
+    return RunStopped(f"{cause}: {what}")
+
+
+def _append(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _discard_files(out: Path, record: dict[str, Any]) -> None:
+    for rel in [record["image"], *(a["mask"] for a in record["annotations"])]:
+        with contextlib.suppress(OSError):
+            (out / rel).unlink()
+
+
+def _labels_of(synth: Any) -> dict[str, list[str]]:
+    """generator name -> the categories its entries label."""
+    labels: dict[str, list[str]] = {}
+    for p in getattr(synth, "_prepared", ()):
+        names = labels.setdefault(type(p.generator).name, [])
+        for label in p.labels.values():
+            if label not in names:
+                names.append(label)
+    return labels
+
+
+class _FailureWatch:
+    """Counts each generator's failed calls in a row, in task order (so the stop point does
+    not depend on the backend or the worker count)."""
+
+    def __init__(self, limit: int, categories: dict[str, list[str]]) -> None:
+        self.limit = limit
+        self.categories = categories
+        self.streak: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.last_error: dict[str, str] = {}
+
+    def update(self, calls: dict[str, dict[str, Any]]) -> str | None:
+        """Take one sample's call summary; return the stop message when a generator has
+        now failed ``limit`` times in a row."""
+        message = None
+        for name, c in calls.items():
+            if c["failed"]:
+                self.failed[name] += int(c["failed"])
+                self.last_error[name] = str(c["error"])
+            if c["ok"]:
+                peak = max(self.streak[name] + int(c["lead"]), int(c["most"]))
+                self.streak[name] = int(c["trail"])
+            else:
+                self.streak[name] += int(c["failed"])
+                peak = self.streak[name]
+            if peak >= self.limit and message is None:
+                cats = ", ".join(self.categories.get(name, [])) or name
+                message = (
+                    f"generator {name!r} failed {peak} times in a row "
+                    f"(max_generator_failures = {self.limit}), so the run stopped rather "
+                    f"than write a dataset without its category ({cats}). Last error: "
+                    f"{self.last_error.get(name, '?')}. Fix or remove the plugin, then start "
+                    "again with --overwrite"
+                )
+        return message
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {"rejected_instances": n, "last_error": self.last_error[name]}
+            for name, n in sorted(self.failed.items())
+            if n
+        }
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -552,6 +749,9 @@ def dataset_info(
     }
 
 
+_RUN_CONTROL = ("max_generator_failures",)
+
+
 def _check_resume(out: Path, info: dict[str, Any]) -> None:
     path = out / DATASET
     if not path.exists():
@@ -562,12 +762,11 @@ def _check_resume(out: Path, info: dict[str, Any]) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RunError(f"{path} is unreadable ({exc}); use --overwrite to start again") from None
-    if old.get("recipe") != info["recipe"]:
-        diff = sorted(
-            k
-            for k in set(old.get("recipe", {})) | set(info["recipe"])
-            if old.get("recipe", {}).get(k) != info["recipe"].get(k)
-        )
+    # how many failures stop a run does not change a byte of the output
+    before = {k: v for k, v in (old.get("recipe") or {}).items() if k not in _RUN_CONTROL}
+    now = {k: v for k, v in info["recipe"].items() if k not in _RUN_CONTROL}
+    if before != now:
+        diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         raise RunError(
             f"cannot --resume {str(out)!r}: it was made from a different recipe or seed "
             f"(differs in: {', '.join(diff)}); use --overwrite or another output folder"
@@ -667,15 +866,22 @@ def generate(
     categories = synth.categories
     plan = Plan.build(recipe, limit)
     info = dataset_info(recipe, host, limit, categories)
-    prepare_output(out, resume=resume, overwrite=overwrite)
     done: list[int] = []
-    if resume:
-        _check_resume(out, info)
-        remove_temp_files(out)
-        done = read_manifest(out, repair=True)
-    atomic_write_text(out / DATASET, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    try:
+        prepare_output(out, resume=resume, overwrite=overwrite)
+        if resume:
+            _check_resume(out, info)
+            remove_temp_files(out)
+            done = read_manifest(out, repair=True)
+        atomic_write_text(out / DATASET, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        fd = os.open(out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise RunError(
+            f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
+        ) from None
     done_set = set(done)
-    todo = sum(1 for i in range(plan.total) if i not in done_set)
+    todo = plan.total - sum(1 for i in done_set if i < plan.total)
     spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
     if backend is None:
         backend = local_backend(workers, chunksize=max(1, min(recipe.variants, 8)))
@@ -685,35 +891,70 @@ def generate(
     else:
         factory = partial(make_runner, spec)
     tally = _Tally()
+    watch = _FailureWatch(recipe.max_generator_failures, categories=_labels_of(synth))
+    stop = _Stop()
     new = 0
-    fd = os.open(out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        for i, result in enumerate(backend.map(factory, plan.tasks(done_set))):
-            if "record" in result:
-                data = dump_record(result["record"]).encode("utf-8")
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                new += 1
-            elif "skipped" in result:
-                src = str(result["source"])
-                tally.skipped.setdefault(src, str(result["skipped"]))
-                tally.skipped_tasks[src] += 1
-            else:
-                tally.failed.append(
-                    {"task": result["task"], "source": result["source"], "error": result["failed"]}
-                )
-            if progress is not None:
-                progress(i + 1, todo)
+        manifest_size = os.fstat(fd).st_size
+        tasks = _until_stopped(plan.tasks(done_set), stop)
+        with _graceful_signals(stop):
+            for i, result in enumerate(backend.map(factory, tasks)):
+                if "record" in result:
+                    data = dump_record(result["record"]).encode("utf-8")
+                    try:
+                        _append(fd, data)
+                        manifest_size += len(data)
+                        new += 1
+                    except OSError as exc:
+                        # keep the manifest whole and the sample out of the dataset
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, manifest_size)
+                        _discard_files(out, result["record"])
+                        what = f"cannot append to {MANIFEST}: {os_reason(exc)}"
+                        stop.fail(_stopped(what, exc.errno))
+                elif "skipped" in result:
+                    src = str(result["source"])
+                    tally.skipped.setdefault(src, str(result["skipped"]))
+                    tally.skipped_tasks[src] += 1
+                elif "write_error" in result:
+                    stop.fail(_stopped(str(result["write_error"]), result.get("errno")))
+                else:
+                    tally.failed.append(
+                        {"task": result["task"], "source": result["source"],
+                         "error": result["failed"]}
+                    )
+                stopper = watch.update(result.get("calls") or {})
+                if stopper is not None:
+                    stop.fail(RunError(stopper))
+                if progress is not None:
+                    progress(i + 1, todo)
     finally:
         os.close(fd)
     # a worker killed mid-write whose task a backend retried (dask) leaves temporary files
     for folder in ("images", "masks"):
         remove_temp_files(out / folder)
-    finalize(out, recipe, host, info, categories)
-    report = build_report(out, plan, tally, categories)
-    atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if isinstance(stop.error, RunStopped):
+        raise RunStopped(
+            f"{stop.error}. The run stopped; the {len(done_set) + new} samples in {MANIFEST} "
+            "are complete and nothing else was kept. Fix the cause (free some space), then "
+            "finish with --resume"
+        )
+    if stop.error is not None:
+        raise stop.error
+    if stop.signum is not None:
+        raise RunInterrupted(stop.signum)
+    try:
+        finalize(out, recipe, host, info, categories)
+        report = build_report(out, plan, tally, categories)
+        report["generator_failures"] = watch.report()
+        atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise _stopped(
+            f"cannot write the index files ({exc.filename or 'a file'}): {os_reason(exc)}. "
+            f"Every sample in {MANIFEST} is complete; fix the cause (free some space), then "
+            "write them with --resume",
+            exc.errno,
+        ) from None
     return RunResult(
         out_dir=out,
         report=report,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
+import signal
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -19,6 +20,9 @@ def _init_worker(make_worker: WorkerFactory) -> None:
 
     # one OpenCV thread per process: N processes on N cores, no oversubscription
     cv2.setNumThreads(1)
+    # Ctrl-C reaches the whole process group: the driver stops handing out tasks and
+    # records the ones in flight, so workers finish them instead of dying mid-sample
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _worker
     _worker = make_worker()
 
