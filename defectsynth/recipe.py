@@ -12,6 +12,7 @@ import math
 import os
 import re
 import string
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,7 @@ class Recipe:
                 space = ParamSpace(cls, self.generator_params(d, cls))
                 labels = entry_labels(cls(), space, d.category)
             except ParamError as exc:
-                msg = str(exc)
+                msg = _short(str(exc), 600)
                 m = re.match(rf"{re.escape(cls.name)}\.(\w+): (.*)$", msg, re.S)
                 if m:
                     raise self.error(f"defects[{i}].params.{m.group(1)}", m.group(2)) from None
@@ -355,14 +356,17 @@ def _check_category(recipe: Recipe, key: str, name: str) -> None:
         not name
         or name in (".", "..")
         or any(c in name for c in "/\\\0")
+        or any(unicodedata.category(c) == "Cc" for c in name)
         or name.startswith(".")
         or name.strip() != name
+        or len(name.encode("utf-8")) > 100
     )
     if bad:
         raise recipe.error(
             key,
-            f"category {name!r} cannot be used: names become folder names, so they may not "
-            "be empty, start with '.', or contain '/', '\\' or NUL",
+            f"category {_short(repr(name))} cannot be used: names become folder names, so "
+            "they may not be empty, start with '.', contain '/', '\\', NUL or control "
+            "characters, or be longer than 100 bytes",
         )
     if name in RESERVED_CATEGORIES:
         raise recipe.error(
@@ -533,7 +537,12 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{value!r} ({type(value).__name__})"
+    return f"{_short(repr(value))} ({type(value).__name__})"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    """Messages quote values, and a value may be huge (YAML aliases): keep them short."""
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"
 
 
 MAX_VARIANTS = 1_000_000
@@ -554,6 +563,7 @@ def parse_recipe(
         raise r.fail(
             "", f"a recipe is a mapping of keys ({', '.join(_TOP_KEYS)}), got {_describe(data)}"
         )
+    _check_plain_data(r, data)
     top = r.mapping(data, "", _TOP_KEYS)
     seed = r.integer(top.get("seed", 0), "seed", lo=0, hi=2**63 - 1)
 
@@ -712,26 +722,112 @@ def parse_recipe(
     return recipe
 
 
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_VALUES = 100_000
+MAX_RECIPE_DEPTH = 64
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` (plain data only, no tag builds a Python object) that also refuses
+    a key given twice in one mapping, where YAML would silently keep the last."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # "<<: *defaults" may be overridden by the keys beside it
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line)
+        except TypeError:
+            continue  # unhashable: construct_mapping says so
+        if first != key_node.start_mark.line:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first given on line {first + 1})",
+                key_node.start_mark,
+            )
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def _check_plain_data(r: _Reader, data: Any) -> None:
+    """Refuse data no recipe needs but that could exhaust memory or loop forever later:
+    an alias that contains itself, nesting deeper than MAX_RECIPE_DEPTH, or aliases that
+    expand to more than MAX_RECIPE_VALUES values (a "billion laughs")."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    where = ""
+
+    def size(value: Any, depth: int) -> int:
+        if not isinstance(value, Mapping | list):
+            return 1
+        key = id(value)
+        if key in active:
+            raise r.fail(where, "a YAML alias contains itself (a recursive structure)")
+        if key in sizes:
+            return sizes[key]
+        if depth > MAX_RECIPE_DEPTH:
+            raise r.fail(where, f"values are nested more than {MAX_RECIPE_DEPTH} levels deep")
+        active.add(key)
+        children = [*value.keys(), *value.values()] if isinstance(value, Mapping) else value
+        total = 1
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_RECIPE_VALUES:
+                raise r.fail(
+                    where,
+                    f"the recipe expands to more than {MAX_RECIPE_VALUES} values "
+                    "(YAML aliases repeating large lists?)",
+                )
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    total = 0
+    for k, v in data.items():
+        where = str(k)
+        total += size(v, 1)
+        if total > MAX_RECIPE_VALUES:
+            raise r.fail(where, f"the recipe expands to more than {MAX_RECIPE_VALUES} values")
+
+
 def read_recipe(path: str | os.PathLike[str]) -> Recipe:
     """Parse and validate a recipe file's structure (no plugin look-ups)."""
     p = Path(path)
     name = str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.exists() and not p.is_file():
+            raise RecipeError("is not a regular file", file=name)
+        with open(p, "rb") as fh:
+            raw = fh.read(MAX_RECIPE_BYTES + 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"is larger than {MAX_RECIPE_BYTES} bytes; not a recipe?", file=name)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise RecipeError("no such recipe file", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read the recipe: {exc}", file=name) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
         where = _mark(exc)
-        tag = getattr(exc, "problem", "") or str(exc)
-        raise RecipeError(
-            f"{where}{tag}: recipes are plain data, "
-            "YAML tags that build Python objects are refused",
-            file=name,
-        ) from None
+        problem = getattr(exc, "problem", "") or str(exc)
+        if "could not determine a constructor" in problem:
+            raise RecipeError(
+                f"{where}{problem}: recipes are plain data, "
+                "YAML tags that build Python objects are refused",
+                file=name,
+            ) from None
+        raise RecipeError(f"{where}{problem}", file=name) from None
+    except RecursionError:
+        raise RecipeError("values are nested too deeply", file=name) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits, 2001-02-30
+        raise RecipeError(f"invalid value: {_short(str(exc))}", file=name) from None
     except yaml.YAMLError as exc:
         where = _mark(exc)
         problem = getattr(exc, "problem", None) or str(exc)
