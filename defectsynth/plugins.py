@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "defectsynth.defects.crack",
     "defectsynth.defects.pit",
     "defectsynth.defects.stain",
+    "defectsynth.defects.transplant",
     "defectsynth.writers.coco",
     "defectsynth.writers.yolo",
     "defectsynth.writers.voc",
