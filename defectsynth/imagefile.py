@@ -317,8 +317,13 @@ def _probe_webp(data: bytes) -> ImageHeader:
 
 def _check_pixels(header: ImageHeader, max_pixels: int) -> None:
     if header.pixels > max_pixels:
+        amount = (
+            f"{header.pixels / 1e6:.1f} megapixels"
+            if header.pixels >= 100_000
+            else f"{header.pixels} pixels"
+        )
         raise InputImageError(
-            f"is {header.size_text} ({header.pixels / 1e6:.1f} megapixels), above the limit "
+            f"is {header.size_text} ({amount}), above the limit "
             f"inputs.max_pixels = {max_pixels}; not decoded (raise the limit in the recipe "
             "to use it)"
         )

@@ -42,6 +42,7 @@ from .recipe import Recipe, SourceImage
 from .sample import Annotation, Sample
 from .synthesizer import source_id
 from .writing import (
+    TMP_MARK,
     WriteContext,
     atomic_write_bytes,
     atomic_write_text,
@@ -594,6 +595,18 @@ def _stopped(what: str, err: Any) -> RunStopped:
     return RunStopped(f"{cause}: {what}")
 
 
+def _shown_file(name: Any, out: Path) -> str:
+    """A file an OSError names, relative to the dataset, without the temporary mark."""
+    if not name:
+        return "a file"
+    p = Path(os.fsdecode(name))
+    if TMP_MARK in p.name:
+        p = p.with_name(p.name.split(TMP_MARK)[0].lstrip("."))
+    with contextlib.suppress(ValueError):
+        return p.relative_to(out.absolute()).as_posix()
+    return str(p)
+
+
 def _append(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -950,7 +963,8 @@ def generate(
         atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise _stopped(
-            f"cannot write the index files ({exc.filename or 'a file'}): {os_reason(exc)}. "
+            f"cannot write the index files ({_shown_file(exc.filename, out)}): "
+            f"{os_reason(exc)}. "
             f"Every sample in {MANIFEST} is complete; fix the cause (free some space), then "
             "write them with --resume",
             exc.errno,
