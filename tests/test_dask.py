@@ -272,6 +272,38 @@ def test_resume_across_backends(tmp_path: Path, scheduler: str) -> None:
     assert tree_bytes(out) == ref
 
 
+def test_ctrl_c_on_dask_local_finishes_the_chunks_in_flight(tmp_path: Path) -> None:
+    make_inputs(tmp_path, n=6)
+    recipe = _tripwire_recipe(tmp_path, sleep=0.03, variants=8)
+    ref = _reference(tmp_path, recipe)
+    out = tmp_path / "ds"
+    cmd = [sys.executable, "-m", "defectsynth.cli", "generate", str(recipe), "-o", str(out)]
+    # Ctrl-C in a terminal reaches the whole process group: driver and cluster workers
+    proc = subprocess.Popen(
+        [*cmd, "--dask-local", "2", "--chunk-size", "4", "--no-progress"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(read_manifest(out)) < 4 and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 130, err
+    assert "stopped after the samples in flight" in err and "--resume --dask-local 2" in err
+    assert 4 <= len(read_manifest(out)) < 48
+    assert not [p for p in out.rglob("*") if TMP_MARK in p.name]
+    generate(load_recipe(recipe), out, workers=1, resume=True)
+    assert tree_bytes(out) == ref
+
+
 def test_a_chunk_that_keeps_killing_workers_stops_the_run(tmp_path: Path) -> None:
     import dask
     from distributed import LocalCluster

@@ -205,6 +205,7 @@ class DaskBackend:
                     n_workers=self.local_workers,
                     threads_per_worker=1,
                     processes=True,
+                    preload=["defectsynth.backends.dask_local"],  # Ctrl-C: see there
                 )
                 self.client = Client(self._cluster, timeout=self.timeout)
             else:
