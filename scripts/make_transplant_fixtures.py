@@ -288,11 +288,46 @@ def write_voc(out: Path, photos: list[Photo]) -> None:
         (out / "Annotations" / f"{p.name}.xml").write_bytes(ET.tostring(ann) + b"\n")
 
 
+def library_sheet(source: Path) -> np.ndarray:
+    """Every defect of the library of ``source``: its photo crop at 3x with the extracted
+    mask outlined, captioned with its category and how the mask was found."""
+    from defectsynth.transplant import build_library
+
+    lib = build_library(source)
+    cells = []
+    side = 168
+    for e in lib.entries:
+        px = np.clip(np.rint(e.pixels * 255), 0, 255).astype(np.uint8)
+        if px.shape[2] == 1:
+            px = cv2.cvtColor(px, cv2.COLOR_GRAY2BGR)
+        f = min(3.0, (side - 24) / max(e.shape))
+        big = cv2.resize(px, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+        m = cv2.resize(e.mask.astype(np.uint8), (big.shape[1], big.shape[0]),
+                       interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(big, contours, -1, (0, 220, 255), 1, cv2.LINE_AA)
+        cell = np.full((side, side, 3), 255, np.uint8)
+        y, x = (side - 18 - big.shape[0]) // 2 + 18, (side - big.shape[1]) // 2
+        cell[y : y + big.shape[0], x : x + big.shape[1]] = big
+        cv2.putText(cell, f"{e.category} ({e.method})", (4, 13), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cells.append(cell)
+    gap = np.full((side, 4, 3), 255, np.uint8)
+    row: list[np.ndarray] = []
+    for c in cells:
+        row += [c, gap]
+    return np.hstack(row[:-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(FIXTURES / "defects"))
     ap.add_argument("--demo", default=str(DEMO))
-    ap.add_argument("--preview", default="", help="also write a contact sheet here")
+    ap.add_argument(
+        "--sheet",
+        default=str(ROOT / "docs" / "gallery" / "transplant_library.png"),
+        help="picture of the extracted COCO library ('' for none)",
+    )
     args = ap.parse_args()
     photos = [make_photo(s) for s in SHOTS]
     out = Path(args.out)
@@ -302,6 +337,7 @@ def main() -> None:
     write_yolo(out / "yolo", photos)
     write_voc(out / "voc", photos)
     demo = Path(args.demo)
+    demo.mkdir(parents=True, exist_ok=True)
     for sub in ("images", "annotations.json"):
         p = demo / sub
         if p.is_dir():
@@ -313,21 +349,10 @@ def main() -> None:
     total_demo = sum(f.stat().st_size for f in demo.rglob("*") if f.is_file())
     print(f"{len(photos)} photos, {sum(len(p.annotations) for p in photos)} defects; "
           f"{out}: {total / 1024:.0f} KiB, {demo}: {total_demo / 1024:.0f} KiB")
-    if args.preview:
-        tiles = []
-        for p in photos:
-            img = p.image if p.image.ndim == 3 else cv2.cvtColor(p.image, cv2.COLOR_GRAY2BGR)
-            t = cv2.resize(img, (SIDE[1] * 2, SIDE[0] * 2), interpolation=cv2.INTER_NEAREST)
-            for _, (x1, y1, x2, y2), _ in p.annotations:
-                sx, sy = SIDE[1] * 2 / img.shape[1], SIDE[0] * 2 / img.shape[0]
-                cv2.rectangle(t, (int(x1 * sx), int(y1 * sy)), (int(x2 * sx), int(y2 * sy)),
-                              (0, 255, 0), 1)
-            tiles.append(t)
-        while len(tiles) % 4:
-            tiles.append(np.zeros_like(tiles[0]))
-        rows = [np.hstack(tiles[i : i + 4]) for i in range(0, len(tiles), 4)]
-        cv2.imwrite(args.preview, np.vstack(rows))
-
+    if args.sheet:
+        sheet = library_sheet(out / "coco")
+        cv2.imwrite(args.sheet, sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(f"{args.sheet}  {sheet.shape[1]}x{sheet.shape[0]}")
 
 if __name__ == "__main__":
     main()

@@ -126,7 +126,7 @@ class TransplantGenerator(DefectGenerator):
             base = np.clip(base + shift, 0.0, 1.0).astype(F32)
         mapped = _map_level(pixels, src_level, base)
         cov = _feathered(inside, params.feather) * valid
-        out = np.where(valid[:, :, None] > 0, mapped, region.pixels).astype(F32)
+        out = np.where(cov[:, :, None] > 0, mapped, region.pixels).astype(F32)
         return Layer(out, cov.astype(F32), entry.category)
 
 

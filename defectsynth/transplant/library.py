@@ -75,9 +75,10 @@ class LibraryEntry:
     ``pixels``: float32 (h, w, c) in 0..1, c = 1 or 3 (BGR), the defect with a margin of
     its source surface around it (read-only). ``mask``: bool (h, w), the defect.
     ``level``: the source surface's colour under/around the defect, per channel, 0..1.
-    ``texture_scale``: the source surface's texture wavelength in px. ``image`` and
-    ``box``: where it came from (source-relative path, the label's box); ``method``: how
-    its mask was found (``label``, ``reference`` or ``box``).
+    ``texture_scale``: the source surface's texture wavelength in px. ``image``, ``box``
+    and ``origin``: where it came from (source-relative path, the label's box, the (x, y)
+    of the crop's top-left pixel in that image); ``method``: how its mask was found
+    (``label``, ``reference`` or ``box``).
     """
 
     pixels: np.ndarray
@@ -88,6 +89,7 @@ class LibraryEntry:
     image: str
     box: Box
     method: str
+    origin: tuple[int, int] = (0, 0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -351,6 +353,7 @@ def _entry(
         image=d.image,
         box=d.box,
         method=method,
+        origin=(cx1, cy1),
     )
 
 
@@ -408,6 +411,7 @@ def _encode(lib: Library) -> bytes:
                 "image": e.image,
                 "box": list(e.box),
                 "method": e.method,
+                "origin": list(e.origin),
                 "level": list(e.level),
                 "texture_scale": e.texture_scale,
             }
@@ -446,6 +450,7 @@ def _decode(data: bytes, root: Path) -> Library:
                     image=str(m["image"]),
                     box=_box(m["box"]),
                     method=str(m["method"]),
+                    origin=(int(m["origin"][0]), int(m["origin"][1])),
                 )
             )
     return Library(

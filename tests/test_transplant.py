@@ -1,0 +1,526 @@
+"""The ``transplant`` generator and its defect libraries (defectsynth.transplant)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import defectsynth.transplant.library as library_mod
+from defectsynth import GeneratorFailure, Layer, Synthesizer, param
+from defectsynth.cli import cli
+from defectsynth.defects.transplant import TransplantGenerator
+from defectsynth.errors import RecipeError
+from defectsynth.generator import DefectGenerator, Region
+from defectsynth.recipe import load_recipe
+from defectsynth.testing import check_generator, test_surface
+from defectsynth.transplant import (
+    DEMO_SOURCE,
+    Library,
+    LibraryEntry,
+    SourceError,
+    build_library,
+    forget_libraries,
+    load_library,
+    read_source,
+)
+from defectsynth.transplant.sources import decode_coco_rle, voc_palette
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFECTS = ROOT / "fixtures" / "defects"
+RECIPE = ROOT / "fixtures" / "recipes" / "transplant.yaml"
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own empty library cache and forgets what earlier ones loaded."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("DEFECTSYNTH_CACHE_DIR", str(d))
+    forget_libraries()
+    yield d
+    forget_libraries()
+
+
+# -- synthetic sources with a known true mask ------------------------------------------------
+
+
+def synthetic(kind: str, channels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(defect image, clean image, true mask), uint8: a textured, shaded surface with a
+    dark irregular blob or a bright curved scratch alpha-blended onto it with soft edges;
+    the true mask is where the blend weight is at least 0.5."""
+    rng = np.random.default_rng(seed)
+    clean = test_surface((160, 192), channels=max(channels, 3), seed=seed).astype(np.float32)
+    clean /= 255.0
+    h, w = clean.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == "blob":
+        n = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 6)
+        r = np.hypot((xx - 96) / 28, (yy - 80) / 20) + 0.25 * n / n.std()
+        alpha = np.clip((1 - r) / 0.06 + 0.5, 0, 1)
+        colour = np.array([0.20, 0.25, 0.45], np.float32)  # rust-brown, BGR
+    else:
+        d = np.abs(yy - 80 - 0.004 * (xx - 96) ** 2)
+        alpha = np.clip(2.0 - d, 0, 1) * ((xx > 40) & (xx < 150))
+        colour = np.array([0.85, 0.85, 0.85], np.float32)
+    defect = clean * (1 - alpha[:, :, None]) + colour * alpha[:, :, None]
+    defect = np.clip(defect + rng.normal(0, 0.01, defect.shape), 0, 1)
+
+    def u8(a: np.ndarray) -> np.ndarray:
+        out = np.rint(a * 255).astype(np.uint8)
+        return cv2.cvtColor(out, cv2.COLOR_BGR2GRAY) if channels == 1 else out
+
+    return u8(defect), u8(clean), alpha >= 0.5
+
+
+def write_coco(
+    folder: Path,
+    image: np.ndarray,
+    true: np.ndarray,
+    *,
+    mask: bool = False,
+    reference: np.ndarray | None = None,
+    category: str = "flaw",
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / "images" / "p.png"), image)
+    ys, xs = np.nonzero(true)
+    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    ann: dict[str, Any] = {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "iscrowd": 0,
+    }
+    if mask:
+        contours, _ = cv2.findContours(
+            true.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
+        ann["segmentation"] = [(c.reshape(-1, 2) + 0.5).ravel().tolist() for c in contours]
+    if reference is not None:
+        (folder / "clean").mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / "clean" / "p.png"), reference)
+    h, w = image.shape[:2]
+    doc = {
+        "images": [{"id": 1, "file_name": "p.png", "width": w, "height": h}],
+        "annotations": [ann],
+        "categories": [{"id": 1, "name": category}],
+    }
+    (folder / "annotations.json").write_text(json.dumps(doc))
+
+
+def entry_mask(entry: LibraryEntry, shape: tuple[int, int]) -> np.ndarray:
+    full = np.zeros(shape, bool)
+    x0, y0 = entry.origin
+    h, w = entry.shape
+    full[y0 : y0 + h, x0 : x0 + w] = entry.mask
+    return full
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+@pytest.mark.parametrize("path", ["label", "reference", "box"])
+@pytest.mark.parametrize("kind", ["blob", "scratch"])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_extraction_recovers_the_true_mask(
+    path: str, kind: str, channels: int, tmp_path: Path
+) -> None:
+    image, clean, true = synthetic(kind, channels)
+    write_coco(
+        tmp_path / "src",
+        image,
+        true,
+        mask=path == "label",
+        reference=clean if path == "reference" else None,
+    )
+    lib = build_library(tmp_path / "src")
+    assert len(lib) == 1 and lib.categories == ("flaw",)
+    entry = lib.entries[0]
+    assert entry.method == path
+    score = iou(entry_mask(entry, true.shape), true)
+    print(f"IoU {path} {kind} {channels}ch {score:.3f}", end=" ")  # shown with -s
+    assert score >= 0.8, f"{path} path, {kind}, {channels} ch: IoU {score:.3f}"
+
+
+def test_the_level_of_the_source_surface_is_recorded(tmp_path: Path) -> None:
+    image, clean, true = synthetic("blob", 3)
+    write_coco(tmp_path / "src", image, true, reference=clean)
+    entry = build_library(tmp_path / "src").entries[0]
+    under = clean[true].astype(np.float32) / 255
+    assert np.allclose(entry.level, np.median(under, axis=0), atol=0.01)
+    assert 2.0 <= entry.texture_scale <= 256.0
+
+
+# -- formats ---------------------------------------------------------------------------------
+
+
+def _same(a: Library, b: Library) -> None:
+    assert len(a) == len(b)
+    assert set(a.categories) == set(b.categories)
+    for x, y in zip(a.entries, b.entries):
+        assert (x.category, x.box, x.method, x.origin) == (y.category, y.box, y.method, y.origin)
+        assert np.array_equal(x.pixels, y.pixels) and np.array_equal(x.mask, y.mask)
+        assert x.level == y.level and x.texture_scale == y.texture_scale
+
+
+def test_box_only_coco_yolo_and_voc_give_the_same_library(tmp_path: Path) -> None:
+    coco = tmp_path / "coco"
+    shutil.copytree(DEFECTS / "coco" / "images", coco / "images")
+    doc = json.loads((DEFECTS / "coco" / "annotations.json").read_text())
+    for a in doc["annotations"]:
+        a.pop("segmentation", None)
+    (coco / "annotations.json").write_text(json.dumps(doc))
+    libs = {
+        "coco": build_library(coco, "coco"),
+        "yolo": build_library(DEFECTS / "yolo", "yolo"),
+        "voc": build_library(DEFECTS / "voc", "voc"),
+    }
+    assert len(libs["coco"]) == 9
+    assert {e.method for e in libs["coco"].entries} == {"box"}
+    _same(libs["coco"], libs["yolo"])
+    _same(libs["coco"], libs["voc"])
+    # auto-detection finds each format
+    for name in ("yolo", "voc"):
+        assert read_source(DEFECTS / name).format == name
+
+
+def test_the_fixture_coco_source_uses_every_extraction_path() -> None:
+    lib = build_library(DEFECTS / "coco")
+    assert {e.method for e in lib.entries} == {"label", "reference", "box"}
+    assert lib.categories == ("stain", "pit", "scratch", "crack", "discoloration", "dent")
+
+
+def test_yolo_seg_polygons_and_voc_instance_masks_are_label_masks(tmp_path: Path) -> None:
+    image, _, true = synthetic("blob", 3)
+    h, w = true.shape
+    contours, _ = cv2.findContours(true.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    pts = (contours[0].reshape(-1, 2) + 0.5) / [w, h]
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    cv2.imwrite(str(yolo / "images" / "p.jpg"), image)
+    coords = " ".join(f"{v:.6f}" for v in pts.ravel())
+    (yolo / "labels" / "p.txt").write_text(f"0 {coords}\n")
+    (yolo / "classes.txt").write_text("blob\n")
+    entry = build_library(yolo).entries[0]
+    assert entry.method == "label" and entry.category == "blob"
+    assert iou(entry_mask(entry, true.shape), true) > 0.97
+
+    voc = tmp_path / "voc"
+    for d in ("Annotations", "JPEGImages", "SegmentationObject"):
+        (voc / d).mkdir(parents=True)
+    cv2.imwrite(str(voc / "JPEGImages" / "p.jpg"), image)
+    ys, xs = np.nonzero(true)
+    (voc / "Annotations" / "p.xml").write_text(
+        "<annotation><filename>p.jpg</filename>"
+        f"<size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
+        "<object><name>blob</name><bndbox>"
+        f"<xmin>{xs.min() + 1}</xmin><ymin>{ys.min() + 1}</ymin>"
+        f"<xmax>{xs.max() + 1}</xmax><ymax>{ys.max() + 1}</ymax>"
+        "</bndbox></object></annotation>"
+    )
+    # a palette-coloured instance PNG, as VOC ships them (instance 1 = palette colour 1)
+    seg = np.zeros((h, w, 3), np.uint8)
+    seg[true] = voc_palette()[1][::-1]
+    cv2.imwrite(str(voc / "SegmentationObject" / "p.png"), seg)
+    entry = build_library(voc).entries[0]
+    assert entry.method == "label"
+    assert np.array_equal(entry_mask(entry, true.shape), true)
+
+
+def test_compressed_coco_rle() -> None:
+    mask_api = pytest.importorskip("pycocotools.mask")
+    _, _, true = synthetic("blob", 3)
+    rle = mask_api.encode(np.asfortranarray(true.astype(np.uint8)))
+    assert np.array_equal(decode_coco_rle(rle), true)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "does not exist"),
+        ("empty", "no COCO, YOLO or VOC labels"),
+        ("wrong_format", "no YOLO labels"),
+    ],
+)
+def test_unusable_sources_say_why(setup: str, message: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    if setup != "missing":
+        src.mkdir()
+    if setup == "wrong_format":
+        shutil.copytree(DEFECTS / "voc", src, dirs_exist_ok=True)
+    fmt = "yolo" if setup == "wrong_format" else "auto"
+    with pytest.raises(SourceError, match=message):
+        load_library(src, fmt)
+
+
+# -- the cache -------------------------------------------------------------------------------
+
+
+def test_extraction_runs_once_per_source(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(DEFECTS / "voc", src)
+    first = load_library(src)
+    files = sorted(p.name for p in (cache / "transplant").glob("*.npz"))
+    assert len(files) == 1 and files[0].startswith(first.content_hash[:32])
+    assert not [p for p in cache.rglob("*") if ".tmp" in p.name]  # atomic writes
+
+    forget_libraries()
+
+    def no_extraction(*args: Any, **kwargs: Any) -> Library:
+        raise AssertionError("extracted again")
+
+    monkeypatch.setattr(library_mod, "build_library", no_extraction)
+    again = load_library(src)
+    _same(first, again)
+    # a copy of the folder elsewhere has the same content: same cache file
+    forget_libraries()
+    copy = tmp_path / "copy"
+    shutil.copytree(src, copy)
+    assert load_library(copy).content_hash == first.content_hash
+    # a changed label file is new content: extracted again
+    forget_libraries()
+    xml = src / "Annotations" / "oil_on_brushed.xml"
+    xml.write_text(xml.read_text().replace("<name>stain</name>", "<name>oil</name>"))
+    monkeypatch.undo()
+    changed = load_library(src)
+    assert changed.content_hash != first.content_hash and "oil" in changed.categories
+
+
+def test_a_damaged_cache_file_is_replaced(cache: Path, tmp_path: Path) -> None:
+    first = load_library(DEFECTS / "yolo")
+    (path,) = (cache / "transplant").glob("*.npz")
+    path.write_bytes(b"not a library")
+    forget_libraries()
+    _same(first, load_library(DEFECTS / "yolo"))
+    assert path.read_bytes()[:2] == b"PK"  # a zip (npz) again
+
+
+def test_the_cache_can_be_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DEFECTSYNTH_CACHE_DIR", "off")
+    lib = load_library(DEFECTS / "voc")
+    assert len(lib) == 9
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+def test_what_a_process_uses_is_what_the_cache_holds(cache: Path) -> None:
+    """The process that extracts and a worker that reads the cache render the same
+    bytes: the extracting process uses the cache's representation too."""
+    built = load_library(DEFECTS / "coco")
+    forget_libraries()
+    read = load_library(DEFECTS / "coco")
+    _same(built, read)
+
+
+# -- the generator ---------------------------------------------------------------------------
+
+
+def fixture_generator(folder: str, kind: str) -> type[TransplantGenerator]:
+    """A transplant generator whose default source is a fixture folder (for the
+    conformance suite, which runs generators with their defaults)."""
+
+    class FixtureTransplant(TransplantGenerator):
+        name = f"transplant_{kind}"
+
+        @dataclass(frozen=True)
+        class Params(TransplantGenerator.Params):
+            source: str = param(str(DEFECTS / folder), doc="fixture source")
+            format: str = param(kind, choices=(kind,), doc="its format")
+
+    return FixtureTransplant
+
+
+def test_conformance_with_the_demo_library() -> None:
+    check_generator(TransplantGenerator)
+
+
+@pytest.mark.parametrize(("source", "fmt"), [("coco", "coco"), ("voc", "voc")])
+def test_conformance_with_fixture_sources(source: str, fmt: str) -> None:
+    check_generator(fixture_generator(source, fmt), seeds=(0, 1))
+
+
+def _region(pixels: np.ndarray) -> Region:
+    from defectsynth.generator import Light
+
+    px = np.ascontiguousarray(pixels, np.float32)
+    px.flags.writeable = False
+    pm = np.ones(px.shape[:2], np.float32)
+    pm.flags.writeable = False
+    return Region(px, pm, Light(30.0, 45.0), 8.0)
+
+
+def _render(params: dict[str, Any], surface: np.ndarray | float, channels: int = 3) -> Any:
+    gen = TransplantGenerator()
+    p = TransplantGenerator.Params(**params)
+    h, w = gen.extent(p, np.random.default_rng(0))
+    if isinstance(surface, float):
+        px = np.full((h, w, channels), surface, np.float32)
+    else:
+        px = cv2.resize(surface, (w, h))
+        px = px if px.ndim == 3 else px[:, :, None]
+    layer = gen.render(_region(px), p, np.random.default_rng(0))
+    return px, layer
+
+
+def test_render_is_clean_and_carries_the_source_category() -> None:
+    demo = load_library("")
+    for i, entry in enumerate(demo.entries):
+        pick = (i + 0.5) / len(demo)
+        for channels in (1, 3):
+            px, layer = _render({"pick": pick, "rotation": 25.0, "flip": True}, 0.5, channels)
+            assert layer.category == entry.category
+            assert layer.pixels.shape == px.shape and layer.pixels.dtype == np.float32
+            assert 0 <= layer.pixels.min() and layer.pixels.max() <= 1
+            outside = layer.coverage == 0
+            assert np.array_equal(layer.pixels[outside], px[outside])
+            edge = np.concatenate([layer.coverage[:3].ravel(), layer.coverage[-3:].ravel(),
+                                   layer.coverage[:, :3].ravel(), layer.coverage[:, -3:].ravel()])
+            assert edge.max() == 0, "coverage must stay clear of the region border (Poisson)"
+            # the label is the defect's mask, scaled and turned
+            area = int((layer.coverage >= 0.5).sum())
+            assert 0.6 * entry.mask.sum() < area < 1.6 * entry.mask.sum()
+
+
+@pytest.mark.parametrize("level", [0.25, 0.75])
+def test_a_dark_defect_keeps_its_ratio_to_the_destination_level(level: float) -> None:
+    """Match: a stain that halves its source surface halves any destination."""
+    demo = load_library("")
+    k = next(i for i, e in enumerate(demo.entries) if e.category == "pit")
+    entry = demo.entries[k]
+    pick = (k + 0.5) / len(demo)
+    _, layer = _render({"pick": pick, "scale": 1.0, "rotation": 0.0}, level)
+    inside = layer.coverage >= 0.5
+    src = entry.pixels[entry.mask].mean(axis=0) / np.asarray(entry.level)
+    got = layer.pixels[inside].mean(axis=0) / level
+    assert np.allclose(got.mean(), src.mean(), rtol=0.15)
+
+
+def test_the_destination_texture_shows_through() -> None:
+    stripes = 0.5 + 0.15 * np.sign(np.sin(np.arange(256) / 2.0))
+    surface = np.tile(stripes.astype(np.float32), (256, 1))
+    demo = load_library("")
+    k = next(i for i, e in enumerate(demo.entries) if e.category == "stain")
+    px, layer = _render({"pick": (k + 0.5) / len(demo)}, np.dstack([surface] * 3))
+    inside = layer.coverage >= 0.5
+    a = px[:, :, 1][inside]
+    b = layer.pixels[:, :, 1][inside]
+    assert np.corrcoef(a, b)[0, 1] > 0.8  # the stripes under the stain are still there
+
+
+def test_transplants_are_seamless_on_the_fixtures() -> None:
+    """Right outside an instance's mask the composite differs from the clean image by
+    little more than the feathered fade of the defect's own fringe: no halo."""
+    for name in ("brushed_metal", "painted_casing", "machined_flange"):
+        image = cv2.imread(str(ROOT / "fixtures" / "images" / f"{name}.png"))
+        synth = Synthesizer([{"generator": "transplant", "params": {"blend": "poisson"}}],
+                            instances=3)
+        sample = synth.apply(image, seed=5)
+        assert sample.annotations
+        for a in sample.annotations:
+            m = a.mask.astype(np.uint8)
+            k = np.ones((3, 3), np.uint8)
+            ring = (cv2.dilate(m, k, iterations=6) > 0) & ~(cv2.dilate(m, k, iterations=3) > 0)
+            diff = cv2.absdiff(sample.image, image).max(axis=2)
+            halo = float(diff[ring].mean())
+            print(f"{name} ring {halo:.2f}", end=" ")  # shown with -s
+            assert halo < 2, f"{name}: halo {halo:.1f} grey levels"
+
+
+# -- categories ------------------------------------------------------------------------------
+
+
+def test_categories_come_from_the_source_and_can_be_renamed() -> None:
+    src = str(DEFECTS / "coco")
+    synth = Synthesizer([{"generator": "transplant", "params": {"source": src}}])
+    assert synth.categories == ["stain", "pit", "scratch", "crack", "discoloration", "dent"]
+    renamed = Synthesizer(
+        [
+            {
+                "generator": "transplant",
+                "params": {"source": src},
+                "category": {"discoloration": "heat_tint", "stain": "contamination"},
+            },
+            {"generator": "scratch"},
+        ]
+    )
+    assert renamed.categories == ["contamination", "pit", "scratch", "crack", "heat_tint",
+                                  "dent"]
+    one = Synthesizer([{"generator": "transplant", "params": {"source": src},
+                        "category": "real"}])
+    assert one.categories == ["real"]
+    image = test_surface((256, 256))
+    cats = {a.category for v in range(6) for a in renamed.apply(image, variant=v).annotations}
+    assert cats and cats <= set(renamed.categories)
+
+
+def test_recipe_errors_name_the_key(tmp_path: Path) -> None:
+    def recipe(defect: str) -> Path:
+        p = tmp_path / "r.yaml"
+        p.write_text(f"inputs: {{images: {ROOT / 'fixtures' / 'images'}}}\ndefects:\n{defect}")
+        return p
+
+    with pytest.raises(RecipeError, match=r"defects\[0\]\.params\.source: .*does not exist"):
+        load_recipe(recipe("  - {generator: transplant, params: {source: nowhere}}\n"))
+    with pytest.raises(RecipeError, match=r"defects\[0\]\.category: .*no category 'scrach'"):
+        load_recipe(recipe(f"  - generator: transplant\n    params: {{source: {DEFECTS}/voc}}"
+                           "\n    category: {scrach: x}\n"))
+    with pytest.raises(RecipeError, match=r"defects\[0\]\.category\.stain: .*reserved"):
+        load_recipe(recipe("  - generator: transplant\n    category: {stain: good}\n"))
+
+
+def test_a_layer_category_the_generator_did_not_declare_is_an_error() -> None:
+    class Liar(DefectGenerator):
+        name = "liar"
+
+        @dataclass(frozen=True)
+        class Params:
+            pass
+
+        def extent(self, params: Any, rng: np.random.Generator) -> tuple[int, int]:
+            return 16, 16
+
+        def render(self, region: Region, params: Any, rng: np.random.Generator) -> Layer:
+            cov = np.zeros(region.shape, np.float32)
+            cov[4:12, 4:12] = 1
+            return Layer(np.zeros_like(region.pixels), cov, "undeclared")
+
+    synth = Synthesizer([{"generator": Liar}], instances=1)
+    with pytest.raises(GeneratorFailure, match="'undeclared' is not one of its categories"):
+        synth.apply(test_surface((64, 64)))
+
+
+# -- the dataset run -------------------------------------------------------------------------
+
+
+def test_generate_then_validate(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["generate", str(RECIPE), "-o", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["validate", str(out)])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "dataset.json").read_text())
+    assert "heat_tint" in info["categories"] and "stain" in info["categories"]
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    gens = {a["generator"] for r in records for a in r["annotations"]}
+    assert gens == {"transplant"}
+
+
+def test_the_demo_library_ships_with_the_package() -> None:
+    assert (DEMO_SOURCE / "annotations.json").is_file()
+    lib = load_library("")
+    assert len(lib) == 9 and {e.method for e in lib.entries} == {"label"}
