@@ -4,7 +4,8 @@ task costs. Prints figures measured in one run; asserts nothing.
 - throughput: the same recipe with `--dask-local 2` vs the local 2-worker pool
   (`--workers 2`) -> target >= 0.85x. Measured end to end (`generate()` including starting
   the pool or the cluster, as a user sees it) and warm (the cluster already running, as on a
-  real cluster); the dask run uses the CLI's default chunk size and, for comparison, 1;
+  real cluster); the dask run uses the CLI's default chunk size and, for comparison, 1.
+  384 samples of 1024x1024 (`--full`) or 128 of 512x512; runs alternate, medians compared;
 - overhead: no-op tasks through the dask backend, one per dask task: the CPU time one dask
   task costs (driver, scheduler and worker together) and the chunk size that keeps it under
   3 % of the measured time of a sample;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,13 +86,19 @@ def _cpu_seconds() -> float:
 
 
 def dask_task_overhead(backend: Any, n: int) -> tuple[float, float]:
-    """(CPU ms, wall ms) per dask task of ``n`` no-op tasks, one task per dask task."""
+    """(CPU ms, wall ms) per dask task of ``n`` no-op tasks, one task per dask task. The CPU
+    time is summed over the driver (with the local cluster's scheduler) and the workers,
+    less what the idle cluster burns in the same time (heartbeats, monitors)."""
     backend.chunksize = 1
     list(backend.map(_make_noop, range(50)))  # warm: every worker has built its function
     c0, t0 = _cpu_seconds(), time.perf_counter()
     for _ in backend.map(_make_noop, range(n)):
         pass
-    return (_cpu_seconds() - c0) / n * 1e3, (time.perf_counter() - t0) / n * 1e3
+    cpu, wall = _cpu_seconds() - c0, time.perf_counter() - t0
+    c1 = _cpu_seconds()
+    time.sleep(wall)
+    idle = _cpu_seconds() - c1
+    return max(0.0, cpu - idle) / n * 1e3, wall / n * 1e3
 
 
 def peak_rss_mb(recipe: Path, out: Path) -> float:
@@ -123,35 +131,49 @@ def main() -> None:
 
     from defectsynth.backends.dask import dask_backend, default_chunksize
 
-    n_src, side, variants = (48, 1024, 8) if args.full else (16, 512, 4)
+    # the machine may be busy with other work: runs alternate and the medians are compared
+    n_src, side, variants, reps = (48, 1024, 8, 3) if args.full else (16, 512, 8, 2)
     mem_small, mem_large, mem_side = (200, 2000, 1024) if args.full else (20, 200, 256)
     gens, plugin_dirs = available_generators()
     chunk = default_chunksize(variants)
     fig: dict[str, float] = {}
+    med = statistics.median
     with tempfile.TemporaryDirectory(prefix="ds-bench-dask-") as tmpdir:
         tmp = Path(tmpdir)
         make_sources(tmp / "src", n_src, side)
         recipe = write_recipe(tmp, variants, gens, plugin_dirs)
         run_local(recipe, tmp / "warmup", 2)  # file cache, imports
-        t_local, n = run_local(recipe, tmp / "local", 2)
-        t_dask, _ = run_dask(recipe, tmp / "dask")
-        t0 = time.perf_counter()
-        with dask_backend(local_workers=2, chunksize=chunk) as backend:
-            t_start = time.perf_counter() - t0
-            list(backend.map(_make_noop, range(20)))
-            t_warm, _ = run_dask(recipe, tmp / "dask_warm", backend)
-            backend.chunksize = 1
-            t_warm1, _ = run_dask(recipe, tmp / "dask_warm1", backend)
-            ovh_cpu, ovh_wall = dask_task_overhead(backend, 2000 if args.full else 500)
+        local: list[float] = []
+        cold: list[float] = []
+        warm: list[float] = []
+        warm1: list[float] = []
+        starts: list[float] = []
+        n = 0
+        with dask_backend(local_workers=2, chunksize=chunk) as running:
+            run_dask(recipe, tmp / "warmup_dask", running)
+            for k in range(reps):
+                t, n = run_local(recipe, tmp / f"local{k}", 2)
+                local.append(t)
+                cold.append(run_dask(recipe, tmp / f"cold{k}")[0])
+                running.chunksize = chunk
+                warm.append(run_dask(recipe, tmp / f"warm{k}", running)[0])
+                running.chunksize = 1
+                warm1.append(run_dask(recipe, tmp / f"warm1_{k}", running)[0])
+            ovh_cpu, ovh_wall = dask_task_overhead(running, 2000 if args.full else 500)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            with dask_backend(local_workers=2):
+                starts.append(time.perf_counter() - t0)
+        t_local, t_cold, t_warm, t_warm1 = med(local), med(cold), med(warm), med(warm1)
         sample_ms = 2 * t_local / n * 1e3  # one worker's time per sample (2 workers busy)
         implied = max(1, math.ceil(ovh_cpu / (OVERHEAD_SHARE * sample_ms)))
         fig.update(
             samples=n,
             local_2w_per_s=n / t_local,
-            dask_local_2_per_s=n / t_dask,
+            dask_local_2_per_s=n / t_cold,
             dask_warm_per_s=n / t_warm,
             dask_warm_chunk1_per_s=n / t_warm1,
-            cluster_start_s=t_start,
+            cluster_start_s=med(starts),
             dask_task_cpu_ms=ovh_cpu,
             dask_task_wall_ms=ovh_wall,
             sample_ms=sample_ms,
@@ -168,22 +190,22 @@ def main() -> None:
 
     print(
         f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of {side}x{side} "
-        f"PNG x {variants} variants = {n} samples; dask chunk size {chunk}"
+        f"PNG x {variants} variants = {n} samples; dask chunk size {chunk}; median of {reps}"
     )
-    print(f"local pool, 2 workers:           {n / t_local:6.1f} images/s")
+    print(f"local pool, 2 workers:            {n / t_local:6.1f} images/s")
     print(
-        f"--dask-local 2 (incl. start):    {n / t_dask:6.1f} images/s   "
-        f"ratio {t_local / t_dask:.2f} (target >= 0.85)"
+        f"--dask-local 2 (start included):  {n / t_cold:6.1f} images/s   "
+        f"ratio {t_local / t_cold:.2f} (target >= 0.85)"
     )
     print(
-        f"dask, cluster already running:   {n / t_warm:6.1f} images/s   "
+        f"dask, cluster already running:    {n / t_warm:6.1f} images/s   "
         f"ratio {t_local / t_warm:.2f}"
     )
     print(
-        f"dask, running, chunk size 1:     {n / t_warm1:6.1f} images/s   "
+        f"dask, running, chunk size 1:      {n / t_warm1:6.1f} images/s   "
         f"ratio {t_local / t_warm1:.2f}"
     )
-    print(f"LocalCluster(2) start:           {t_start:6.2f} s")
+    print(f"LocalCluster(2) start:            {med(starts):6.2f} s")
     print(
         f"one dask task: {ovh_cpu:.1f} ms CPU (driver + scheduler + worker), {ovh_wall:.1f} ms "
         f"wall; one sample: {sample_ms:.0f} ms -> chunk >= {implied} keeps the overhead under "
