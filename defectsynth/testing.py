@@ -14,7 +14,8 @@ and the parameters that broke it. The checks:
 - the class is a valid generator (name, frozen ``Params`` with in-range defaults);
 - every ``Params`` field is resolvable from its declared range (lo, hi, every choice);
 - rendering is deterministic for a seed, never mutates its region, returns float32
-  pixels and coverage of the right shapes, finite, coverage within [0, 1];
+  pixels and coverage of the right shapes, finite, coverage within [0, 1], and a layer
+  category (if any) that ``categories()`` declared;
 - through the Synthesizer on gray, BGR, BGRA and 16-bit images: dtype, channels and
   size kept; pixels outside the changed footprint byte-identical; every mask non-empty,
   inside the product and with its box equal to the mask's tight box.
@@ -116,6 +117,10 @@ def _render_checked(
             raise AssertionError(f"{name}: render() writes into region.pixels ({exc})") from None
         raise AssertionError(f"{name}: render() raised {exc!r} for params {params}") from exc
     assert np.array_equal(before, region.pixels), f"{name}: render() modified its region"
+    declared = list(gen.categories(space.describe()))
+    assert layer.category is None or layer.category in declared, (
+        f"{name}: layer category {layer.category!r} is not one of categories() {declared}"
+    )
     # determinism: the same (region, params, seed) gives the same layer
     rng2 = np.random.default_rng(seed)
     params2 = space.draw(rng2)
