@@ -162,6 +162,15 @@ def _scheduler_tasks(dask_scheduler: Any) -> int:
     return sum(1 for key in dask_scheduler.tasks if str(key).startswith("defectsynth-"))
 
 
+def test_importing_defectsynth_does_not_import_dask() -> None:
+    code = (
+        "import sys, defectsynth, defectsynth.cli, defectsynth.run, defectsynth.backends\n"
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"
+
+
 def test_chunk_sizes_cover_whole_sources() -> None:
     assert default_chunksize(1) == 8 and default_chunksize(3) == 9
     assert default_chunksize(12) == 12 and default_chunksize(40) == 16
