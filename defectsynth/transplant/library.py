@@ -171,8 +171,12 @@ def cache_dir() -> Path | None:
             return None
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "defectsynth"
+    if xdg:
+        return Path(xdg) / "defectsynth"
+    try:
+        return Path.home() / ".cache" / "defectsynth"
+    except RuntimeError:  # no home folder to be found: keep libraries in memory
+        return None
 
 
 def content_hash(root: Path, cache: Path | None = None) -> str:
