@@ -812,6 +812,15 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
         raise RecipeError("no such recipe file", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read the recipe: {exc}", file=name) from None
+    return parse_recipe_text(text, file=name, base_dir=p.absolute().parent)
+
+
+def parse_recipe_text(
+    text: str, *, file: str = "<recipe>", base_dir: str | os.PathLike[str] = "."
+) -> Recipe:
+    """Parse and validate recipe YAML already read (what :func:`read_recipe` does after
+    reading the file). Raises RecipeError for anything that is not a valid recipe."""
+    name = file
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
@@ -832,7 +841,7 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
         where = _mark(exc)
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(f"{where}invalid YAML: {problem}", file=name) from None
-    return parse_recipe(data, file=name, base_dir=p.absolute().parent)
+    return parse_recipe(data, file=name, base_dir=base_dir)
 
 
 def _mark(exc: yaml.YAMLError) -> str:
