@@ -26,11 +26,11 @@ class TransplantGenerator(DefectGenerator):
     masks when present) and optionally clean aligned references (``clean/``); each defect
     is extracted once into a cached library (:mod:`defectsynth.transplant`). An instance
     picks one entry (``pick``), scales, rotates and mirrors it, and moves it from its
-    source surface onto the product: what darkens the source surface (stains, pits,
-    cracks, shadows) keeps its ratio to it, per channel, and multiplies the product's own
-    pixels, so their texture and level carry through; what brightens it (glints, dust)
-    keeps its share of the headroom to white (see ``_map_level``). It is returned with an
-    outward-feathered coverage.
+    source surface onto the product: what darkens the source surface under it (stains,
+    pits, cracks, shadows) keeps its ratio to it, per channel, and multiplies the
+    product's own pixels, so their texture and level carry through; what brightens it
+    (glints, dust) keeps its share of the headroom to white (see ``_map_level``). It is
+    returned with an outward-feathered coverage.
     The host blends it by Poisson (gradients of the defect and a thin ring of its own
     surface, boundary of the product: any leftover level or shading mismatch melts away;
     ``poisson-mixed`` keeps the product's texture wherever it is stronger) or by alpha.
@@ -112,9 +112,11 @@ class TransplantGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = region.shape
-        pixels, inside, valid = _place(entry, params, (h, w))
-        src_level = np.asarray(entry.level, F32)
-        pixels, src_level = _to_channels(pixels, src_level, region.channels)
+        pixels, surface, inside, valid = _place(entry, params, (h, w))
+        pixels = _to_channels(pixels, region.channels)
+        surface = _to_channels(surface, region.channels)
+        src_level = _to_channels(np.asarray(entry.level, F32)[None, None, :], region.channels)
+        src_level = src_level.reshape(-1)
         if not inside.any():  # scaled below a pixel: nothing to place
             return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
         # the surface the defect lands on, pixel by pixel (its texture survives under a
@@ -124,7 +126,7 @@ class TransplantGenerator(DefectGenerator):
             dst_level = _local_level(region.pixels, inside, region.product_mask)
             shift = F32(1.0 - params.match) * (src_level - dst_level)
             base = np.clip(base + shift, 0.0, 1.0).astype(F32)
-        mapped = _map_level(pixels, src_level, base)
+        mapped = _map_level(pixels, surface, base)
         cov = _feathered(inside, params.feather) * valid
         out = np.where(cov[:, :, None] > 0, mapped, region.pixels).astype(F32)
         return Layer(out, cov.astype(F32), entry.category)
@@ -160,40 +162,47 @@ def _margin(feather: float) -> int:
 
 def _place(
     entry: LibraryEntry, params: TransplantGenerator.Params, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The entry scaled, mirrored and rotated about its centre onto the centre of an
-    (h, w) canvas: (pixels, defect mask, where the crop's own pixels are valid)."""
+    (h, w) canvas: (pixels, source surface, defect mask, where the crop is valid)."""
     h, w = shape
     px: np.ndarray = entry.pixels
+    surface: np.ndarray = entry.surface
     mask: np.ndarray = entry.mask.astype(F32)
     if params.flip:
-        px, mask = px[:, ::-1], mask[:, ::-1]
+        px, surface, mask = px[:, ::-1], surface[:, ::-1], mask[:, ::-1]
     s = params.scale
     if s < 1.0:  # shrink with area averaging first: a warp alone would alias
         eh, ew = entry.shape
-        nw, nh = max(1, round(ew * s)), max(1, round(eh * s))
-        px = cv2.resize(np.ascontiguousarray(px), (nw, nh), interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(np.ascontiguousarray(mask), (nw, nh), interpolation=cv2.INTER_AREA)
-        if px.ndim == 2:
-            px = px[:, :, None]
+        size = (max(1, round(ew * s)), max(1, round(eh * s)))
+        px, surface, mask = (
+            cv2.resize(np.ascontiguousarray(a), size, interpolation=cv2.INTER_AREA)
+            for a in (px, surface, mask)
+        )
         s = 1.0  # the resize did the scaling (up to rounding, absorbed by the warp's centre)
-    ch, cw = mask.shape
+    ch, cw = mask.shape[:2]
     c = ((cw - 1) / 2.0, (ch - 1) / 2.0)
     m = cv2.getRotationMatrix2D(c, params.rotation, s)
     m[0, 2] += (w - 1) / 2.0 - c[0]
     m[1, 2] += (h - 1) / 2.0 - c[1]
-    flags = cv2.INTER_LINEAR
-    out = cv2.warpAffine(
-        np.ascontiguousarray(px), m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE
-    )
-    if out.ndim == 2:
-        out = out[:, :, None]
-    warped = cv2.warpAffine(np.ascontiguousarray(mask), m, (w, h), flags=flags)
-    ones = np.ones((ch, cw), F32)
-    valid = cv2.warpAffine(ones, m, (w, h), flags=flags) > 0.999
-    valid = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(F32)
-    inside = (warped >= 0.5) & (valid > 0)
-    return np.clip(out, 0.0, 1.0).astype(F32), inside, valid
+
+    def warp(a: np.ndarray, border: int) -> np.ndarray:
+        return cv2.warpAffine(
+            np.ascontiguousarray(a), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border
+        )
+
+    px_w = np.clip(_image(warp(px, cv2.BORDER_REPLICATE)), 0.0, 1.0).astype(F32)
+    surf_w = np.clip(_image(warp(surface, cv2.BORDER_REPLICATE)), 0.0, 1.0).astype(F32)
+    warped = warp(mask, cv2.BORDER_CONSTANT)
+    valid = warp(np.ones((ch, cw), F32), cv2.BORDER_CONSTANT) > 0.999
+    valid_f = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(F32)
+    inside = (warped >= 0.5) & (valid_f > 0)
+    return px_w, surf_w, inside, valid_f
+
+
+def _image(a: np.ndarray) -> np.ndarray:
+    """(h, w) -> (h, w, 1): OpenCV drops a single channel."""
+    return a[:, :, None] if a.ndim == 2 else a
 
 
 def _feathered(inside: np.ndarray, feather: float) -> np.ndarray:
@@ -211,17 +220,14 @@ def _feathered(inside: np.ndarray, feather: float) -> np.ndarray:
 # -- surface level ---------------------------------------------------------------------------
 
 
-def _to_channels(
-    pixels: np.ndarray, level: np.ndarray, channels: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """(h, w, c) in the destination's channel count: a colour defect on a grey image is its
+    luma, a grey one on a colour image is grey in every channel."""
     if pixels.shape[2] == channels:
-        return pixels, level
-    if channels == 1:  # colour defect onto a grey image: its luma
-        return (pixels @ _LUMA)[:, :, None].astype(F32), np.array([level @ _LUMA], F32)
-    return (
-        np.repeat(pixels, 3, axis=2),
-        np.repeat(level, 3).astype(F32),
-    )
+        return pixels
+    if channels == 1:
+        return (pixels @ _LUMA)[:, :, None].astype(F32)
+    return np.repeat(pixels, 3, axis=2)
 
 
 def _local_level(pixels: np.ndarray, inside: np.ndarray, product: np.ndarray) -> np.ndarray:
@@ -242,9 +248,9 @@ def _local_level(pixels: np.ndarray, inside: np.ndarray, product: np.ndarray) ->
     return np.median(pixels[ring], axis=0).astype(F32)
 
 
-def _map_level(pixels: np.ndarray, src: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Move a defect from a surface of colour ``src`` onto the surface ``base`` (pixel by
-    pixel, the destination under it).
+def _map_level(pixels: np.ndarray, surface: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Move a defect from its source ``surface`` (what was under it, per pixel) onto
+    ``base`` (what will be under it, per pixel).
 
     Where the defect darkens its surface it is taken as a filter: per channel, it keeps
     its ratio to the source surface (the transmittance of oil, rust or a shadow), which
@@ -254,51 +260,43 @@ def _map_level(pixels: np.ndarray, src: np.ndarray, base: np.ndarray) -> np.ndar
     count less the more coloured it is (grey: fully). Where the defect brightens its
     surface it is taken as light, in CIELAB: L* keeps its share of the headroom to white,
     and the chroma change splits into a part along the source surface's own colour (a
-    highlight on blue paint is a paler blue), which scales the destination's colour and
-    fades as L* nears white, and the defect's own colour (dust, scale, temper colours; on a
-    grey source all of the change), added as it is. The two meet smoothly over the first
-    10 L* units above the surface's lightness. Gray images use the ratio below the level
-    and the headroom above it.
+    highlight on blue paint is a paler or deeper blue: up to twice or down to none of it),
+    which scales the destination's colour and fades as L* nears white, and the defect's
+    own colour (dust, scale, temper colours; on a grey source all of the change), added as
+    it is. The two meet smoothly over the first 10 L* units above the surface's
+    lightness. Gray images use the ratio below the surface and the headroom above it.
     """
-    s = np.clip(np.asarray(src, F32), 0.02, 0.98)
+    s = np.clip(surface, 0.02, 0.98).astype(F32)
     if pixels.shape[2] == 1:
         filt = np.clip(base * (pixels / s), 0.0, 1.0)
         light = base + (pixels - s) * ((F32(1.0) - base) / (F32(1.0) - s))
         return np.where(pixels < s, filt, np.clip(light, 0.0, 1.0)).astype(F32)
     lab = bgr_to_lab(pixels)
-    s_lab = bgr_to_lab(s.reshape(1, 1, 3)).reshape(3)
+    s_lab = bgr_to_lab(s)
     b_lab = bgr_to_lab(base)
-    norm = float(np.hypot(s_lab[1], s_lab[2]))
-    # how much of a hue change counts as the defect's own colour: all of it on a grey
-    # source; on a coloured one it is mostly the source's light, so less and less
-    keep = F32(np.clip(1.0 - (norm - 1.0) / 8.0, 0.0, 1.0))
-    ratio = pixels / s
-    grey = ((pixels @ _LUMA) / F32(float(s @ _LUMA)))[:, :, None]
-    filt = np.clip(base * (grey + (ratio - grey) * keep), 0.0, 1.0)
-    ls = float(np.clip(s_lab[0], 2.0, 98.0))
+    s_ab = s_lab[:, :, 1:]
+    norm = np.sqrt((s_ab * s_ab).sum(axis=2, keepdims=True))
+    # how much the source surface's colour counts: none on grey, fully from chroma 9 on
+    rel = np.clip((norm - F32(1.0)) / F32(8.0), 0.0, 1.0)
+    keep = F32(1.0) - rel  # how much of a turn of hue is the defect's own colour
+    grey = ((pixels @ _LUMA) / (s @ _LUMA))[:, :, None]
+    filt = np.clip(base * (grey + (pixels / s - grey) * keep), 0.0, 1.0)
+    ls = np.clip(s_lab[:, :, :1], 2.0, 98.0)
     lb = np.clip(b_lab[:, :, :1], 1.0, 99.0)
-    out = np.empty_like(lab)
-    light = lb + (lab[:, :, :1] - F32(ls)) * ((F32(100.0) - lb) / F32(100.0 - ls))
-    light = np.clip(light, 0.0, 100.0)
-    out[:, :, :1] = light
+    light = np.clip(lb + (lab[:, :, :1] - ls) * ((F32(100.0) - lb) / (F32(100.0) - ls)), 0, 100)
     fade = np.clip((F32(100.0) - light) / (F32(100.0) - lb), 0.0, 1.0)
-    delta = lab[:, :, 1:] - s_lab[1:]
-    if norm > 1.0:  # a coloured source surface: split off what only scales its colour
-        u = (s_lab[1:] / norm).astype(F32)
-        along = delta @ u
-        radial = np.maximum(along, F32(-norm))  # more or less of it, at most to grey
-        factor = (F32(1.0) + radial / F32(norm))[:, :, None]
-        # beyond grey is the defect's own colour; a turn of hue counts as ``keep`` says
-        side = delta - along[:, :, None] * u
-        own = (along - radial)[:, :, None] * u + side * keep
-    else:
-        factor = np.ones_like(light)
-        own = delta
-    out[:, :, 1:] = b_lab[:, :, 1:] * factor * fade + own
+    delta = lab[:, :, 1:] - s_ab
+    safe = np.maximum(norm, F32(1.0))
+    u = s_ab / safe
+    along = (delta * u).sum(axis=2, keepdims=True)
+    radial = np.clip(along, -norm, norm)  # relative: from none to twice the source colour
+    factor = F32(1.0) + rel * radial / safe
+    own = delta - rel * (radial * u + (delta - along * u) * (F32(1.0) - keep))
+    out = np.concatenate([light, b_lab[:, :, 1:] * factor * fade + own], axis=2)
     bright = lab_to_bgr(out)
     # light only where the pixel is clearly brighter than its surface (10 L* units: more
     # than a texture's ripple), a filter elsewhere
-    w = np.clip((lab[:, :, :1] - F32(ls)) / F32(10.0), 0.0, 1.0)
+    w = np.clip((lab[:, :, :1] - ls) / F32(10.0), 0.0, 1.0)
     return (filt + (bright - filt) * w).astype(F32)
 
 

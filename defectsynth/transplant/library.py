@@ -2,8 +2,8 @@
 
 :func:`load_library` is what the ``transplant`` generator calls. It reads the source's
 labels (:mod:`.sources`), extracts each defect (:mod:`.extract`) and keeps, per defect,
-a :class:`LibraryEntry`: the pixels around it, its mask, the level of the surface it sat
-on, the texture scale of that surface and its category.
+a :class:`LibraryEntry`: the pixels around it, its mask, the surface it sat on (pixel by
+pixel, and its level), the texture scale of that surface and its category.
 
 Caching (extraction runs once per source):
 
@@ -50,7 +50,7 @@ from .sources import (
 )
 
 F32 = np.float32
-EXTRACTION_VERSION = 1
+EXTRACTION_VERSION = 2
 CACHE_ENV = "DEFECTSYNTH_CACHE_DIR"
 CROP_MARGIN = 8
 DEMO_SOURCE = Path(__file__).parent / "demo"
@@ -74,7 +74,11 @@ class LibraryEntry:
 
     ``pixels``: float32 (h, w, c) in 0..1, c = 1 or 3 (BGR), the defect with a margin of
     its source surface around it (read-only). ``mask``: bool (h, w), the defect.
-    ``level``: the source surface's colour under/around the defect, per channel, 0..1.
+    ``surface``: like ``pixels``, the source surface without the defect: the clean
+    reference when there is one, else the pixels with the defect (and 2 px around it)
+    filled in from its surroundings (smooth: it knows the surface's shading, not its
+    texture). ``level``: the source surface's colour under/around the defect, per
+    channel, 0..1.
     ``texture_scale``: the source surface's texture wavelength in px. ``image``, ``box``
     and ``origin``: where it came from (source-relative path, the label's box, the (x, y)
     of the crop's top-left pixel in that image); ``method``: how its mask was found
@@ -83,6 +87,7 @@ class LibraryEntry:
 
     pixels: np.ndarray
     mask: np.ndarray
+    surface: np.ndarray
     level: tuple[float, ...]
     texture_scale: float
     category: str
@@ -343,22 +348,60 @@ def _entry(
         level = np.median(window[ring], axis=0)
     else:
         level = np.median(image.reshape(-1, image.shape[2]), axis=0)
-    surface = reference[wy1:wy2, wx1:wx2] if reference is not None else window
+    texture = reference[wy1:wy2, wx1:wx2] if reference is not None else window
     pixels = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
     crop_mask = np.ascontiguousarray(mask[cy1:cy2, cx1:cx2])
-    pixels.flags.writeable = False
-    crop_mask.flags.writeable = False
+    if reference is not None:
+        surface = np.ascontiguousarray(reference[cy1:cy2, cx1:cx2])
+    else:
+        surface = _inpaint(pixels, crop_mask)
+    for a in (pixels, crop_mask, surface):
+        a.flags.writeable = False
     return LibraryEntry(
         pixels=pixels,
         mask=crop_mask,
+        surface=surface,
         level=tuple(float(v) for v in level),
-        texture_scale=_texture_scale(surface, ring if reference is None else None),
+        texture_scale=_texture_scale(texture, ring if reference is None else None),
         category=d.category,
         image=d.image,
         box=d.box,
         method=method,
         origin=(cx1, cy1),
     )
+
+
+def _inpaint(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The crop with the defect and 2 px around it filled in from the surface around it:
+    an estimate of the surface under the defect. Normalized convolution at growing
+    scales: each hole pixel takes the Gaussian-weighted mean of the known pixels at the
+    smallest scale that reaches enough of them (fine near the hole's edge, coarse deep
+    inside), so the fill follows the surface's shading smoothly."""
+    hole = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    known = (hole == 0).astype(F32)
+    out = pixels.astype(F32).copy()
+    if not known.any():  # nothing around it to learn from
+        out[:] = np.median(pixels.reshape(-1, pixels.shape[2]), axis=0)
+        return out
+    todo = hole > 0
+    sigma = 1.5
+    while todo.any():
+        weight = cv2.GaussianBlur(known, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        ready = todo & (weight > 0.2)
+        if sigma > 4 * max(pixels.shape[:2]):
+            ready = todo & (weight > 0)
+            if not ready.any():
+                break
+        if ready.any():
+            w = np.maximum(weight, 1e-12)
+            for c in range(pixels.shape[2]):
+                num = cv2.GaussianBlur(
+                    pixels[:, :, c] * known, (0, 0), sigma, borderType=cv2.BORDER_REFLECT
+                )
+                out[:, :, c][ready] = (num / w)[ready]
+            todo &= ~ready
+        sigma *= 2.0
+    return out
 
 
 def _texture_scale(pixels: np.ndarray, where: np.ndarray | None) -> float:
@@ -427,6 +470,7 @@ def _encode(lib: Library) -> bytes:
     }
     for i, e in enumerate(lib.entries):
         arrays[f"pixels_{i}"] = np.rint(e.pixels * 65535.0).astype(np.uint16)
+        arrays[f"surface_{i}"] = np.rint(np.clip(e.surface, 0, 1) * 65535.0).astype(np.uint16)
         arrays[f"mask_{i}"] = e.mask.astype(np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
@@ -441,13 +485,15 @@ def _decode(data: bytes, root: Path) -> Library:
         entries = []
         for i, m in enumerate(meta["entries"]):
             px = z[f"pixels_{i}"].astype(F32) * F32(1.0 / 65535.0)
+            surface = z[f"surface_{i}"].astype(F32) * F32(1.0 / 65535.0)
             mask = z[f"mask_{i}"].astype(bool)
-            px.flags.writeable = False
-            mask.flags.writeable = False
+            for a in (px, surface, mask):
+                a.flags.writeable = False
             entries.append(
                 LibraryEntry(
                     pixels=px,
                     mask=mask,
+                    surface=surface,
                     level=tuple(float(v) for v in m["level"]),
                     texture_scale=float(m["texture_scale"]),
                     category=str(m["category"]),
