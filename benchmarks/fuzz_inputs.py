@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             counts[name]["accepted"] += 1
         except EXPECTED[name]:
             counts[name]["refused"] += 1
-        except Exception:
+        except KeyboardInterrupt:
+            break
+        except BaseException:  # SystemExit and friends are crashes too
             crashes += 1
             counts[name]["CRASH"] += 1
             args.crashes.mkdir(parents=True, exist_ok=True)

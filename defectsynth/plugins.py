@@ -177,7 +177,9 @@ class PluginHost:
         self.plugins.append(info)
         try:
             plugin = importer()
-        except (Exception, SystemExit) as exc:  # isolation: report and go on
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # isolation: report and go on (SystemExit, pytest.skip)
             self._fail(info, f"failed to import: {_one_line(exc)}", exc)
             return
         if info.version is None:
@@ -232,7 +234,9 @@ class PluginHost:
             )
         try:
             impl.function(**args)
-        except Exception as exc:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: report and go on
             self._fail(info, f"{hook} raised {_one_line(exc)}", exc)
             return
         if self.trace:

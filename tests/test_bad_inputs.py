@@ -456,6 +456,16 @@ def check_rejected(message: str) -> Callable[[Ws], None]:
     return check
 
 
+def plug_exits_on_import(ws: Ws) -> None:
+    folder = ws.root / "more_plugins"
+    folder.mkdir()
+    (folder / "quitter.py").write_text("import sys\nsys.exit(3)\n")
+    (folder / "skipper.py").write_text(  # pytest.skip() at import is a BaseException too
+        "class Skipped(BaseException):\n    pass\n\nraise Skipped('no thanks')\n"
+    )
+    ws.recipe["plugin_dirs"] = [str(PLUGINS), str(folder)]
+
+
 def check_flaky(ws: Ws) -> None:
     gens = [a["generator"] for r in ws.records() for a in r["annotations"]]
     assert "hostile" in gens  # the calls that worked are labeled
@@ -680,6 +690,10 @@ TABLE = [
       r"generator 'hostile': extent\(\) returned \(-5, 0\)", 4, check_rejected("extent()")),
     R("plugin-flaky", plug("flaky"), 0, r"generator 'hostile': \d+ instance\(s\) rejected", 4,
       check_flaky),
+    R("plugin-exits-on-import", plug_exits_on_import, 0,
+      r"warning: plugin 'quitter' \(.*quitter\.py\): failed to import: SystemExit: 3\n"
+      r"warning: plugin 'skipper' \(.*skipper\.py\): failed to import: Skipped: no thanks",
+      2),
     R("plugin-k-in-a-row-cli", plug_stops("cli"), 1,
       r"error: generator 'hostile' failed [34] times in a row \(max_generator_failures = 3\), so "
       r"the run stopped rather than write a dataset without its category \(hostile\)\. Last "
