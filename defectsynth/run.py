@@ -997,7 +997,8 @@ def contact_sheet(
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """A grid of ``n`` synthesized samples with masks and boxes drawn (nothing written).
 
-    Returns the 8-bit BGR sheet and the (source, reason) pairs of skipped sources.
+    Returns the 8-bit BGR sheet and the (source, reason) pairs of skipped sources and of
+    rejected instances.
     """
     from .plugins import PluginHost
 
@@ -1013,6 +1014,9 @@ def contact_sheet(
         except (InputImageError, GeneratorFailure) as exc:
             skipped.append((task.rel, str(exc)))
             continue
+        for _name, error in sample.render_log:
+            if error is not None:  # the instance was rejected; say so, as generate does
+                skipped.append((task.rel, f"an instance was rejected: {error}"))
         tiles.append(_tile(sample.draw(), f"{task.name} ({len(sample)})", cell))
     if not tiles:
         return np.zeros((cell, cell, 3), np.uint8), skipped
