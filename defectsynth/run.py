@@ -860,6 +860,12 @@ def generate(
     :param backend: a :class:`defectsynth.backends.Backend` (default: local).
     :param progress: called as ``progress(done_now, todo)`` after each task; return value
         ignored. ``todo`` is the number of tasks this call runs.
+    :raises RunError: the output folder cannot be used, or a generator failed
+        ``recipe.max_generator_failures`` times in a row.
+    :raises RunStopped: a file could not be written (disk full): the samples in the
+        manifest are complete; ``resume=True`` finishes once the cause is fixed.
+    :raises RunInterrupted: (a ``KeyboardInterrupt``) SIGINT or SIGTERM arrived; the
+        samples in flight were finished and recorded first.
 
     With more than one worker the pool starts its processes from a fork server, which
     imports the calling script's main module: call ``generate`` under
