@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .generator import describe_range, param_fields, param_info
+from .generator import ParamSpace, describe_range, param_fields, param_info
 from .plugins import PluginHost
 
 
@@ -127,12 +127,17 @@ def describe_cmd(ctx: click.Context, generator: str, as_json: bool) -> None:
             }
         )
     doc = (cls.__doc__ or "").strip()
+    try:  # with default parameters; a generator like transplant names several categories
+        categories = list(cls().categories(ParamSpace(cls).describe()))
+    except Exception:  # noqa: BLE001 - describing must not fail on a plugin's quirk
+        categories = [cls.label()]
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "name": cls.name,
                     "category": cls.label(),
+                    "categories": categories,
                     "version": cls.version,
                     "blend": cls.blend,
                     "plugin": owner.name if owner else None,
@@ -146,7 +151,8 @@ def describe_cmd(ctx: click.Context, generator: str, as_json: bool) -> None:
         return
     where = f" (plugin {owner.name!r}, {owner.source})" if owner else ""
     click.echo(f"{cls.name} v{cls.version}{where}")
-    click.echo(f"category: {cls.label()}    blend: {cls.blend}")
+    label = "categories" if len(categories) > 1 else "category"
+    click.echo(f"{label}: {', '.join(categories)}    blend: {cls.blend}")
     if doc:
         click.echo("")
         click.echo(doc)
