@@ -560,6 +560,11 @@ def sigint(ws: Ws) -> None:
     ws.notes["signal"] = "sigint"
 
 
+def sigterm(ws: Ws) -> None:
+    slow_run(ws)
+    ws.notes["signal"] = "sigterm"
+
+
 def sigkill_loop(ws: Ws) -> None:
     slow_run(ws)
     ws.notes["signal"] = "sigkill"
@@ -725,6 +730,9 @@ TABLE = [
       r"\(ENOSPC\)(.|\n)*--resume", None, check_resumes_identically),
     # signals
     R("sigint", sigint, 130,
+      r"stopped after the samples in flight; every sample in .*manifest\.jsonl is complete\. "
+      r"Finish with:\n  defectsynth generate .* --resume", None, check_resumes_identically),
+    R("sigterm", sigterm, 143,
       r"stopped after the samples in flight; every sample in .*manifest\.jsonl is complete\. "
       r"Finish with:\n  defectsynth generate .* --resume", None, check_resumes_identically),
     R("sigkill-loop", sigkill_loop, 0, r"wrote 32 samples", 32, check_resumes_identically),
@@ -894,10 +902,13 @@ def run_signals(ws: Ws) -> Outcome:
     assert ref.returncode == 0, ref.stderr
     reference = tree_bytes(ws.out)
     shutil.rmtree(ws.out)
-    if ws.notes["signal"] == "sigint":
+    if ws.notes["signal"] in ("sigint", "sigterm"):
         proc = _start(ws)
         _wait_for_lines(ws, proc, 3)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        if ws.notes["signal"] == "sigint":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            os.kill(proc.pid, signal.SIGTERM)  # what a job scheduler does first
         out, err = proc.communicate(timeout=60)
         outcome = Outcome(proc.returncode, (out + err).decode())
         assert _lines(ws.out / MANIFEST) < 32, "the run finished before the signal"
