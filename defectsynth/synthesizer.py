@@ -377,7 +377,7 @@ class Synthesizer:
             eh, ew = (int(v) for v in ext)
         except GeneratorFailure:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise GeneratorFailure(f"generator {name!r}: extent() failed: {exc!r}") from exc
         H, W = out.shape[:2]
         if eh < 1 or ew < 1 or eh > MAX_EXTENT or ew > MAX_EXTENT:

@@ -1014,3 +1014,39 @@ def run_spying_decoder(ws: Ws, monkeypatch: pytest.MonkeyPatch) -> Outcome:
 
     monkeypatch.setattr(imagefile.cv2, "imdecode", spy)
     return run_cli(ws)
+
+
+# -- the same rules through the Python API ---------------------------------------------------
+
+
+def test_synthesizer_raises_by_default_and_rejects_on_request() -> None:
+    from defectsynth.errors import GeneratorFailure
+    from defectsynth.plugins import PluginHost
+    from defectsynth.synthesizer import Entry, Synthesizer
+
+    host = PluginHost([PLUGINS, HOSTILE])
+    image = textured()
+    entries = [Entry("blob"), Entry("hostile", params={"mode": "nan"})]
+    with pytest.raises(GeneratorFailure, match="generator 'hostile': Layer.pixels contains NaN"):
+        for seed in range(20):
+            Synthesizer(entries, instances=3, host=host).apply(image, seed=seed)
+    synth = Synthesizer(entries, instances=3, host=host, on_failure="reject")
+    sample = synth.apply(image, seed=1)
+    failed = [err for name, err in sample.render_log if err is not None]
+    assert failed and all("hostile" in err for err in failed)
+    assert sample.stats["generator_failures"] == len(failed)
+    assert all(a.generator == "blob" for a in sample.annotations)
+    with pytest.raises(ValueError, match="on_failure must be 'raise' or 'reject'"):
+        Synthesizer(entries, host=host, on_failure="ignore")
+
+
+def test_resume_accepts_another_failure_limit(tmp_path: Path) -> None:
+    ws = base(tmp_path)
+    ws.recipe["variants"] = 2
+    assert run_cli(ws, "--limit", "2").exit == 0
+    resumed = run_cli(ws, "--resume", "--max-generator-failures", "3")
+    assert resumed.exit == 0, resumed.output
+    assert len(ws.records()) == 4
+    ws.recipe["seed"] = 6  # a recipe change that matters is still refused
+    refused = run_cli(ws, "--resume")
+    assert refused.exit == 1 and "differs in: seed" in refused.output
