@@ -895,7 +895,7 @@ def generate(
         atomic_write_text(out / DATASET, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         fd = os.open(out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
+        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
         raise RunError(
             f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
         ) from None
