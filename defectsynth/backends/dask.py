@@ -26,7 +26,9 @@ imports it.
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -68,6 +70,39 @@ def versions() -> dict[str, str]:
 # -- worker side --------------------------------------------------------------------------
 
 _state = threading.local()
+_heap_reuse_done = False
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def restore_heap_reuse() -> bool:
+    """Undo what dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` costs our workers.
+
+    dask's nanny starts every worker with that variable, so freed memory goes back to the
+    OS at once. Setting it also switches off glibc's dynamic mmap threshold: every large
+    array (a 1024x1024 float32 plane is 4 MB, an RGB one 12 MB) becomes a fresh ``mmap``
+    whose pages fault in one at a time. Measured on 32 samples of 1024x1024: 273,000 page
+    faults instead of 3,300 and 20 % more time per sample. This lets arrays up to 32 MB
+    (glibc's own dynamic limit) come from the heap again and keeps up to 128 MB of it
+    between samples. Only on Linux with glibc, only where the variable is set; returns
+    whether it changed anything.
+    """
+    global _heap_reuse_done
+    if _heap_reuse_done or not sys.platform.startswith("linux"):
+        return False
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return False
+    _heap_reuse_done = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1
+    return mallopt(M_TRIM_THRESHOLD, 128 << 20) == 1 and ok
 
 
 def _worker_for(token: str, payload: bytes, expected: dict[str, str]) -> Worker:
@@ -97,6 +132,7 @@ def _worker_for(token: str, payload: bytes, expected: dict[str, str]) -> Worker:
 
     # one OpenCV thread per dask thread: a worker's threads are its parallelism
     cv2.setNumThreads(1)
+    restore_heap_reuse()
     factory: WorkerFactory = pickle.loads(payload)
     try:
         worker = factory()
@@ -201,12 +237,19 @@ class DaskBackend:
             raise RunError(INSTALL_HINT) from None
         try:
             if self.local_workers is not None:
-                self._cluster = LocalCluster(
-                    n_workers=self.local_workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    preload=["defectsynth.backends.dask_local"],  # Ctrl-C: see there
-                )
+                import dask
+
+                # no MALLOC_TRIM_THRESHOLD_ for the workers (see restore_heap_reuse); the
+                # nanny also puts it into this process's environment, where a process pool
+                # started later would inherit it
+                trim = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+                with dask.config.set({trim: None}):
+                    self._cluster = LocalCluster(
+                        n_workers=self.local_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        preload=["defectsynth.backends.dask_local"],  # Ctrl-C: see there
+                    )
                 self.client = Client(self._cluster, timeout=self.timeout)
             else:
                 self.client = Client(self.scheduler, timeout=self.timeout)
@@ -330,6 +373,7 @@ __all__ = [
     "DaskBackend",
     "dask_backend",
     "default_chunksize",
+    "restore_heap_reuse",
     "run_chunk",
     "versions",
 ]
