@@ -149,21 +149,19 @@ def main() -> None:
         warm1: list[float] = []
         starts: list[float] = []
         n = 0
-        with dask_backend(local_workers=2, chunksize=chunk) as running:
-            run_dask(recipe, tmp / "warmup_dask", running)
-            for k in range(reps):
-                t, n = run_local(recipe, tmp / f"local{k}", 2)
-                local.append(t)
-                cold.append(run_dask(recipe, tmp / f"cold{k}")[0])
-                running.chunksize = chunk
+        for k in range(reps):  # one cluster at a time: an idle one still costs CPU
+            t, n = run_local(recipe, tmp / f"local{k}", 2)
+            local.append(t)
+            cold.append(run_dask(recipe, tmp / f"cold{k}")[0])
+            t0 = time.perf_counter()
+            with dask_backend(local_workers=2, chunksize=chunk) as running:
+                starts.append(time.perf_counter() - t0)
+                run_dask(recipe, tmp / f"warmup{k}", running, limit=4 * chunk)
                 warm.append(run_dask(recipe, tmp / f"warm{k}", running)[0])
                 running.chunksize = 1
                 warm1.append(run_dask(recipe, tmp / f"warm1_{k}", running)[0])
+        with dask_backend(local_workers=2) as running:
             ovh_cpu, ovh_wall = dask_task_overhead(running, 2000 if args.full else 500)
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            with dask_backend(local_workers=2):
-                starts.append(time.perf_counter() - t0)
         t_local, t_cold, t_warm, t_warm1 = med(local), med(cold), med(warm), med(warm1)
         sample_ms = 2 * t_local / n * 1e3  # one worker's time per sample (2 workers busy)
         implied = max(1, math.ceil(ovh_cpu / (OVERHEAD_SHARE * sample_ms)))
