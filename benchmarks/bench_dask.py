@@ -5,7 +5,7 @@ task costs. Prints figures measured in one run; asserts nothing.
   (`--workers 2`) -> target >= 0.85x. Measured end to end (`generate()` including starting
   the pool or the cluster, as a user sees it) and warm (the cluster already running, as on a
   real cluster); the dask run uses the CLI's default chunk size and, for comparison, 1.
-  384 samples of 1024x1024 (`--full`) or 128 of 512x512; runs alternate, best of each kept;
+  768 samples of 1024x1024 (`--full`) or 128 of 512x512; runs alternate, best of each kept;
 - overhead: no-op tasks through the dask backend, one per dask task: the CPU time one dask
   task costs (driver, scheduler and worker together) and the chunk size that keeps it under
   3 % of the measured time of a sample;
@@ -132,7 +132,7 @@ def main() -> None:
     from defectsynth.backends.dask import dask_backend, default_chunksize
 
     # the machine may be busy with other work: runs alternate and the best of each is kept
-    n_src, side, variants, reps = (48, 1024, 8, 3) if args.full else (16, 512, 8, 2)
+    n_src, side, variants, reps = (96, 1024, 8, 3) if args.full else (16, 512, 8, 2)
     mem_small, mem_large, mem_side = (200, 2000, 1024) if args.full else (20, 200, 256)
     gens, plugin_dirs = available_generators()
     chunk = default_chunksize(variants)

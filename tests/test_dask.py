@@ -324,6 +324,27 @@ def test_ctrl_c_on_dask_local_finishes_the_chunks_in_flight(tmp_path: Path) -> N
     assert tree_bytes(out) == ref
 
 
+def test_a_cluster_without_workers_yet_runs_when_they_come(tmp_path: Path) -> None:
+    """As on a batch system, where the worker jobs wait in the queue."""
+    from distributed import LocalCluster
+
+    make_inputs(tmp_path, n=2)
+    recipe = write_recipe(tmp_path, variants=2)
+    generate(load_recipe(recipe), tmp_path / "ds", workers=1)
+    (tmp_path / "ds").rename(tmp_path / "ref")
+    with LocalCluster(
+        n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        backend = DaskBackend(cluster.scheduler_address, timeout=0.5).start()
+        try:
+            assert "no worker yet" in backend.describe()
+            cluster.scale(1)
+            generate(load_recipe(recipe), tmp_path / "ds", backend=backend)
+        finally:
+            backend.close()
+    assert tree_bytes(tmp_path / "ds") == tree_bytes(tmp_path / "ref")
+
+
 def test_a_chunk_that_keeps_killing_workers_stops_the_run(tmp_path: Path) -> None:
     import dask
     from distributed import LocalCluster

@@ -30,6 +30,7 @@ import os
 import pickle
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -253,12 +254,15 @@ class DaskBackend:
                 self.client = Client(self._cluster, timeout=self.timeout)
             else:
                 self.client = Client(self.scheduler, timeout=self.timeout)
-            self.client.wait_for_workers(1, timeout=self.timeout)
         except (OSError, TimeoutError) as exc:
             self.close()
             where = self.scheduler or "a local cluster"
             raise RunError(f"cannot use dask scheduler {where}: {exc}") from None
-        self.workers = max(1, sum(self.client.nthreads().values()))
+        try:
+            self.client.wait_for_workers(1, timeout=self.timeout)
+        except TimeoutError:
+            pass  # workers still queued (a batch system): chunks wait for them
+        self.workers = self._threads()
         services = self.client.scheduler_info().get("services", {})
         self.dashboard_link = self.client.dashboard_link if "dashboard" in services else None
         return self
@@ -278,13 +282,18 @@ class DaskBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _threads(self) -> int:
+        """Worker threads in the cluster now (it may grow or shrink during a run)."""
+        return int(sum(self.client.nthreads().values()))
+
     def describe(self) -> str:
         where = (
             f"a local dask cluster of {self.local_workers} worker processes"
             if self.local_workers is not None
             else f"dask scheduler {self.scheduler}"
         )
-        return f"{where} ({self.workers} threads)"
+        threads = f"{self.workers} threads" if self.workers else "no worker yet: chunks wait"
+        return f"{where} ({threads})"
 
     # the backend contract ----------------------------------------------------------------
 
@@ -304,6 +313,7 @@ class DaskBackend:
         from distributed.scheduler import KilledWorker
 
         client = self.client
+        sized_at = time.monotonic()
         window = self._window or 2 * self.workers + 1
         ahead = max(window, self._ahead or 4 * window)
         token = uuid.uuid4().hex[:16]
@@ -318,7 +328,13 @@ class DaskBackend:
         completed = as_completed()
 
         def submit() -> None:
-            nonlocal exhausted, next_seq
+            nonlocal exhausted, next_seq, window, ahead, sized_at
+            if self._window is None and time.monotonic() - sized_at > 2.0:
+                # follow a cluster that grows (adaptive scaling, queued batch jobs)
+                sized_at = time.monotonic()
+                self.workers = self._threads()
+                window = 2 * self.workers + 1
+                ahead = max(window, self._ahead or 4 * window)
             while not exhausted and len(pending) < window and next_seq - head < ahead:
                 chunk = list(itertools.islice(it, self.chunksize))
                 if not chunk:
