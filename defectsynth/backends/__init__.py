@@ -5,7 +5,8 @@ A backend does one thing: map tasks to result records. It receives a picklable
 (plugins loaded, synthesizer configured), and yields ``worker(task)`` for every task **in
 task order**. Workers write the sample's image and mask files themselves; the driver
 (``defectsynth.run``) appends the manifest and runs the writers, the same for every
-backend. A new backend (dask, a job queue) implements :class:`Backend` and nothing else.
+backend. The local pool is in ``local.py``, dask.distributed in ``dask.py`` (``--scheduler``,
+``--dask-local``); another engine implements :class:`Backend` and nothing else.
 """
 
 from __future__ import annotations
