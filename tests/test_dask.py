@@ -177,6 +177,20 @@ def test_importing_defectsynth_does_not_import_dask() -> None:
     assert res.stdout.strip() == "[]"
 
 
+def test_without_dask_the_cli_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    make_inputs(tmp_path, n=1)
+    recipe = write_recipe(tmp_path, variants=1)
+    res = CliRunner().invoke(
+        cli, ["generate", str(recipe), "-o", str(tmp_path / "ds"), "--dask-local", "2"]
+    )
+    assert res.exit_code == 1
+    assert "pip install 'defectsynth[dask]'" in res.output
+    assert not (tmp_path / "ds").exists()
+
+
 def test_chunk_sizes_cover_whole_sources() -> None:
     assert default_chunksize(1) == 8 and default_chunksize(3) == 9
     assert default_chunksize(12) == 12 and default_chunksize(40) == 16
