@@ -40,9 +40,10 @@ from . import Worker, WorkerFactory
 
 DEFAULT_CHUNKSIZE = 8
 """Tasks per dask task when nothing else is said. Measured on a 2-core VM (docs/cluster.md,
-benchmarks/bench_dask.py): one dask task costs about 5 ms of CPU across driver, scheduler
-and worker, whatever it carries; a sample costs 20 ms (256x256) to 60 ms (1024x1024). Eight
-samples per dask task keep that overhead at or below 3 %."""
+benchmarks/bench_dask.py): one dask task costs 5-7 ms of CPU across driver, scheduler and
+worker, whatever it carries; a sample costs 20 ms (256x256) to 70 ms (1024x1024) of a core.
+Eight to ten samples per dask task keep that overhead near 3 % for small images, far below
+for large ones; one sample per dask task runs 20-25 % slower than the local pool."""
 
 
 def default_chunksize(variants: int) -> int:
