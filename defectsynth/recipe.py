@@ -862,3 +862,15 @@ def load_recipe(path: str | os.PathLike[str], host: PluginHost | None = None) ->
     recipe = read_recipe(path)
     recipe.check(host)
     return recipe
+
+
+def as_recipe(recipe: Any, host: Any = None) -> Recipe:
+    """A Recipe from a recipe file path or a Recipe (the training integrations take both)."""
+    if isinstance(recipe, str | os.PathLike):
+        return load_recipe(recipe, host)
+    if hasattr(recipe, "synthesizer"):
+        return recipe
+    raise TypeError(
+        "recipe must be a recipe file path, a Recipe or a Synthesizer, "
+        f"got {type(recipe).__name__}"
+    )

@@ -97,17 +97,9 @@ class AddDefects(DualTransform):
         if isinstance(recipe, Synthesizer):
             self._synth: Synthesizer | None = recipe
         else:
-            if isinstance(recipe, str | os.PathLike):
-                from ..recipe import load_recipe
+            from ..recipe import as_recipe
 
-                self._recipe = load_recipe(recipe, host)
-            elif hasattr(recipe, "synthesizer"):
-                self._recipe = recipe
-            else:
-                raise TypeError(
-                    "recipe must be a recipe file path, a Recipe or a Synthesizer, "
-                    f"got {type(recipe).__name__}"
-                )
+            self._recipe = as_recipe(recipe, host)
             self._synth = self._recipe.synthesizer(host)
         synth = self._synth
         assert synth is not None

@@ -169,18 +169,12 @@ class DefectDataset:
         synth: Synthesizer | None = None
         if isinstance(recipe, Synthesizer):
             synth = recipe
-        elif isinstance(recipe, str | os.PathLike):
-            from ..recipe import load_recipe
-
-            self._recipe_path = os.fspath(recipe)
-            self._recipe = load_recipe(recipe, host)
-        elif hasattr(recipe, "synthesizer"):
-            self._recipe = recipe
         else:
-            raise TypeError(
-                "recipe must be a recipe file path, a Recipe or a Synthesizer, "
-                f"got {type(recipe).__name__}"
-            )
+            from ..recipe import as_recipe
+
+            if isinstance(recipe, str | os.PathLike):
+                self._recipe_path = os.fspath(recipe)
+            self._recipe = as_recipe(recipe, host)
         if synth is None:
             assert self._recipe is not None
             synth = self._recipe.synthesizer(host)
