@@ -461,30 +461,25 @@ def dump_record(record: dict[str, Any]) -> str:
 
 
 def read_manifest(out_dir: Path, repair: bool = False) -> list[int]:
-    """Task indices in ``manifest.jsonl``, in file order, read line by line. A torn last
-    line (a run killed while appending) is cut off when ``repair`` is set; a bad line
-    elsewhere is an error."""
+    """Task indices in ``manifest.jsonl``, in file order. A torn last line (a run killed,
+    or still busy, while appending) is ignored, and cut off when ``repair`` is set; a bad
+    line elsewhere is an error. The file is read in one go, so a reader watching a live
+    run sees a consistent snapshot rather than a line that grows while it is parsed."""
     path = out_dir / MANIFEST
     if not path.exists():
         return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
     tasks: list[int] = []
-    good_end = 0
-    torn = False
-    with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                if not line.endswith(b"\n"):
-                    raise ValueError("no newline")
-                tasks.append(int(json.loads(line)["task"]))
-            except (ValueError, KeyError, TypeError):
-                if fh.read(1):
-                    raise RunError(f"{path}: line {len(tasks) + 1} is not a valid record") from None
-                torn = True
-                break
-            good_end += len(line)
-    if torn and repair:
+    for number, line in enumerate(lines, 1):
+        try:
+            tasks.append(int(json.loads(line)["task"]))
+        except (ValueError, KeyError, TypeError):
+            raise RunError(f"{path}: line {number} is not a valid record") from None
+    if tail and repair:
         with open(path, "r+b") as fh:
-            fh.truncate(good_end)
+            fh.truncate(len(data) - len(tail))
     return tasks
 
 

@@ -146,6 +146,22 @@ def test_resume_after_simulated_crash_is_byte_identical(tmp_path: Path, host: Pl
     assert tree_bytes(out) == tree_bytes(tmp_path / "ref")
 
 
+def test_manifest_reader_sees_a_snapshot_of_a_live_run(tmp_path: Path) -> None:
+    """A reader that polls while the driver appends (progress watchers, the kill tests)
+    must get the whole records and ignore a half-written last line; only a bad line in
+    the middle is an error, and ``repair`` cuts the torn tail off."""
+    rec = [json.dumps({"task": t}) + "\n" for t in range(3)]
+    path = tmp_path / MANIFEST
+    path.write_text("".join(rec) + '{"task": 3, "ima')
+    assert read_manifest(tmp_path) == [0, 1, 2]
+    assert path.read_text().endswith('"ima')  # reading alone never changes the file
+    assert read_manifest(tmp_path, repair=True) == [0, 1, 2]
+    assert path.read_text() == "".join(rec)
+    path.write_text(rec[0] + "garbage\n" + rec[2])
+    with pytest.raises(RunError, match="line 2 is not a valid record"):
+        read_manifest(tmp_path)
+
+
 def test_bad_sources_are_skipped_with_reasons(tmp_path: Path, host: PluginHost) -> None:
     make_inputs(tmp_path, n=2)
     imgs = tmp_path / "images"
