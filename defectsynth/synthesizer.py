@@ -279,13 +279,13 @@ class Synthesizer:
         annotations: list[Annotation] = []
         kept: list[_Kept] = []
         sampler = CentreSampler(product, self.margin) if product.any() else None
-        if n_wanted and (sampler is None or sampler.empty):
+        if n_wanted and sampler is None:
             stats["dropped_no_room"] += n_wanted
             n_wanted = 0
         tex_scale = _texture_scale(src, product) if n_wanted else 0.0
         threshold = self.gate.threshold(maxval)
         render_log: list[tuple[str, str | None]] = []
-        for _ in range(n_wanted):
+        for tried in range(n_wanted):
             assert sampler is not None
             k = int(rng.choice(len(self._prepared), p=self._p))
             prep = self._prepared[k]
@@ -294,7 +294,11 @@ class Synthesizer:
                 if attempt:
                     stats["redraws"] += 1
                 inst_seed = int(rng.integers(MAX_INSTANCE_SEED))
-                cx, cy = sampler.draw(rng)
+                centre = sampler.draw(rng)
+                if centre is None:  # no pixel of the product is far enough from its edge
+                    stats["dropped_no_room"] += n_wanted - tried
+                    break
+                cx, cy = centre
                 gen_name = type(prep.generator).name
                 try:
                     result = self._try_instance(
@@ -339,6 +343,8 @@ class Synthesizer:
                 break
             else:
                 stats[reason] += 1
+            if centre is None:
+                break
         if alpha is not None:
             out = np.dstack([out, alpha])
         return Sample(
@@ -445,14 +451,14 @@ class Synthesizer:
             blended = alpha_blend(region_px, lay_px, cov)
         # back into the image, only inside the image part
         sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
-        new = np.rint(blended[sl] * np.float32(maxval))
-        new = np.clip(new, 0, maxval).astype(out.dtype)
-        if out.ndim == 2:
-            new = new[:, :, 0]
+        # blended is in 0..1 (both inputs are, and coverage is), so rounding cannot leave
+        # the dtype's range
+        scaled = blended[sl] * np.float32(maxval)
+        np.rint(scaled, out=scaled)
         changed = changed_local[sl]
-        cur_c = cur if cur.ndim == 3 else cur[:, :, None]
-        new_c = new if new.ndim == 3 else new[:, :, None]
-        new = np.where(changed[:, :, None], new_c, cur_c)
+        # the unchanged pixels keep their exact values (cv2.copyTo: ~5x np.where's speed)
+        new = np.array(cur if cur.ndim == 3 else cur[:, :, None], copy=True)  # never a view
+        cv2.copyTo(scaled.astype(out.dtype), changed.view(np.uint8), new)
         if out.ndim == 2:
             new = new[:, :, 0]
         mask_local = cov[sl] >= 0.5
@@ -574,17 +580,17 @@ def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
     if ys.size == 0:
         return 8.0
     cy, cx = int(np.median(ys)) * step_y, int(np.median(xs)) * step_x
-    s = 128
+    s = 64  # a 128x128 crop: 16k pixels are plenty for two standard deviations
     y0, x0 = max(0, min(cy - s, h - 2 * s)), max(0, min(cx - s, w - 2 * s))
     crop = src[y0:y0 + 2 * s, x0:x0 + 2 * s]
     if crop.ndim == 3:
         crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     g = crop.astype(np.float32)
     hp = g - cv2.blur(g, (31, 31))
-    gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-    gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-    sg = float(np.sqrt((gx**2 + gy**2).mean()))
-    si = float(hp.std())
+    gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    sg = float(np.sqrt(cv2.mean(cv2.magnitude(gx, gy) ** 2)[0]))
+    si = float(cv2.meanStdDev(hp)[1][0, 0])
     if sg < 1e-6 or si < 1e-6:
         return 64.0
     return float(np.clip(2 * np.pi * si / sg, 2.0, 256.0))

@@ -24,7 +24,7 @@ from defectsynth import (
     source_id,
 )
 from defectsynth.compose import change_map
-from defectsynth.placement import estimate_product_mask
+from defectsynth.placement import CentreSampler, estimate_product_mask
 from defectsynth.plugins import PluginHost
 from defectsynth.sample import tight_box
 from defectsynth.testing import test_surface
@@ -270,6 +270,38 @@ def test_no_room_is_counted() -> None:
     sample = synth.apply(src, product, seed=1)
     assert len(sample) == 0 and sample.stats["dropped_no_room"] == 3
     assert np.array_equal(sample.image, src)
+
+
+@pytest.mark.parametrize("shape", ["ring", "blobs", "full"])
+def test_centres_are_uniform_over_pixels_margin_inside_the_product(shape: str) -> None:
+    """The sampler's fast path (candidates in the product's box, kept when the disc of
+    radius margin is on the product) and its exact fallback (distance transform, for thin
+    products) agree with the definition: every centre is farther than the margin from
+    the background and the image border, and every allowed pixel can be drawn."""
+    h, w, margin = 60, 80, 5
+    product = np.zeros((h, w), np.uint8)
+    if shape == "ring":  # thin: most candidates in its box fail, the fallback runs
+        cv2.circle(product, (40, 30), 24, 1, 13)
+    elif shape == "blobs":
+        cv2.circle(product, (20, 20), 14, 1, -1)
+        cv2.rectangle(product, (45, 25), (78, 59), 1, -1)
+    else:
+        product[:] = 1
+    dist = cv2.distanceTransform(np.pad(product, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    allowed = dist[1:-1, 1:-1] > margin
+    sampler = CentreSampler(product > 0, margin)
+    rng = np.random.default_rng(0)
+    hits = np.zeros((h, w), np.int64)
+    n = 40 * int(allowed.sum())
+    for _ in range(n):
+        centre = sampler.draw(rng)
+        assert centre is not None
+        hits[centre[1], centre[0]] += 1
+    assert not (hits > 0)[~allowed].any(), "a centre closer than the margin to the edge"
+    assert (hits > 0)[allowed].all(), "an allowed pixel was never drawn"
+    # uniform: each allowed pixel drawn ~40 times; a chi-square-ish spread check
+    counts = hits[allowed]
+    assert counts.std() < 3 * np.sqrt(40.0)
 
 
 def test_invisible_defects_are_dropped_and_counted() -> None:
