@@ -398,28 +398,31 @@ def test_discoloration_shifts_colour_and_keeps_luminance_detail(kind: str) -> No
         instances=1,
         product_mask=mask,
     )
-    sample = synth.apply(image, seed=11, source_id=source_id("painted_casing.png"))
-    assert sample.annotations, kind
-    m = sample.annotations[0].mask
-    lab_a = bgr_to_lab(sample.image.astype(np.float32) / 255.0)
     lab_b = bgr_to_lab(image.astype(np.float32) / 255.0)
-    dab = np.hypot(lab_a[:, :, 1] - lab_b[:, :, 1], lab_a[:, :, 2] - lab_b[:, :, 2])
-    chroma_a = np.hypot(lab_a[:, :, 1], lab_a[:, :, 2])
     chroma_b = np.hypot(lab_b[:, :, 1], lab_b[:, :, 2])
-    if kind == "darkening":
-        assert (lab_a[:, :, 0] - lab_b[:, :, 0])[m].mean() < -4
-    else:
-        # hue and/or chroma move inside the mask: the colour is different, not painted
-        assert dab[m].mean() > 4.0, (kind, dab[m].mean())
-    if kind == "fade":
-        assert (chroma_a - chroma_b)[m].mean() < -4
-    # and nothing happens to the colour outside the footprint
-    assert sample.footprint is not None
-    assert dab[~sample.footprint].max() < 1e-3
-    # the high-frequency luminance detail under it stays (texture survives)
-    hp_a = highpass(lab_a[:, :, 0])
     hp_b = highpass(lab_b[:, :, 0])
-    assert corr(hp_a[m], hp_b[m]) > 0.8, kind
+    kept: list[float] = []
+    for seed in range(10):
+        sample = synth.apply(image, seed=seed, source_id=source_id("painted_casing.png"))
+        assert sample.annotations, (kind, seed)
+        m = sample.annotations[0].mask
+        lab_a = bgr_to_lab(sample.image.astype(np.float32) / 255.0)
+        dab = np.hypot(lab_a[:, :, 1] - lab_b[:, :, 1], lab_a[:, :, 2] - lab_b[:, :, 2])
+        chroma_a = np.hypot(lab_a[:, :, 1], lab_a[:, :, 2])
+        if kind == "darkening":
+            assert (lab_a[:, :, 0] - lab_b[:, :, 0])[m].mean() < -4
+        else:
+            # hue and/or chroma move inside the mask: the colour is different, not painted
+            assert dab[m].mean() > 4.0, (kind, seed, dab[m].mean())
+        if kind == "fade":
+            assert (chroma_a - chroma_b)[m].mean() < -4
+        # and nothing happens to the colour outside the footprint
+        assert sample.footprint is not None
+        assert dab[~sample.footprint].max() < 1e-3
+        kept.append(corr(highpass(lab_a[:, :, 0])[m], hp_b[m]))
+    # the high-frequency luminance detail under it stays (texture survives); one
+    # instance's own mottle can blur it a little, never most of it
+    assert float(np.median(kept)) > 0.8 and min(kept) > 0.6, (kind, kept)
 
 
 @pytest.mark.parametrize("kind", KINDS)
