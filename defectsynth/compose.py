@@ -46,9 +46,17 @@ def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
 
 
 def alpha_blend(base: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> np.ndarray:
-    """``base * (1 - coverage) + layer * coverage`` in float32, per channel."""
-    c = coverage[:, :, None]
-    return base + (layer - base) * c
+    """``base * (1 - coverage) + layer * coverage`` in float32, per channel.
+
+    OpenCV's blendLinear, ~3.5x numpy's speed. It divides by the weights' sum plus 1e-5;
+    weights scaled by 1024 (exact in binary) make that a 1e-8 relative error, far below
+    one step of a 16-bit image.
+    """
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    layer = np.ascontiguousarray(layer, dtype=np.float32)
+    c = np.ascontiguousarray(coverage, dtype=np.float32) * np.float32(1024.0)
+    out = cv2.blendLinear(layer, base, c, np.float32(1024.0) - c)
+    return out if out.ndim == base.ndim else out[:, :, None]
 
 
 def poisson_blend(

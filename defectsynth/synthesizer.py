@@ -447,13 +447,15 @@ class Synthesizer:
             if pb is not None:
                 blended, changed_local = pb
                 changed_local &= prod > 0
-        if blended is None:
-            blended = alpha_blend(region_px, lay_px, cov)
         # back into the image, only inside the image part
         sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
+        if blended is None:
+            blended = alpha_blend(region_px[sl], lay_px[sl], cov[sl])
+        else:
+            blended = blended[sl]
         # blended is in 0..1 (both inputs are, and coverage is), so rounding cannot leave
         # the dtype's range
-        scaled = blended[sl] * np.float32(maxval)
+        scaled = blended * np.float32(maxval)
         np.rint(scaled, out=scaled)
         changed = changed_local[sl]
         # the unchanged pixels keep their exact values (cv2.copyTo: ~5x np.where's speed)
@@ -506,8 +508,9 @@ class Synthesizer:
                 reduced[ki] = (rem, v)
             if covered > self.max_overlap * area:
                 return "dropped_overlap"
-        box = tight_box(mask_full)
-        assert box is not None
+        local_box = tight_box(mask_local)
+        assert local_box is not None
+        box = (local_box[0] + ix0, local_box[1] + iy0, local_box[2] + ix0, local_box[3] + iy0)
         bx1, by1, bx2, by2 = box
         ann = Annotation(
             category=label,
