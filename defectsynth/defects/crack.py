@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import normals_from_height, shade, surface_shading
+from defectsynth.textures import Shading, normals_from_slopes, shade
 
 F32 = np.float32
 
@@ -61,32 +61,64 @@ class CrackGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
-        segments = _grow(params, rng, (h, w))
+        out = np.array(pixels, dtype=F32, copy=True)
+        cov = np.zeros((h, w), F32)
+        segs = _grow(params, rng, (h, w))
+        # everything happens in the fissure's bounding box, padded by its half-width, the
+        # supersampled pixel and the reach of the blurs and slopes below (7 px) so that
+        # nothing differs from working on the whole region
+        pad = int(math.ceil(float(segs[:, 4].max()) / 2.0)) + 10
+        x0 = max(0, int(math.floor(float(segs[:, 0:4:2].min()))) - pad)
+        x1 = min(w, int(math.ceil(float(segs[:, 0:4:2].max()))) + pad + 1)
+        y0 = max(0, int(math.floor(float(segs[:, 1:4:2].min()))) - pad)
+        y1 = min(h, int(math.ceil(float(segs[:, 1:4:2].max()))) + pad + 1)
+        hc, wc = y1 - y0, x1 - x0
+        if hc <= 0 or wc <= 0:
+            return Layer(out, cov)
         f = 4 if max(h, w) <= 600 else 2
-        canvas = np.zeros((h * f, w * f), np.uint8)
-        for x0, y0, x1, y1, wd in segments:
-            th = max(1, int(round(wd * f)))
-            p0 = (int(round((x0 + 0.5) * f - 0.5)), int(round((y0 + 0.5) * f - 0.5)))
-            p1 = (int(round((x1 + 0.5) * f - 0.5)), int(round((y1 + 0.5) * f - 0.5)))
-            cv2.line(canvas, p0, p1, 255, th, cv2.LINE_8)
-        opening = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(F32)
-        opening *= F32(1.0 / 255.0)
-        # relief of the rims: the gap as a shallow trough in a height map
-        trough = cv2.GaussianBlur(opening, (0, 0), 0.9) * F32(-1.6 * params.relief)
-        nx, ny, nz = normals_from_height(trough)
-        shading = surface_shading(pixels, ambient=0.5, specular=0.0, roughness=0.3)
-        ratio, _ = shade(nx, ny, nz, region.light.vector, shading)
-        gap = F32(1.0) - F32(params.darkness) * opening ** F32(0.75)
-        factor = (ratio * gap)[:, :, None]
+        canvas = np.zeros((hc * f, wc * f), np.uint8)
+        # ends on the supersampled grid and stroke widths, rounded as a whole; one
+        # polylines call per width draws exactly what a cv2.line per segment would
+        shift = np.array([x0, y0, x0, y0], np.float64)
+        ends = np.rint((segs[:, :4] - shift + 0.5) * f - 0.5).astype(np.int32).reshape(-1, 2, 2)
+        thick = np.maximum(np.rint(segs[:, 4] * f), 1).astype(np.int32)
+        for th in sorted(set(thick.tolist())):
+            cv2.polylines(canvas, ends[thick == th], False, 255, th, cv2.LINE_8)
+        opening8 = cv2.resize(canvas, (wc, hc), interpolation=cv2.INTER_AREA)
+        opening = np.multiply(opening8, F32(1.0 / 255.0), dtype=F32)
         near = cv2.GaussianBlur(opening, (0, 0), 0.6)
-        cov = np.clip(near * F32(4.0), 0.0, 1.0).astype(F32)
-        cov[cov < 0.02] = 0.0
-        out = np.where((cov > 0)[:, :, None], np.clip(pixels * factor, 0.0, 1.0), pixels)
-        return Layer(out.astype(F32), cov)
+        cov_c = np.multiply(near, F32(4.0), out=near)
+        np.minimum(cov_c, F32(1.0), out=cov_c)  # the blur of a 0..1 image is >= 0
+        cov_c[cov_c < 0.02] = 0.0
+        cov[y0:y1, x0:x1] = cov_c
+        idx = np.flatnonzero(cov_c)
+        if idx.size == 0:
+            return Layer(out, cov)
+        # relief of the rims: the gap as a shallow trough in a height map, whose slopes
+        # (central differences, as normals_from_height) matter only where labelled
+        trough = cv2.GaussianBlur(opening, (0, 0), 0.9)
+        k = 0.125 * -1.6 * params.relief
+        gx = cv2.Sobel(trough, cv2.CV_32F, 1, 0, ksize=3, scale=k).ravel()[idx]
+        gy = cv2.Sobel(trough, cv2.CV_32F, 0, 1, ksize=3, scale=k).ravel()[idx]
+        nx, ny, nz = normals_from_slopes(gx, gy)
+        # diffuse only (no specular lobe), so the grain's anisotropy plays no part
+        ratio, _ = shade(nx, ny, nz, region.light.vector, _RIM_SHADING)
+        # the gap's darkening, 1 - darkness * opening ** 0.75, for every 8-bit opening
+        lut = np.power(np.arange(256, dtype=np.float64) / 255.0, 0.75)
+        ratio *= (1.0 - params.darkness * lut).astype(F32)[opening8.ravel()[idx]]
+        # crop index -> region index
+        at = idx + (y0 * w + x0) + (idx // wc) * (w - wc)
+        flat = out.reshape(h * w, -1)
+        # the factor is >= 0 (darkness <= 1), so only the top needs clipping
+        flat[at] = np.minimum(flat[at] * ratio[:, None], F32(1.0))
+        return Layer(out, cov)
+
+
+_RIM_SHADING = Shading(ambient=0.5, specular=0.0, roughness=0.3)
 
 
 def _walk(
-    rng: np.random.Generator,
+    draws: tuple[list[float], list[float]],
     start: tuple[float, float],
     heading: float,
     length: float,
@@ -94,68 +126,83 @@ def _walk(
     jag: float,
     taper: float,
 ) -> list[_Segment]:
-    """A persistent random walk of short straight steps, width closing towards the tip."""
+    """A persistent random walk of short straight steps, width closing towards the tip.
+
+    ``draws``: step lengths (uniform 2..5.5 px) and standard normal turns, consumed from
+    the end (so that the walks of one fissure share one draw of each).
+    """
+    steps, turns = draws
     segs: list[_Segment] = []
     x, y = start
     travelled = 0.0
     h = heading
+    sd = 0.15 + 0.6 * jag
+    inv = 1.0 / max(length, 1e-6)
+    cos, sin = math.cos, math.sin
     while travelled < length:
-        step = float(rng.uniform(2.0, 5.5))
+        step = steps.pop()
         # a fracture turns sharply at grain boundaries but keeps its overall course
-        h = heading + 0.55 * (h - heading) + float(rng.normal(0.0, 0.15 + 0.6 * jag))
-        nx, ny = x + step * math.cos(h), y + step * math.sin(h)
-        frac = min(1.0, (travelled + step) / max(length, 1e-6))
-        wd = width0 * max(0.0, 1.0 - frac) ** taper
+        h = heading + 0.55 * (h - heading) + sd * turns.pop()
+        nx, ny = x + step * cos(h), y + step * sin(h)
+        travelled += step
+        wd = width0 * max(0.0, 1.0 - min(1.0, travelled * inv)) ** taper
         segs.append((x, y, nx, ny, wd))
         x, y = nx, ny
-        travelled += step
     return segs
 
 
 def _grow(
     params: CrackGenerator.Params, rng: np.random.Generator, shape: tuple[int, int]
-) -> list[_Segment]:
+) -> np.ndarray:
+    """The fissure's segments as an (n, 5) array of x0, y0, x1, y1, width, in the region."""
     h, w = shape
     a = math.radians(params.angle)
     half = params.length / 2.0
-    split = float(rng.uniform(0.35, 0.65))
     jag = params.jaggedness
-    main = _walk(rng, (0.0, 0.0), a, 2 * half * split, params.width, jag, 0.6)
-    other = _walk(rng, (0.0, 0.0), a + math.pi, 2 * half * (1 - split), params.width, jag, 0.6)
+    nb = params.branches
+    # every draw at once: the walks' steps (at least 2 px each, so the trunk and the
+    # longest possible branches and twigs (0.4 and 0.16 of the length) need at most
+    # this many) and 12 uniforms per branch
+    n = int(params.length * (1.0 + 0.56 * nb) / 2.0) + 4 * (nb + 2)
+    steps = rng.uniform(2.0, 5.5, n).tolist()
+    turns = rng.standard_normal(n).tolist()
+    u = rng.random(1 + 12 * nb).tolist()
+    draws = (steps, turns)
+    split = 0.35 + 0.3 * u[0]
+    main = _walk(draws, (0.0, 0.0), a, 2 * half * split, params.width, jag, 0.6)
+    other = _walk(draws, (0.0, 0.0), a + math.pi, 2 * half * (1 - split), params.width, jag, 0.6)
     segs = main + other
     trunk = main + other
-    for _ in range(params.branches):
-        # branch from a point on the trunk away from the tips
-        for _ in range(6):
-            sx, sy, ex, ey, wd = trunk[int(rng.integers(len(trunk)))]
+    for b in range(nb):
+        ub = u[1 + 12 * b : 13 + 12 * b]
+        # branch from a point on the trunk away from the tips: the first of a few
+        # candidates that is still at least 0.3 of the full opening (else the last)
+        for v in ub[:6]:
+            sx, sy, ex, ey, wd = trunk[int(v * len(trunk))]
             if wd >= 0.3 * params.width:
                 break
         base = math.atan2(ey - sy, ex - sx)
-        turn = math.radians(float(rng.uniform(25.0, 60.0))) * (1 if rng.random() < 0.5 else -1)
-        blen = params.length * float(rng.uniform(0.12, 0.4))
-        limb = _walk(rng, (ex, ey), base + turn, blen, wd * 0.75, jag, 0.9)
+        turn = math.radians(25.0 + 35.0 * ub[6]) * (1 if ub[7] < 0.5 else -1)
+        blen = params.length * (0.12 + 0.28 * ub[8])
+        limb = _walk(draws, (ex, ey), base + turn, blen, wd * 0.75, jag, 0.9)
         segs += limb
-        if limb and rng.random() < 0.4:
-            tx, ty, ux, uy, tw = limb[int(rng.integers(len(limb)))]
-            twig_dir = math.atan2(uy - ty, ux - tx) - turn * float(rng.uniform(0.6, 1.2))
-            segs += _walk(rng, (ux, uy), twig_dir, blen * 0.4, tw * 0.7, jag, 1.0)
-    pts = np.array([[s[0], s[1]] for s in segs] + [[s[2], s[3]] for s in segs])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
+        if limb and ub[9] < 0.4:
+            tx, ty, ux, uy, tw = limb[int(ub[10] * len(limb))]
+            twig_dir = math.atan2(uy - ty, ux - tx) - turn * (0.6 + 0.6 * ub[11])
+            segs += _walk(draws, (ux, uy), twig_dir, blen * 0.4, tw * 0.7, jag, 1.0)
+    arr = np.array(segs, dtype=np.float64).reshape(-1, 5)
+    xs = arr[:, 0:4:2]
+    ys = arr[:, 1:4:2]
+    lo = np.array([xs.min(), ys.min()])
+    hi = np.array([xs.max(), ys.max()])
     margin = 4.0 + 2 * params.width
     room = np.array([w - 2 * margin, h - 2 * margin])
     scale = float(min(1.0, *(np.maximum(room, 1.0) / np.maximum(hi - lo, 1e-6))))
     cx, cy = (lo + hi) / 2
     ox, oy = (w - 1) / 2, (h - 1) / 2
-    return [
-        (
-            (x0 - cx) * scale + ox,
-            (y0 - cy) * scale + oy,
-            (x1 - cx) * scale + ox,
-            (y1 - cy) * scale + oy,
-            wd,
-        )
-        for x0, y0, x1, y1, wd in segs
-    ]
+    arr[:, 0:4:2] = (xs - cx) * scale + ox
+    arr[:, 1:4:2] = (ys - cy) * scale + oy
+    return arr
 
 
 @hookimpl
