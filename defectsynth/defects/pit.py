@@ -11,7 +11,7 @@ import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
-    normals_from_height,
+    normals_from_slopes,
     shade,
     smoothstep,
     specular_colour,
@@ -61,65 +61,170 @@ class PitGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
-        pits = _scatter(params, rng, (h, w))
+        pits = np.array(_scatter(params, rng, (h, w)), dtype=np.float64)
         hh, ww = h * SS, w * SS
         height = np.zeros((hh, ww), F32)
         shadow = np.ones((hh, ww), F32)
         cavity = np.zeros((hh, ww), F32)
-        cov = np.zeros((h, w), F32)
+        # signed distance (px) beyond each crater's labelled edge, nearest crater wins
+        beyond = np.full((h, w), F32(1e3), F32)
         light = region.light.vector
         lxy = math.hypot(float(light[0]), float(light[1]))
         lx, ly = (float(light[0]) / lxy, float(light[1]) / lxy) if lxy > 1e-6 else (1.0, 0.0)
         tan_el = float(light[2]) / max(lxy, 1e-3)
-        for cx, cy, r, d in pits:
-            # supersampled window around the pit
-            R = r * 1.6 + 1.0
-            x0, x1 = max(0, int((cx - R) * SS)), min(ww, int(math.ceil((cx + R + 1) * SS)))
-            y0, y1 = max(0, int((cy - R) * SS)), min(hh, int(math.ceil((cy + R + 1) * SS)))
-            if x0 >= x1 or y0 >= y1:
-                continue
-            xs = (np.arange(x0, x1, dtype=F32) + F32(0.5)) / F32(SS) - F32(0.5)
-            ys = (np.arange(y0, y1, dtype=F32) + F32(0.5)) / F32(SS) - F32(0.5)
-            px = xs[None, :] - F32(cx)
-            py = ys[:, None] - F32(cy)
-            rho2 = (px * px + py * py) / F32(r * r)
-            rho = np.sqrt(rho2)
-            inside = rho < 1.0
-            bowl = -F32(d) * np.clip(F32(1.0) - rho2, 0.0, 1.0) ** F32(0.7)
-            lip = F32(d * params.rim) * np.exp(-(((rho - F32(1.08)) / F32(0.22)) ** 2))
-            height[y0:y1, x0:x1] += (bowl + lip).astype(F32)
-            # cast shadow: distance towards the light to the rim, and the height gained
-            b = px * F32(lx) + py * F32(ly)
-            c = px * px + py * py - F32(r * r)
-            t = -b + np.sqrt(np.maximum(b * b - c, 0.0))
-            clear = bowl + t * F32(tan_el)
-            lit = np.where(inside, smoothstep(-0.25 * d, 0.1 * d, clear), 1.0)
-            shadow[y0:y1, x0:x1] = np.minimum(shadow[y0:y1, x0:x1], lit)
-            cav = np.where(inside, (F32(1.0) - rho2) * F32(min(1.0, d / r)), 0.0)
-            cavity[y0:y1, x0:x1] = np.maximum(cavity[y0:y1, x0:x1], cav)
-        for cx, cy, r, _ in pits:
-            ix0, ix1 = max(0, int(cx - r * 1.6 - 3)), min(w, int(cx + r * 1.6 + 4))
-            iy0, iy1 = max(0, int(cy - r * 1.6 - 3)), min(h, int(cy + r * 1.6 + 4))
-            if ix0 >= ix1 or iy0 >= iy1:
-                continue
-            gx = np.arange(ix0, ix1, dtype=F32)[None, :] - F32(cx)
-            gy = np.arange(iy0, iy1, dtype=F32)[:, None] - F32(cy)
-            dist = np.sqrt(gx * gx + gy * gy)
-            edge = r * (1.0 + 0.5 * params.rim) - 0.2
-            c1 = F32(1.0) - smoothstep(edge, edge + 1.2, dist)
-            cov[iy0:iy1, ix0:ix1] = np.maximum(cov[iy0:iy1, ix0:ix1], c1)
-        nx, ny, nz = normals_from_height(height)
+        # The pits are drawn as stamps: one window per pit, all of one size, evaluated
+        # together (a few numpy passes however many pits), then merged into the canvases.
+        r_max = float(pits[:, 2].max())
+        n_ss = int(math.ceil((2 * r_max * 1.6 + 2.0) * SS)) + 8
+        n_px = int(math.ceil(2 * (r_max * 1.6 + 3.0))) + 2
+        per_chunk = max(1, _STAMP_BUDGET // (n_ss * n_ss))
+        for k0 in range(0, len(pits), per_chunk):
+            chunk = pits[k0 : k0 + per_chunk]
+            _stamp_relief(chunk, params, (lx, ly, tan_el), height, shadow, cavity)
+            _stamp_edge(chunk, params, n_px, beyond)
+        cov = F32(1.0) - smoothstep(0.0, 1.2, beyond)
+        # light only the pixels the pits touch: their 3x3 subsamples, gathered pixel-major
+        iy, ix = np.nonzero(cov > 0)
+        sub = np.arange(SS)
+        offs = (sub[:, None] * ww + sub[None, :]).ravel()
+        idx = (iy * (SS * ww) + ix * SS)[:, None] + offs[None, :]
+        gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125).ravel()[idx]
+        gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125).ravel()[idx]
+        occ = shadow.ravel()[idx] * (F32(1.0) - F32(0.85 * params.darkness) * cavity.ravel()[idx])
+        nx, ny, nz = normals_from_slopes(gx, gy)
         shading = surface_shading(pixels, ambient=0.45, specular=0.25, roughness=0.35)
-        occ = shadow * (F32(1.0) - F32(0.85 * params.darkness) * cavity)
         ratio, spec = shade(nx, ny, nz, light, shading, occlusion=occ)
-        ratio = cv2.resize(ratio, (w, h), interpolation=cv2.INTER_AREA)
-        spec = cv2.resize(spec, (w, h), interpolation=cv2.INTER_AREA)
+        # box filter back to pixels (the 3x3 subsamples of a pixel are one row)
+        r1 = ratio.mean(axis=1, dtype=F32)
+        s1 = spec.mean(axis=1, dtype=F32)
         col = specular_colour(pixels)
-        r3 = ratio[:, :, None]
-        s3 = spec[:, :, None]
-        lit_px = pixels * (r3 + np.minimum(s3, 0.0) * F32(1.6)) + np.maximum(s3, 0.0) * col
-        out = np.where((cov > 0)[:, :, None], np.clip(lit_px, 0.0, 1.0), pixels)
-        return Layer(out.astype(F32), cov.astype(F32))
+        lit_px = pixels[iy, ix] * (r1 + np.minimum(s1, F32(0.0)) * F32(1.6))[:, None]
+        lit_px += np.maximum(s1, F32(0.0))[:, None] * col
+        out = np.array(pixels, dtype=F32)
+        out[iy, ix] = np.clip(lit_px, 0.0, 1.0)
+        return Layer(out, cov)
+
+
+# elements per batch of stamps (float32): bounds the memory of huge pits or clusters
+_STAMP_BUDGET = 1 << 18
+
+
+def _stamp_relief(
+    pits: np.ndarray,
+    params: PitGenerator.Params,
+    light: tuple[float, float, float],
+    height: np.ndarray,
+    shadow: np.ndarray,
+    cavity: np.ndarray,
+) -> None:
+    """Add the bowls and rims of ``pits`` (rows x, y, r, d) to the supersampled height
+    map, and their cast shadows and cavity darkness to ``shadow`` (min) and ``cavity``
+    (max).
+
+    Each pit is a square window of subsamples around it, the same size for every pit so
+    that all of them are evaluated at once; the bowl, its shadow and cavity are computed
+    on the window's middle part that holds the crater, the rim on the whole window.
+    """
+    lx, ly, tan_el = light
+    hh, ww = height.shape
+    cx, cy, r, d = (pits[:, i] for i in range(4))
+    r_max = float(r.max())
+    n_in = int(math.ceil(2 * r_max * SS)) + 3
+    m = int(math.ceil((0.6 * r_max + 1.0) * SS))  # rim margin around it
+    n = n_in + 2 * m
+    x0 = np.floor((cx - r_max) * SS).astype(np.int64) - m
+    y0 = np.floor((cy - r_max) * SS).astype(np.int64) - m
+    step = np.arange(n, dtype=F32)
+    # subsample centres in output pixel coordinates, relative to each pit: (k, n)
+    px = (x0.astype(F32)[:, None] + step + F32(0.5)) / F32(SS) - F32(0.5)
+    px -= cx.astype(F32)[:, None]
+    py = (y0.astype(F32)[:, None] + step + F32(0.5)) / F32(SS) - F32(0.5)
+    py -= cy.astype(F32)[:, None]
+    per = (slice(None), None, None)  # a per-pit value against (k, n, n)
+    dist2 = (py * py)[:, :, None] + (px * px)[:, None, :]
+    lip = None
+    if params.rim > 0:
+        u = np.sqrt(dist2)
+        u -= (1.08 * r).astype(F32)[per]
+        u *= (1.0 / (0.22 * r)).astype(F32)[per]
+        np.square(u, out=u)
+        np.negative(u, out=u)
+        lip = np.exp(u)
+        lip *= (d * params.rim).astype(F32)[per]
+    mid = (slice(None), slice(m, m + n_in), slice(m, m + n_in))
+    d2 = dist2[mid]
+    px, py = px[:, m : m + n_in], py[:, m : m + n_in]
+    inner = F32(1.0) - d2 * (1.0 / (r * r)).astype(F32)[per]  # 1 - rho^2
+    np.maximum(inner, F32(0.0), out=inner)  # 0 outside the crater
+    bowl = inner ** F32(0.7)
+    bowl *= (-d).astype(F32)[per]
+    # cast shadow: distance towards the light to the rim, and the height gained there
+    b = (py * F32(ly))[:, :, None] + (px * F32(lx))[:, None, :]
+    disc = b * b
+    disc -= d2
+    disc += (r * r).astype(F32)[per]
+    np.maximum(disc, F32(0.0), out=disc)
+    clear = np.sqrt(disc)
+    clear -= b
+    clear *= F32(tan_el)
+    clear += bowl
+    # smoothstep(-0.25 d, 0.1 d, clear), per pit
+    clear += (0.25 * d).astype(F32)[per]
+    clear *= (1.0 / (0.35 * d)).astype(F32)[per]
+    t = np.clip(clear, 0.0, 1.0, out=clear)
+    lit = F32(3.0) - F32(2.0) * t
+    lit *= t
+    lit *= t
+    lit = np.maximum(lit, inner <= 0)  # fully lit outside the crater
+    cav = inner * np.minimum(1.0, d / r).astype(F32)[per]
+    if lip is not None:
+        lip[mid] += bowl
+        relief, off = lip, 0
+    else:
+        relief, off = bowl, m
+    shape = (hh, ww)
+    for k in range(len(pits)):
+        cut = _window(int(y0[k]) + off, int(x0[k]) + off, relief.shape[1], shape)
+        if cut is not None:
+            height[cut[0]] += relief[k][cut[1]]
+        cut = _window(int(y0[k]) + m, int(x0[k]) + m, n_in, shape)
+        if cut is not None:
+            win, part = cut
+            np.minimum(shadow[win], lit[k][part], out=shadow[win])
+            np.maximum(cavity[win], cav[k][part], out=cavity[win])
+
+
+def _stamp_edge(
+    pits: np.ndarray, params: PitGenerator.Params, n: int, beyond: np.ndarray
+) -> None:
+    """Lower ``beyond`` to each pixel's distance outside the nearest crater's edge (an
+    ``n`` x ``n`` window of pixels around each pit)."""
+    cx, cy, r = pits[:, 0], pits[:, 1], pits[:, 2]
+    x0 = np.floor(cx - (n - 1) / 2).astype(np.int64)
+    y0 = np.floor(cy - (n - 1) / 2).astype(np.int64)
+    step = np.arange(n, dtype=F32)
+    gx = (x0.astype(F32)[:, None] + step) - cx.astype(F32)[:, None]
+    gy = (y0.astype(F32)[:, None] + step) - cy.astype(F32)[:, None]
+    dist = np.sqrt((gy * gy)[:, :, None] + (gx * gx)[:, None, :])
+    dist -= (r * (1.0 + 0.5 * params.rim) - 0.2).astype(F32)[:, None, None]
+    for k in range(len(pits)):
+        cut = _window(int(y0[k]), int(x0[k]), n, beyond.shape)
+        if cut is not None:
+            win, part = cut
+            np.minimum(beyond[win], dist[k][part], out=beyond[win])
+
+
+_Cut = tuple[tuple[slice, slice], tuple[slice, slice]]
+
+
+def _window(y0: int, x0: int, n: int, shape: tuple[int, ...]) -> _Cut | None:
+    """The part of an ``n`` x ``n`` window at (y0, x0) inside an array of ``shape``: its
+    slices in the array and in the window (None if it falls outside)."""
+    y1, x1 = min(y0 + n, shape[0]), min(x0 + n, shape[1])
+    ya, xa = max(y0, 0), max(x0, 0)
+    if ya >= y1 or xa >= x1:
+        return None
+    return (slice(ya, y1), slice(xa, x1)), (slice(ya - y0, y1 - y0), slice(xa - x0, x1 - x0))
 
 
 def _scatter(
@@ -127,31 +232,35 @@ def _scatter(
 ) -> list[tuple[float, float, float, float]]:
     """(x, y, radius, depth) of each pit, non-overlapping where possible."""
     h, w = shape
+    n = params.count
     cx0, cy0 = (w - 1) / 2, (h - 1) / 2
-    pits: list[tuple[float, float, float, float]] = []
     rmax = params.radius * (1.0 + params.size_variation)
-    for i in range(params.count):
-        r = params.radius * math.exp(float(rng.normal(0.0, 0.5 * params.size_variation)))
-        r = float(min(max(r, 0.6), rmax))
-        d = r * params.depth * float(rng.uniform(0.75, 1.25))
-        if i == 0 or params.count == 1:
-            x, y = cx0, cy0
-        else:
-            x, y = cx0, cy0
-            for _ in range(16):
-                # denser towards the middle of the cluster, craters rarely merging
-                rr = params.spread * min(1.0, abs(float(rng.normal(0.0, 0.55))))
-                th = float(rng.uniform(0, 2 * math.pi))
-                x, y = cx0 + rr * math.cos(th), cy0 + rr * math.sin(th)
-                gap = [math.hypot(x - px, y - py) - (r + pr) * 1.25 for px, py, pr, _ in pits]
-                if min(gap) > 1.0:
-                    break
-        lim_x = (w - 1) / 2 - rmax * 1.6 - 2
-        lim_y = (h - 1) / 2 - rmax * 1.6 - 2
-        x = float(np.clip(x, cx0 - lim_x, cx0 + lim_x))
-        y = float(np.clip(y, cy0 - lim_y, cy0 + lim_y))
-        pits.append((x, y, r, d))
-    return pits
+    radii = params.radius * np.exp(rng.normal(0.0, 0.5 * params.size_variation, n))
+    radii = np.minimum(np.maximum(radii, 0.6), rmax)
+    depths = radii * params.depth * rng.uniform(0.75, 1.25, n)
+    lim_x = (w - 1) / 2 - rmax * 1.6 - 2
+    lim_y = (h - 1) / 2 - rmax * 1.6 - 2
+    xs = np.full(n, cx0)
+    ys = np.full(n, cy0)
+    if n > 1:
+        # up to 16 candidate spots per pit, denser towards the middle of the cluster; the
+        # first that keeps clear of the pits already placed wins (craters rarely merge)
+        tries = 16
+        rr = params.spread * np.minimum(1.0, np.abs(rng.normal(0.0, 0.55, (n - 1, tries))))
+        th = rng.uniform(0, 2 * math.pi, (n - 1, tries))
+        cand_x = cx0 + rr * np.cos(th)
+        cand_y = cy0 + rr * np.sin(th)
+        for i in range(1, n):
+            qx, qy = cand_x[i - 1], cand_y[i - 1]
+            gap = np.hypot(qx[:, None] - xs[None, :i], qy[:, None] - ys[None, :i])
+            gap -= (radii[i] + radii[None, :i]) * 1.25
+            ok = gap.min(axis=1) > 1.0
+            j = int(ok.argmax()) if ok.any() else tries - 1
+            xs[i] = min(max(float(qx[j]), cx0 - lim_x), cx0 + lim_x)
+            ys[i] = min(max(float(qy[j]), cy0 - lim_y), cy0 + lim_y)
+    xs[0] = min(max(cx0, cx0 - lim_x), cx0 + lim_x)
+    ys[0] = min(max(cy0, cy0 - lim_y), cy0 + lim_y)
+    return [(float(x), float(y), float(r), float(d)) for x, y, r, d in zip(xs, ys, radii, depths)]
 
 
 @hookimpl
