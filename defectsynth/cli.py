@@ -50,9 +50,24 @@ def _report_plugin_errors(host: PluginHost, verbose: bool) -> None:
     is_flag=True,
     help="Print every plugin hook call to stderr (also DEFECTSYNTH_TRACE_PLUGINS=1).",
 )
+@click.option(
+    "--allow-path",
+    "allow_paths",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Let recipes read from this folder too (repeatable; '/' allows any path). By "
+    "default a recipe's paths must stay inside its own folder or the working directory. "
+    "Also: DEFECTSYNTH_ALLOW_PATHS (os.pathsep-separated).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show full tracebacks of plugin errors.")
 @click.pass_context
-def cli(ctx: click.Context, plugin_dirs: tuple[str, ...], trace: bool, verbose: bool) -> None:
+def cli(
+    ctx: click.Context,
+    plugin_dirs: tuple[str, ...],
+    trace: bool,
+    allow_paths: tuple[str, ...],
+    verbose: bool,
+) -> None:
     """defectsynth: labeled synthetic defect images for visual-inspection models.
 
     \b
@@ -67,6 +82,7 @@ def cli(ctx: click.Context, plugin_dirs: tuple[str, ...], trace: bool, verbose: 
     ctx.obj["plugin_dirs"] = plugin_dirs
     ctx.obj["trace"] = trace
     ctx.obj["verbose"] = verbose
+    ctx.obj["allow_paths"] = allow_paths
 
 
 @cli.command("plugins")
@@ -175,7 +191,7 @@ def _load_recipe(ctx: click.Context, path: str, seed: int | None) -> tuple[Any, 
     from .recipe import read_recipe
 
     try:
-        recipe = read_recipe(path).with_seed(seed)
+        recipe = read_recipe(path, allow_paths=ctx.obj.get("allow_paths", ())).with_seed(seed)
         host = _host(ctx, [str(p) for p in recipe.plugin_paths()])
         recipe.check(host)
     except RecipeError as exc:

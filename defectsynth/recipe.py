@@ -13,7 +13,7 @@ import os
 import re
 import string
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,9 @@ class Recipe:
     max_generator_failures: int = DEFAULT_MAX_GENERATOR_FAILURES
     base_dir: str = "."
     file: str = "<recipe>"
+    #: folders the recipe's paths may point into (see :func:`allowed_roots`); empty: the
+    #: recipe's own folder and the working directory
+    allowed: tuple[str, ...] = ()
 
     # -- derived ------------------------------------------------------------------------
 
@@ -131,13 +134,31 @@ class Recipe:
                 seen.setdefault(d.category or d.generator, None)
         return tuple(seen)
 
-    def resolve(self, path: str) -> Path:
-        """A recipe path made absolute (relative paths are relative to the recipe file)."""
+    def resolve(self, path: str, key: str = "") -> Path:
+        """A recipe path made absolute (relative paths are relative to the recipe file).
+
+        A recipe is data: its paths must stay inside the folders it may read (the recipe's
+        own folder, the working directory, and what the user allows; see
+        :func:`allowed_roots`). The check is lexical (``..`` and absolute paths), so
+        symbolic links that you created inside those folders are followed.
+
+        :raises RecipeError: naming ``key`` when the path leads outside them.
+        """
         p = Path(os.path.expanduser(path))
-        return p if p.is_absolute() else Path(self.base_dir) / p
+        full = Path(os.path.normpath(p if p.is_absolute() else Path(self.base_dir) / p))
+        roots = self.allowed or (self.base_dir, os.getcwd())
+        if not any(_within(full, Path(r)) for r in roots):
+            raise self.error(
+                key or "path",
+                f"{path!r} leads to {str(full)!r}, outside the folders a recipe may read "
+                f"({', '.join(repr(str(r)) for r in roots)}). A recipe is data and cannot "
+                "point anywhere on the machine; allow a folder with --allow-path DIR "
+                f"or {ALLOW_ENV}",
+            )
+        return full
 
     def plugin_paths(self) -> list[Path]:
-        return [self.resolve(d) for d in self.plugin_dirs]
+        return [self.resolve(d, f"plugin_dirs[{i}]") for i, d in enumerate(self.plugin_dirs)]
 
     def with_seed(self, seed: int | None) -> Recipe:
         if seed is None:
@@ -247,12 +268,16 @@ class Recipe:
         """``spec.params`` with the generator's ``path_params`` made absolute (relative
         paths in a recipe are relative to the recipe file)."""
         params = dict(spec.params)
+        where = f"defects[{self.defects.index(spec)}].params" if spec in self.defects else "params"
         for key in getattr(cls, "path_params", ()):
             value = params.get(key)
             if isinstance(value, str):
-                params[key] = str(self.resolve(value))
+                params[key] = str(self.resolve(value, f"{where}.{key}"))
             elif isinstance(value, list):
-                params[key] = [str(self.resolve(v)) if isinstance(v, str) else v for v in value]
+                params[key] = [
+                    str(self.resolve(v, f"{where}.{key}[{i}]")) if isinstance(v, str) else v
+                    for i, v in enumerate(value)
+                ]
         return params
 
     def synthesizer(
@@ -306,7 +331,8 @@ class Recipe:
         roots: list[str] = []
         per_entry: list[list[str]] = []
         for i, entry in enumerate(self.inputs.images):
-            root, files = _expand_input(self.resolve(entry))
+            key = f"inputs.images[{i}]" if len(self.inputs.images) > 1 else "inputs.images"
+            root, files = _expand_input(self.resolve(entry, key))
             if not files:
                 raise self.error(
                     f"inputs.images[{i}]" if len(self.inputs.images) > 1 else "inputs.images",
@@ -335,7 +361,7 @@ class Recipe:
             "parent": parent,
             "relstem": rel.with_suffix("").as_posix(),
         }
-        return self.resolve(spec.format(**values))
+        return self.resolve(spec.format(**values), "inputs.product_mask")
 
 
 def _dataclass_fields(cls: type) -> list[Any]:
@@ -551,12 +577,17 @@ MAX_INSTANCES = 1_000
 
 
 def parse_recipe(
-    data: Any, *, file: str = "<recipe>", base_dir: str | os.PathLike[str] = "."
+    data: Any,
+    *,
+    file: str = "<recipe>",
+    base_dir: str | os.PathLike[str] = ".",
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
 ) -> Recipe:
     """Validate a recipe already loaded from YAML (a mapping) and return it typed.
 
     Generator names and params are checked against the plugins by :meth:`Recipe.check`
-    (``load_recipe`` does it for you).
+    (``load_recipe`` does it for you). ``allow_paths``: more folders the recipe's paths may
+    point into (see :func:`allowed_roots`).
     """
     r = _Reader(file)
     if not isinstance(data, Mapping):
@@ -712,7 +743,15 @@ def parse_recipe(
         max_generator_failures=max_failures,
         base_dir=str(Path(base_dir).absolute()),
         file=file,
+        allowed=allowed_roots(base_dir, allow_paths),
     )
+    # every path the recipe names statically must be one it may read
+    for i, entry in enumerate(recipe.inputs.images):
+        recipe.resolve(entry, f"inputs.images[{i}]" if len(images) > 1 else "inputs.images")
+    for _ in recipe.plugin_paths():
+        pass
+    if pm not in ("auto", "full"):
+        recipe.resolve(pm.replace("{", "").replace("}", ""), "inputs.product_mask")
     for i, spec in enumerate(recipe.defects):
         if isinstance(spec.category, Mapping):
             for k, v in spec.category.items():
@@ -796,7 +835,9 @@ def _check_plain_data(r: _Reader, data: Any) -> None:
             raise r.fail(where, f"the recipe expands to more than {MAX_RECIPE_VALUES} values")
 
 
-def read_recipe(path: str | os.PathLike[str]) -> Recipe:
+def read_recipe(
+    path: str | os.PathLike[str], *, allow_paths: Iterable[str | os.PathLike[str]] = ()
+) -> Recipe:
     """Parse and validate a recipe file's structure (no plugin look-ups)."""
     p = Path(path)
     name = str(path)
@@ -812,11 +853,17 @@ def read_recipe(path: str | os.PathLike[str]) -> Recipe:
         raise RecipeError("no such recipe file", file=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read the recipe: {exc}", file=name) from None
-    return parse_recipe_text(text, file=name, base_dir=p.absolute().parent)
+    return parse_recipe_text(
+        text, file=name, base_dir=p.absolute().parent, allow_paths=allow_paths
+    )
 
 
 def parse_recipe_text(
-    text: str, *, file: str = "<recipe>", base_dir: str | os.PathLike[str] = "."
+    text: str,
+    *,
+    file: str = "<recipe>",
+    base_dir: str | os.PathLike[str] = ".",
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
 ) -> Recipe:
     """Parse and validate recipe YAML already read (what :func:`read_recipe` does after
     reading the file). Raises RecipeError for anything that is not a valid recipe."""
@@ -841,7 +888,7 @@ def parse_recipe_text(
         where = _mark(exc)
         problem = getattr(exc, "problem", None) or str(exc)
         raise RecipeError(f"{where}invalid YAML: {problem}", file=name) from None
-    return parse_recipe(data, file=name, base_dir=base_dir)
+    return parse_recipe(data, file=name, base_dir=base_dir, allow_paths=allow_paths)
 
 
 def _mark(exc: yaml.YAMLError) -> str:
@@ -851,15 +898,22 @@ def _mark(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: "
 
 
-def load_recipe(path: str | os.PathLike[str], host: PluginHost | None = None) -> Recipe:
+def load_recipe(
+    path: str | os.PathLike[str],
+    host: PluginHost | None = None,
+    *,
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
+) -> Recipe:
     """Read a recipe file and validate it completely, plugins included.
 
     :param path: the YAML file; relative paths inside it are relative to its folder.
     :param host: plugin host to look generators and formats up in (default: the
         process-wide host, with the recipe's ``plugin_dirs`` added).
+    :param allow_paths: folders, besides the recipe's own and the working directory,
+        that the recipe's paths may point into (see :func:`allowed_roots`).
     :raises RecipeError: naming the file and the key path of the first problem.
     """
-    recipe = read_recipe(path)
+    recipe = read_recipe(path, allow_paths=allow_paths)
     recipe.check(host)
     return recipe
 
@@ -874,3 +928,27 @@ def as_recipe(recipe: Any, host: Any = None) -> Recipe:
         "recipe must be a recipe file path, a Recipe or a Synthesizer, "
         f"got {type(recipe).__name__}"
     )
+
+
+ALLOW_ENV = "DEFECTSYNTH_ALLOW_PATHS"
+
+
+def allowed_roots(
+    base_dir: str | os.PathLike[str], extra: Iterable[str | os.PathLike[str]] = ()
+) -> tuple[str, ...]:
+    """The folders a recipe's paths may point into: the recipe's own folder, the working
+    directory when it is loaded, the folders in ``$DEFECTSYNTH_ALLOW_PATHS``
+    (``os.pathsep``-separated) and ``extra`` (``--allow-path``). ``/`` allows anything."""
+    env = [p for p in os.environ.get(ALLOW_ENV, "").split(os.pathsep) if p.strip()]
+    roots: dict[str, None] = {}
+    for r in (base_dir, os.getcwd(), *env, *extra):
+        roots.setdefault(os.path.normpath(os.path.abspath(os.path.expanduser(str(r)))), None)
+    return tuple(roots)
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True

@@ -43,6 +43,8 @@ from dataset_factory import PLUGINS, make_inputs, recipe_dict, tree_bytes
 
 from defectsynth import imagefile
 from defectsynth.cli import cli
+from defectsynth.errors import RecipeError
+from defectsynth.recipe import ALLOW_ENV, load_recipe
 from defectsynth.run import MANIFEST, read_image
 from defectsynth.validate import validate_dataset
 from defectsynth.writing import TMP_MARK
@@ -663,6 +665,21 @@ TABLE = [
     R("category-from-plugin", rec_escape_plugin, 2,
       r"defects\[0\]\.category: category '\.\./\.\./outside' cannot be used", None,
       check_nothing_outside),
+    # a recipe is data: its paths stay in its folder and the working directory
+    R("path-absolute-outside", rec(inputs={"images": "/etc", "product_mask": "full"}), 2,
+      r"recipe\.yaml: inputs\.images: '/etc' leads to '/etc', outside the folders a recipe "
+      r"may read \(.*\)\. A recipe is data .*--allow-path DIR or DEFECTSYNTH_ALLOW_PATHS"),
+    R("path-dotdot-outside", rec(inputs={"images": "../" * 40 + "etc"}), 2,
+      r"recipe\.yaml: inputs\.images: '(\.\./)+etc' leads to '/etc', outside the folders"),
+    R("mask-pattern-outside", rec(inputs={"images": "images",
+                                          "product_mask": "/etc/masks/{stem}.png"}), 2,
+      r"recipe\.yaml: inputs\.product_mask: .* leads to '/etc/masks/stem\.png', outside"),
+    R("plugin-dir-outside", rec(plugin_dirs=["/opt/defectsynth-plugins"]), 2,
+      r"recipe\.yaml: plugin_dirs\[0\]: '/opt/defectsynth-plugins' leads to .*, outside"),
+    R("path-param-outside", rec_defects({"generator": "transplant",
+                                         "params": {"source": "/etc/defects"}}), 2,
+      r"recipe\.yaml: defects\[0\]\.params\.source: '/etc/defects' leads to '/etc/defects', "
+      r"outside"),
     R("empty-input-set", rec_empty_inputs, 2,
       r"recipe\.yaml: inputs\.images: no image file matches 'images'"),
     # plugins: a bad instance is rejected naming the generator; K failures in a row stop
@@ -1014,6 +1031,43 @@ def run_spying_decoder(ws: Ws, monkeypatch: pytest.MonkeyPatch) -> Outcome:
 
     monkeypatch.setattr(imagefile.cv2, "imdecode", spy)
     return run_cli(ws)
+
+
+def test_recipe_paths_outside_are_read_only_when_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe in one folder naming images in another (outside the working directory
+    too) is refused until the user allows that folder: --allow-path, the variable, or the
+    Python API's allow_paths; '/' allows anything."""
+    make_inputs(tmp_path / "data", n=2, masks=False)
+    (tmp_path / "recipes").mkdir()
+    recipe = recipe_dict(inputs={"images": str(tmp_path / "data" / "images")}, variants=1,
+                         negatives=0.0, output={"formats": ["coco"]})
+    path = tmp_path / "recipes" / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "recipes")
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setenv(ALLOW_ENV, str(PLUGINS))  # the test plugins only
+
+    def gen(*extra: str, out: str) -> Outcome:
+        res = CliRunner().invoke(cli, [*extra, "generate", str(path), "-o",
+                                       str(tmp_path / out), "--no-progress"])
+        return Outcome(res.exit_code, res.output)
+
+    refused = gen(out="a")
+    assert refused.exit == 2 and "inputs.images" in refused.output
+    assert "outside the folders a recipe may read" in refused.output
+    assert not (tmp_path / "a").exists()
+    assert gen("--allow-path", str(tmp_path / "data"), out="b").exit == 0
+    assert gen("--allow-path", "/", out="c").exit == 0
+    monkeypatch.setenv(ALLOW_ENV, os.pathsep.join([str(PLUGINS), str(tmp_path / "data")]))
+    assert gen(out="d").exit == 0
+    assert (tmp_path / "b" / "manifest.jsonl").read_bytes() == (
+        tmp_path / "d" / "manifest.jsonl").read_bytes()
+    monkeypatch.setenv(ALLOW_ENV, str(PLUGINS))
+    with pytest.raises(RecipeError, match=r"inputs\.images: .* outside the folders"):
+        load_recipe(path)
+    assert len(load_recipe(path, allow_paths=[tmp_path / "data"]).sources()) == 2
 
 
 # -- the same rules through the Python API ---------------------------------------------------
