@@ -21,7 +21,7 @@ import pytest
 from dataset_factory import PLUGINS, make_inputs, write_recipe
 
 from defectsynth import Synthesizer
-from defectsynth.integrations import DefectDataset
+from defectsynth.integrations import DefectDataset, read_image
 from defectsynth.plugins import PluginHost
 from defectsynth.recipe import load_recipe
 from defectsynth.sample import convert_boxes, tight_box
@@ -297,7 +297,7 @@ def test_errors_name_the_problem(recipe_path: Path, host: PluginHost, tmp_path: 
         DefectDataset(None, recipe_path, host=host, categories=["blob"])
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="bad.png: not a readable image"):
+    with pytest.raises(ValueError, match="bad.png: is not an image: its content is not PNG"):
         DefectDataset([bad], _synth(host))[0]
 
 
@@ -311,3 +311,16 @@ def test_importing_defectsynth_imports_no_training_framework() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_read_image_is_the_untrusted_file_reader(tmp_path: Path) -> None:
+    """DefectDataset reads files like ``generate`` does: the header is checked against the
+    pixel limit before anything is decoded, and folders or FIFOs are refused by name."""
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((120, 200, 3), np.uint8))
+    assert read_image(big).shape == (120, 200, 3)
+    with pytest.raises(ValueError, match=r"big\.png: is 200x120 px .* above the limit"):
+        read_image(big, max_pixels=10_000)
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(ValueError, match=r"dir\.png: "):
+        read_image(tmp_path / "dir.png")

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-import cv2
 import numpy as np
 
 from ..errors import InputImageError
+from ..imagefile import DEFAULT_MAX_PIXELS, decode_image, read_file_bytes
 from ..sample import BOX_FORMATS, Sample, category_ids
 from ..synthesizer import Synthesizer, source_id
 
@@ -54,19 +54,17 @@ class _Source:
     mask: MaskItem | str = None
 
 
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as stored: 8 or 16 bit; gray, BGR or BGRA.
+def read_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as stored: 8 or 16 bit; gray, BGR or BGRA; EXIF orientation
+    applied. The same untrusted-file reader as ``defectsynth generate``: only regular
+    files, the header checked against ``max_pixels`` before anything is decoded.
 
     :raises InputImageError: naming the file when it cannot be read or decoded.
     """
     try:
-        data = np.fromfile(os.fspath(path), dtype=np.uint8)
-    except OSError as exc:
-        raise InputImageError(f"{os.fspath(path)}: cannot read the image ({exc})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputImageError(f"{os.fspath(path)}: not a readable image file")
-    return image
+        return decode_image(read_file_bytes(path, max_pixels), max_pixels)
+    except InputImageError as exc:
+        raise InputImageError(f"{os.fspath(path)}: {exc}") from None
 
 
 def _swap_rb(image: np.ndarray) -> np.ndarray:
@@ -347,7 +345,8 @@ class DefectDataset:
         if cached is not None:
             return cached
         src = self._sources[position]
-        image = src.array if src.array is not None else read_image(src.path or "")
+        limit = self._recipe.inputs.max_pixels if self._recipe is not None else DEFAULT_MAX_PIXELS
+        image = src.array if src.array is not None else read_image(src.path or "", limit)
         if self.cache:
             self._cached[position] = image
         return image
