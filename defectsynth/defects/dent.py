@@ -12,9 +12,8 @@ import numpy as np
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     ellipse_extent,
-    elliptic_radius,
     fbm,
-    normals_from_height,
+    normals_from_slopes,
     shade,
     smoothstep,
     specular_colour,
@@ -82,55 +81,155 @@ class DentGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
-        ys, xs = np.mgrid[0:h, 0:w].astype(F32)
+        # normalised elliptic radius, separable: u and v are sums of a row and a column
         a = math.radians(params.angle)
-        dx = xs - F32((w - 1) / 2)
-        dy = ys - F32((h - 1) / 2)
-        q = elliptic_radius(dx, dy, a, params.radius, params.radius * params.aspect)
+        ca, sa = math.cos(a), math.sin(a)
+        ra, rb = params.radius, params.radius * params.aspect
+        dx = np.arange(w, dtype=F32) - F32((w - 1) / 2)
+        dy = np.arange(h, dtype=F32) - F32((h - 1) / 2)
+        u = (dx * F32(ca / ra))[None, :] + (dy * F32(sa / ra))[:, None]
+        v = (dy * F32(ca / rb))[:, None] - (dx * F32(sa / rb))[None, :]
+        u *= u
+        v *= v
+        u += v
+        q = np.sqrt(u, out=u)
         # a rough outline: perturb the radial coordinate with low-frequency noise
         noise = fbm((h, w), max(params.radius * 0.9, 4.0), rng, octaves=2)
-        q = q * (F32(1.0) + F32(params.irregularity * 0.35) * noise)
-        smooth = np.exp(F32(-2.2) * q * q)
-        cap_t = np.clip(F32(1.0) - q * q, 0.0, 1.0)
-        cap = cap_t * cap_t
-        bowl = smooth * F32(1.0 - params.sharpness) + cap * F32(params.sharpness)
-        rim = np.exp(-(((q - F32(1.0)) / F32(0.22)) ** 2))
-        window = F32(1.0) - smoothstep(1.1, 1.4, q)
+        noise *= F32(params.irregularity * 0.35)
+        noise += F32(1.0)
+        q *= noise
+        # The work happens in boxes around the coverage (q < 1.2): the light in box ``b``
+        # itself, the relief in ``b`` grown by the height blur's and Sobel's reach, the
+        # texture filters in ``b`` grown by the warp's and the blurs' reach.
+        bx, by, bw, bh = cv2.boundingRect((q < F32(1.2)).view(np.uint8))
+        out = np.array(pixels, dtype=F32)
+        cov = np.zeros((h, w), F32)
+        if bw == 0 or bh == 0:
+            return Layer(out, cov)
+        b = box = (by, by + bh, bx, bx + bw)
+        b_sl = (slice(b[0], b[1]), slice(b[2], b[3]))
+        hb = _grow(box, 4, (h, w))
+        tb = _grow(box, 8, (h, w))
+        b_in_h = _within(b, hb)
         depth_px = params.depth * params.radius
-        height = (F32(-depth_px) * bowl + F32(depth_px * params.lip) * rim) * window
+        # height: a Gaussian bowl for a blunt impact, a steeper cap as sharpness rises, an
+        # optional lip, all faded out by q = 1.4
+        qh = q[hb[0] : hb[1], hb[2] : hb[3]]
+        qq = qh * qh
+        height = np.exp(F32(-2.2) * qq)
+        height *= F32(-depth_px * (1.0 - params.sharpness))
+        if params.sharpness > 0:
+            cap = np.maximum(F32(1.0) - qq, F32(0.0))
+            cap *= cap
+            cap *= F32(-depth_px * params.sharpness)
+            height += cap
+        if params.lip > 0:
+            rim = qh - F32(1.0)
+            rim *= F32(1.0 / 0.22)
+            np.square(rim, out=rim)
+            np.negative(rim, out=rim)
+            rim = np.exp(rim, out=rim)
+            rim *= F32(depth_px * params.lip)
+            height += rim
+        height *= F32(1.0) - smoothstep(1.1, 1.4, qh)  # faded out by q = 1.4
         height = cv2.GaussianBlur(height, (0, 0), 0.8)
-        nx, ny, nz = normals_from_height(height)
+        gx: np.ndarray = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)[b_in_h]
+        gy: np.ndarray = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)[b_in_h]
+        nx, ny, nz = normals_from_slopes(gx, gy)
         shading = surface_shading(pixels, ambient=0.45, specular=0.35 * params.gloss, roughness=0.3)
         ratio, spec = shade(nx, ny, nz, region.light.vector, shading)
         # the texture follows the pressed surface: sample it a little up-slope
-        gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
-        gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
         k = F32(params.warp * params.radius * 0.25)
-        map_x = xs + np.clip(gx * k, -2.5, 2.5)
-        map_y = ys + np.clip(gy * k, -2.5, 2.5)
+        gx *= k
+        gy *= k
+        map_x = np.clip(gx, -2.5, 2.5, out=gx)
+        map_x += np.arange(b[2] - hb[2], b[3] - hb[2], dtype=F32)[None, :]
+        map_y = np.clip(gy, -2.5, 2.5, out=gy)
+        map_y += np.arange(b[0] - hb[0], b[1] - hb[0], dtype=F32)[:, None]
         # only the surface's structure moves; the camera's noise stays where it was
-        src = np.ascontiguousarray(pixels)
+        c = region.channels
+        src = pixels[tb[0] : tb[1], tb[2] : tb[3]]
         low = _blur(src, 1.0)
-        noise = src - low
+        b_in_t = _within(b, tb)
+        grain = src[b_in_t] - low[b_in_t]
         # the impact flattens fine relief (knurls, peel, grain): less texture contrast
-        detail = low - _blur(low, max(region.texture_scale * 0.5, 1.5))
-        flat = np.clip(-height / F32(max(depth_px, 1e-3)), 0.0, 1.0) * F32(params.crush)
-        low = low - detail * flat[:, :, None]
-        warped = cv2.remap(low, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        h_in_t = _within(hb, tb)
+        flat = np.clip(height * F32(-1.0 / max(depth_px, 1e-3)), 0.0, 1.0)
+        flat *= F32(params.crush)
+        low_h = low[h_in_t]
+        pressed = _blur_wide(low, max(region.texture_scale * 0.5, 1.5))[h_in_t] - low_h
+        pressed *= _channels(flat, c)
+        pressed += low_h
+        warped = cv2.remap(pressed, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if warped.ndim == 2:
             warped = warped[:, :, None]
-        warped = warped + noise
-        col = specular_colour(pixels)
-        r = ratio[:, :, None]
-        s = spec[:, :, None]
-        lit = warped * (r + np.minimum(s, 0.0) * F32(1.6)) + np.maximum(s, 0.0) * col
-        cov = (F32(1.0) - smoothstep(0.75, 1.2, q)).astype(F32)
-        out = np.where((cov > 0)[:, :, None], np.clip(lit, 0.0, 1.0), pixels).astype(F32)
+        warped += grain
+        # light: the ratio multiplies the colour, a negative specular difference removes
+        # light in proportion, a positive one adds the highlight's colour
+        gain = np.minimum(spec, F32(0.0))
+        gain *= F32(1.6)
+        gain += ratio
+        warped *= _channels(gain, c)
+        warped += _tinted(np.maximum(spec, F32(0.0)), specular_colour(pixels))
+        lit = np.clip(warped, 0.0, 1.0)
+        cov_b = F32(1.0) - smoothstep(0.75, 1.2, q[b_sl])
+        # the box's corners outside the coverage keep their pixels (cheaper than np.where)
+        cv2.copyTo(pixels[b_sl], (cov_b <= 0).view(np.uint8), lit)
+        out[b_sl] = lit
+        cov[b_sl] = cov_b
         return Layer(out, cov)
+
+
+def _channels(a: np.ndarray, c: int) -> np.ndarray:
+    """(h, w) -> (h, w, c), the same value in every channel (a real array: numpy's
+    broadcasting of a length-1 last axis is several times slower than this copy)."""
+    a = np.ascontiguousarray(a, dtype=F32)
+    return cv2.cvtColor(a, cv2.COLOR_GRAY2BGR) if c == 3 else a[:, :, None]
+
+
+def _tinted(a: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """(h, w) times a colour (c,) -> (h, w, c)."""
+    if len(colour) == 3:
+        scalar = (float(colour[0]), float(colour[1]), float(colour[2]), 0.0)
+        return cv2.multiply(_channels(a, 3), scalar)  # type: ignore[call-overload]
+    return (a * F32(colour[0]))[:, :, None]
+
+
+_Box = tuple[int, int, int, int]  # y0, y1, x0, x1
+
+
+def _grow(box: _Box, by: int, shape: tuple[int, int]) -> _Box:
+    return (
+        max(box[0] - by, 0),
+        min(box[1] + by, shape[0]),
+        max(box[2] - by, 0),
+        min(box[3] + by, shape[1]),
+    )
+
+
+def _within(inner: _Box, outer: _Box) -> tuple[slice, slice]:
+    """Slices of box ``inner`` in an array that holds box ``outer``."""
+    return (
+        slice(inner[0] - outer[0], inner[1] - outer[0]),
+        slice(inner[2] - outer[2], inner[3] - outer[2]),
+    )
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     out = cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def _blur_wide(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of an already smooth image (blurred at sigma >= 1) with a wide
+    ``sigma``: at half resolution, then linearly upsampled (the result differs from the
+    full-resolution blur by ~0.5% of the fine detail, at a third of the cost)."""
+    h, w = img.shape[:2]
+    if sigma < 3.0 or min(h, w) < 8:
+        return _blur(img, sigma)
+    small = cv2.resize(img, ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / 2, borderType=cv2.BORDER_REFLECT)
+    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     return out[:, :, None] if out.ndim == 2 else out
 
 
