@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import elliptic_radius, fbm, luminance, smoothstep
+from defectsynth.textures import fbm, luminance, smoothstep
 
 F32 = np.float32
 
@@ -111,134 +111,257 @@ class StainGenerator(DefectGenerator):
         elif params.kind == "particles":
             thick, shadow = _particles(params, rng, (h, w), region.light.vector)
         else:
-            thick = _spot(params, rng, (h, w), ring, params.size, (0.0, 0.0))
-        t = thick * F32(params.opacity * 1.3)
+            thick = np.zeros((h, w), F32)
+            _spot(rng, thick, ring, params.size, (0.0, 0.0))
+        cov = smoothstep(0.015, 0.09, thick)
+        if shadow is not None:
+            cov = np.maximum(cov, smoothstep(0.1, 0.5, shadow))
+        out = np.array(pixels, dtype=F32)
+        bx, by, bw, bh = cv2.boundingRect((cov > 0).view(np.uint8))
+        if bw == 0 or bh == 0:
+            return Layer(out, cov)
+        box = (slice(by, by + bh), slice(bx, bx + bw))
+        # The deposit over the surface, per channel c, in the coverage's box:
+        #   new = base * exp(-density_c t) * (1 - haze) + back * scatter_c + haze * L
+        # with back = 1 - exp(-scattering t) the light it scatters and haze = 1 -
+        # exp(-0.12 t) the faint haze every dried deposit has, whatever it is.
+        t = thick[box] * F32(params.opacity * 1.3)
         dens = np.array(sub.density, F32)
         scat = np.array(sub.scatter, F32)
         if not region.is_color:
             wts = np.array([0.114, 0.587, 0.299], F32)
             dens = np.array([float((dens * wts).sum())], F32)
             scat = np.array([float((scat * wts).sum())], F32)
-        t3 = t[:, :, None]
-        trans = np.exp(-dens[None, None, :] * t3)
-        back = F32(1.0) - np.exp(-F32(sub.scattering) * t3)
-        # every dried deposit scatters a little, whatever it is: a faint haze
-        haze = F32(1.0) - np.exp(-F32(0.12) * t3)
-        base = pixels
-        if shadow is not None:
-            base = pixels * (F32(1.0) - F32(0.35) * shadow)[:, :, None]
-        lum = float(np.median(luminance(pixels)))
-        new = base * trans * (F32(1.0) - haze) + back * scat + haze * F32(max(0.45, lum))
-        cov = smoothstep(0.015, 0.09, thick)
-        if shadow is not None:
-            cov = np.maximum(cov, smoothstep(0.1, 0.5, shadow))
-        out = np.where((cov > 0)[:, :, None], np.clip(new, 0.0, 1.0), pixels)
-        return Layer(out.astype(F32), cov.astype(F32))
+        level = max(0.45, _median_luminance(pixels))
+        haze = np.exp(t * F32(-0.12))
+        haze -= F32(1.0)
+        haze *= F32(-level)  # haze * L
+        back = np.exp(t * F32(-sub.scattering))
+        back -= F32(1.0)
+        np.negative(back, out=back)
+        dim = None
+        if shadow is not None:  # the particles' shadows dim the surface under them
+            dim = shadow[box] * F32(-0.35)
+            dim += F32(1.0)
+        gains, adds = [], []
+        for d, s in zip(dens.tolist(), scat.tolist()):
+            g = np.exp(t * F32(-(d + 0.12)))  # exp(-density t) * (1 - haze)
+            if dim is not None:
+                g *= dim
+            gains.append(g)
+            adds.append(back * F32(s) + haze)
+        new = pixels[box] * _stack(gains)
+        new += _stack(adds)
+        np.clip(new, 0.0, 1.0, out=new)
+        # the box's corners outside the coverage keep their pixels
+        cv2.copyTo(pixels[box], (cov[box] <= 0).view(np.uint8), new)
+        out[box] = new
+        return Layer(out, cov)
 
 
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(F32)
-    return xs - F32((w - 1) / 2), ys - F32((h - 1) / 2)
+def _stack(planes: list[np.ndarray]) -> np.ndarray:
+    """(h, w) planes -> (h, w, c) (cv2.merge: numpy's broadcasting over a short last
+    axis is several times slower)."""
+    if len(planes) == 1:
+        return planes[0][:, :, None]
+    return cv2.merge(planes)
+
+
+def _median_luminance(pixels: np.ndarray) -> float:
+    """Median luminance of a region, from a subsample of at most ~32x32 pixels."""
+    step = max(1, int(max(pixels.shape[:2]) // 32))
+    lum = luminance(pixels[::step, ::step]).ravel()
+    k = lum.size // 2
+    if lum.size % 2:  # np.median by one partition (np.median costs ~6x more here)
+        return float(np.partition(lum, k)[k])
+    part = np.partition(lum, (k - 1, k))
+    return 0.5 * (float(part[k - 1]) + float(part[k]))
+
+
+def _coords(n: int, start: int, centre: float) -> np.ndarray:
+    """Pixel coordinates ``start .. start + n - 1`` relative to ``centre``."""
+    return np.arange(start, start + n, dtype=F32) - F32(centre)
 
 
 def _drop_profile(q: np.ndarray, ring: float, edge: float) -> np.ndarray:
     """Thickness of a dried drop at normalised radius q (1 = rim)."""
-    body = np.sqrt(np.clip(F32(1.0) - q * q, 0.0, 1.0)) * F32(1.0 - 0.75 * ring)
-    rim = F32(1.6 * ring) * np.exp(-(((q - F32(0.94)) / F32(0.07)) ** 2))
-    fade = F32(1.0) - smoothstep(1.0 - edge, 1.0, q)
-    return ((body + rim) * fade).astype(F32)
+    q2 = q * q
+    body = np.sqrt(np.maximum(F32(1.0) - q2, F32(0.0), out=q2), out=q2)
+    body *= F32(1.0 - 0.75 * ring)
+    if ring > 0:
+        rim = q - F32(0.94)
+        rim *= F32(1.0 / 0.07)
+        np.square(rim, out=rim)
+        np.negative(rim, out=rim)
+        rim = np.exp(rim, out=rim)
+        rim *= F32(1.6 * ring)
+        body += rim
+    body *= F32(1.0) - smoothstep(1.0 - edge, 1.0, q)
+    return body
 
 
 def _spot(
-    params: StainGenerator.Params,
     rng: np.random.Generator,
-    shape: tuple[int, int],
+    canvas: np.ndarray,
     ring: float,
     size: float,
     centre: tuple[float, float],
-) -> np.ndarray:
-    x, y = _grid(shape)
-    x = x - F32(centre[0])
-    y = y - F32(centre[1])
+) -> None:
+    """Draw a dried drop of radius ``size`` at ``centre`` (px from the canvas's middle)
+    into ``canvas`` (the thicker of the two wins).
+
+    It is computed in a window of 2 x (1.3 size + 4) px around it, the region a lone spot
+    gets: the fractal rim never reaches that far (q * (1 + 0.09 wav) < 1 needs q < 1.3
+    unless wav < -2.6).
+    """
+    h, w = canvas.shape
+    px0, py0 = (w - 1) / 2 + centre[0], (h - 1) / 2 + centre[1]
+    half = size * 1.3 + 4.0
+    x0, x1 = max(0, int(math.floor(px0 - half))), min(w, int(math.ceil(px0 + half)) + 1)
+    y0, y1 = max(0, int(math.floor(py0 - half))), min(h, int(math.ceil(py0 + half)) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return
+    shape = (y1 - y0, x1 - x0)
     aspect = float(rng.uniform(0.7, 1.0))
     a = float(rng.uniform(0, math.pi))
-    q = elliptic_radius(x, y, a, size, size * aspect)
+    q = _elliptic(_coords(shape[1], x0, px0), _coords(shape[0], y0, py0), a, size, size * aspect)
     # a drying front pins on surface flaws: a wavy, fractal rim
     wav = fbm(shape, max(size * 0.7, 3.0), rng, octaves=3, gain=0.4)
-    q = q * (F32(1.0) + F32(0.09) * wav)
-    q = np.maximum(q, F32(0.0))
+    wav *= F32(0.09)
+    wav += F32(1.0)
+    q *= wav
+    np.maximum(q, F32(0.0), out=q)
     inner = fbm(shape, max(size * 0.5, 2.0), rng, octaves=3)
+    inner *= F32(0.25)
+    inner += F32(1.0)
+    np.clip(inner, 0.4, 1.5, out=inner)
     prof = _drop_profile(q, ring, 0.1)
-    return (prof * np.clip(F32(1.0) + F32(0.25) * inner, 0.4, 1.5)).astype(F32)
+    prof *= inner
+    win = canvas[y0:y1, x0:x1]
+    np.maximum(win, prof, out=win)
+
+
+def _elliptic(dx: np.ndarray, dy: np.ndarray, angle: float, ra: float, rb: float) -> np.ndarray:
+    """Normalised elliptic radius on the grid of column offsets ``dx`` and row offsets
+    ``dy`` (1-D): 1 on the ellipse with semi-axes ``ra`` along ``angle`` and ``rb``."""
+    ca, sa = math.cos(angle), math.sin(angle)
+    u = (dx * F32(ca / ra))[None, :] + (dy * F32(sa / ra))[:, None]
+    v = (dy * F32(ca / rb))[:, None] - (dx * F32(sa / rb))[None, :]
+    u *= u
+    v *= v
+    u += v
+    return np.sqrt(u, out=u)
 
 
 def _drip(
     params: StainGenerator.Params, rng: np.random.Generator, shape: tuple[int, int], ring: float
 ) -> np.ndarray:
-    x, y = _grid(shape)
+    h, w = shape
+    x = _coords(w, 0, (w - 1) / 2)[None, :]
+    y = _coords(h, 0, (h - 1) / 2)[:, None]
     s = params.size
     a = math.radians(params.angle)
-    ca, sa = F32(math.cos(a)), F32(math.sin(a))
+    ca, sa = math.cos(a), math.sin(a)
     run = s * float(rng.uniform(2.0, 4.2))
     head_r = s * 0.85
     # coordinates along (from the head) and across the run
     start = -run / 2
-    along = x * ca + y * sa - F32(start)
-    across = -x * sa + y * ca
+    along = x * F32(ca) + (y * F32(sa) - F32(start))
+    across = y * F32(ca) - x * F32(sa)
     # a run meanders gently: a smooth sideways drift, zero at the head
-    frac = np.clip(along / F32(max(run, 1e-3)), 0.0, 1.0)
+    frac = np.clip(along * F32(1.0 / max(run, 1e-3)), 0.0, 1.0)
     c1, c2 = (float(v) for v in rng.normal(0.0, 0.1, size=2))
-    wobble = F32(s) * (
-        F32(c1) * np.sin(F32(math.pi) * frac) + F32(c2) * np.sin(F32(2 * math.pi) * frac)
-    )
-    across = across - wobble
+    wobble = np.sin(frac * F32(math.pi))
+    wobble *= F32(s * c1)
+    wobble += np.sin(frac * F32(2 * math.pi)) * F32(s * c2)
+    across -= wobble
     # a neck that narrows smoothly from the drop into the trail (a teardrop), then a
     # trail that thickens a little where the liquid gathers
     neck = F32(1.0) - smoothstep(0.0, 0.45, frac)
-    trail = F32(s * 0.2) * (F32(0.85) + F32(0.3) * frac)
-    width = trail + (F32(head_r * 0.8) - trail) * neck
-    inside = (along >= 0) & (along <= run)
-    qt = np.abs(across) / np.maximum(width, F32(1e-3))
-    tail = np.where(inside, np.sqrt(np.clip(F32(1.0) - qt * qt, 0.0, 1.0)), 0.0)
-    tail = tail * (F32(0.5) + F32(0.3) * frac) * (F32(1.0) - smoothstep(0.8, 1.0, qt))
-    head = _spot(params, rng, shape, ring, head_r, (start * float(ca), start * float(sa)))
+    trail = frac * F32(s * 0.2 * 0.3)
+    trail += F32(s * 0.2 * 0.85)
+    width = F32(head_r * 0.8) - trail
+    width *= neck
+    width += trail
+    np.maximum(width, F32(1e-3), out=width)
+    qt = np.abs(across, out=across)
+    qt /= width
+    # inside the run (0 <= along <= run) the trail's cross-section is a half-ellipse
+    tail = np.maximum(F32(1.0) - qt * qt, F32(0.0))
+    np.sqrt(tail, out=tail)
+    tail *= (along >= 0) & (along <= F32(run))
+    tail *= frac * F32(0.3) + F32(0.5)
+    tail *= F32(1.0) - smoothstep(0.8, 1.0, qt)
+    _spot(rng, tail, ring, head_r, (start * ca, start * sa))
     bead_r = s * float(rng.uniform(0.3, 0.4))
     end = start + run - bead_r * 0.3
-    bx, by = end * float(ca), end * float(sa)
-    qb = np.sqrt((x - F32(bx)) ** 2 + (y - F32(by)) ** 2) / F32(bead_r)
-    bead = _drop_profile(qb, ring * 0.3, 0.15) * F32(1.15)
-    return np.maximum(np.maximum(head, tail.astype(F32)), bead).astype(F32)
+    _bead(tail, (end * ca, end * sa), bead_r, ring * 0.3)
+    return tail
+
+
+def _bead(canvas: np.ndarray, centre: tuple[float, float], r: float, ring: float) -> None:
+    """The round bead where a run's liquid gathered, drawn into ``canvas`` (max)."""
+    h, w = canvas.shape
+    px0, py0 = (w - 1) / 2 + centre[0], (h - 1) / 2 + centre[1]
+    x0, x1 = max(0, int(math.floor(px0 - r - 1))), min(w, int(math.ceil(px0 + r + 1)) + 1)
+    y0, y1 = max(0, int(math.floor(py0 - r - 1))), min(h, int(math.ceil(py0 + r + 1)) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return
+    dx = _coords(x1 - x0, x0, px0)
+    dy = _coords(y1 - y0, y0, py0)
+    q = np.sqrt((dy * dy)[:, None] + (dx * dx)[None, :])
+    q *= F32(1.0 / r)
+    bead = _drop_profile(q, ring, 0.15)
+    bead *= F32(1.15)
+    win = canvas[y0:y1, x0:x1]
+    np.maximum(win, bead, out=win)
 
 
 def _splash(
     params: StainGenerator.Params, rng: np.random.Generator, shape: tuple[int, int], ring: float
 ) -> np.ndarray:
-    x, y = _grid(shape)
-    s = params.size
-    out = _spot(params, rng, shape, ring, s * 0.7, (0.0, 0.0))
-    a0 = math.radians(params.angle)
     h, w = shape
+    s = params.size
+    out = np.zeros(shape, F32)
+    _spot(rng, out, ring, s * 0.7, (0.0, 0.0))
+    n = params.count
     lim = min(h, w) / 2 - 4
-    for _ in range(params.count):
-        a = a0 + float(rng.normal(0.0, 0.7))
-        dist = s * float(rng.uniform(0.9, 2.6))
-        r = s * float(np.clip(rng.lognormal(-2.0, 0.5), 0.04, 0.3))
-        stretch = float(rng.uniform(1.0, 2.2))
-        cx = float(np.clip(dist * math.cos(a), -lim + r * 2, lim - r * 2))
-        cy = float(np.clip(dist * math.sin(a), -lim + r * 2, lim - r * 2))
-        # each droplet only touches a small window around it
-        reach = r * stretch + 2.0
-        px0, py0 = cx + (w - 1) / 2, cy + (h - 1) / 2
-        x0, x1 = max(0, int(px0 - reach)), min(w, int(px0 + reach) + 2)
-        y0, y1 = max(0, int(py0 - reach)), min(h, int(py0 + reach) + 2)
-        if x0 >= x1 or y0 >= y1:
+    # each droplet flies from the centre, roughly along ``angle``
+    a = math.radians(params.angle) + rng.normal(0.0, 0.7, n)
+    dist = s * rng.uniform(0.9, 2.6, n)
+    r = s * np.clip(rng.lognormal(-2.0, 0.5, n), 0.04, 0.3)
+    stretch = rng.uniform(1.0, 2.2, n)
+    cx = np.minimum(np.maximum(dist * np.cos(a), -lim + r * 2), lim - r * 2)
+    cy = np.minimum(np.maximum(dist * np.sin(a), -lim + r * 2), lim - r * 2)
+    # All droplets as equal-size stamps, evaluated at once; each touches a small window.
+    ra = r * stretch  # droplets stretch along their flight
+    reach = float(ra.max()) + 2.0
+    side = int(math.ceil(2 * reach)) + 3
+    px0, py0 = cx + (w - 1) / 2, cy + (h - 1) / 2
+    x0 = np.floor(px0 - reach).astype(np.int64)
+    y0 = np.floor(py0 - reach).astype(np.int64)
+    step = np.arange(side, dtype=F32)
+    dx = (x0.astype(F32)[:, None] + step) - px0.astype(F32)[:, None]  # (n, side)
+    dy = (y0.astype(F32)[:, None] + step) - py0.astype(F32)[:, None]
+    ca, sa = np.cos(a), np.sin(a)
+    u = (dx * (ca / ra).astype(F32)[:, None])[:, None, :]
+    u = u + (dy * (sa / ra).astype(F32)[:, None])[:, :, None]
+    v = (dy * (ca / r).astype(F32)[:, None])[:, :, None]
+    v = v - (dx * (sa / r).astype(F32)[:, None])[:, None, :]
+    u *= u
+    v *= v
+    u += v
+    q = np.sqrt(u, out=u)
+    drops = _drop_profile(q, ring * 0.5, 0.3)
+    for k in range(n):
+        ya, xa = int(y0[k]), int(x0[k])
+        yb, xb = max(ya, 0), max(xa, 0)
+        ye, xe = min(ya + side, h), min(xa + side, w)
+        if yb >= ye or xb >= xe:
             continue
-        # droplets stretch along their flight
-        dx, dy = x[y0:y1, x0:x1] - F32(cx), y[y0:y1, x0:x1] - F32(cy)
-        q = elliptic_radius(dx, dy, a, r * stretch, r)
-        out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], _drop_profile(q, ring * 0.5, 0.3))
-    return out.astype(F32)
+        win = out[yb:ye, xb:xe]
+        np.maximum(win, drops[k, yb - ya : ye - ya, xb - xa : xe - xa], out=win)
+    return out
 
 
 def _particles(
@@ -252,49 +375,50 @@ def _particles(
     f = 3
     canvas = np.zeros((h * f, w * f), np.uint8)
     s = params.size
+    n = params.count
     lim = min(h, w) / 2 - 6
-    for _ in range(params.count):
-        rr = s * math.sqrt(float(rng.random()))
-        th = float(rng.uniform(0, 2 * math.pi))
-        cx = (w - 1) / 2 + float(np.clip(rr * math.cos(th), -lim, lim))
-        cy = (h - 1) / 2 + float(np.clip(rr * math.sin(th), -lim, lim))
-        if rng.random() < 0.12:
-            # a fibre: a thin curved thread
-            n = 6
-            ln = float(rng.uniform(4.0, 12.0))
-            ang = float(rng.uniform(0, 2 * math.pi))
+    rr = s * np.sqrt(rng.random(n))
+    th = rng.uniform(0, 2 * math.pi, n)
+    cxs = ((w - 1) / 2 + np.clip(rr * np.cos(th), -lim, lim)).tolist()
+    cys = ((h - 1) / 2 + np.clip(rr * np.sin(th), -lim, lim)).tolist()
+    fibre = (rng.random(n) < 0.12).tolist()
+    # a fibre: a thin curved thread of 6 points
+    lengths = rng.uniform(4.0, 12.0, n).tolist()
+    headings = rng.uniform(0, 2 * math.pi, n).tolist()
+    turns = rng.normal(0, 0.4, (n, 6)).tolist()
+    # a speck: a small ellipse
+    radii = np.clip(rng.lognormal(-0.2, 0.5, n), 0.35, 2.6).tolist()
+    squash = rng.uniform(0.5, 1.0, n).tolist()
+    tilt = rng.uniform(0, 180, n).tolist()
+    for i in range(n):
+        cx, cy = cxs[i], cys[i]
+        if fibre[i]:
             pts = []
             px_, py_ = cx, cy
-            for _ in range(n):
+            ang, step = headings[i], lengths[i] / 6
+            for turn in turns[i]:
                 pts.append((int((px_ + 0.5) * f), int((py_ + 0.5) * f)))
-                ang += float(rng.normal(0, 0.4))
-                px_ = float(np.clip(px_ + ln / n * math.cos(ang), 3, w - 4))
-                py_ = float(np.clip(py_ + ln / n * math.sin(ang), 3, h - 4))
+                ang += turn
+                px_ = min(max(px_ + step * math.cos(ang), 3), w - 4)
+                py_ = min(max(py_ + step * math.sin(ang), 3), h - 4)
             arr = np.array(pts, np.int32).reshape(-1, 1, 2)
             cv2.polylines(canvas, [arr], False, 200, 1, cv2.LINE_AA)
         else:
-            r = float(np.clip(rng.lognormal(-0.2, 0.5), 0.35, 2.6))
-            ax = (max(1, int(r * f)), max(1, int(r * f * float(rng.uniform(0.5, 1.0)))))
-            cv2.ellipse(
-                canvas,
-                (int((cx + 0.5) * f), int((cy + 0.5) * f)),
-                ax,
-                float(rng.uniform(0, 180)),
-                0,
-                360,
-                255,
-                -1,
-                cv2.LINE_AA,
-            )
-    dens = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(F32) / F32(255.0)
-    thick = np.clip(dens * F32(2.2), 0.0, 2.2)
+            r = radii[i]
+            ax = (max(1, int(r * f)), max(1, int(r * f * squash[i])))
+            centre = (int((cx + 0.5) * f), int((cy + 0.5) * f))
+            cv2.ellipse(canvas, centre, ax, tilt[i], 0, 360, 255, -1, cv2.LINE_AA)
+    dens = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(F32)
+    dens *= F32(1.0 / 255.0)
+    thick = np.minimum(dens * F32(2.2), F32(2.2))
     # a small shadow, offset away from the light, where the particle is not itself
     lx, ly, lz = (float(v) for v in light)
     off = 1.2 * math.hypot(lx, ly) / max(lz, 0.2)
     m = np.array([[1.0, 0.0, -lx * off], [0.0, 1.0, -ly * off]], dtype=F32)
-    cast = cv2.warpAffine(dens, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-    shadow = np.clip(cast - dens, 0.0, 1.0)
-    return thick.astype(F32), shadow.astype(F32)
+    cast: np.ndarray = cv2.warpAffine(dens, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    cast -= dens
+    shadow = np.clip(cast, 0.0, 1.0, out=cast)
+    return thick, shadow
 
 
 @hookimpl
