@@ -6,13 +6,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     bgr_to_lab,
     ellipse_extent,
-    elliptic_radius,
     fbm,
     lab_to_bgr,
     smoothstep,
@@ -90,57 +90,88 @@ class DiscolorationGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
-        ys, xs = np.mgrid[0:h, 0:w].astype(F32)
+        # normalised elliptic radius, separable: u and v are sums of a row and a column
         a = math.radians(params.angle)
-        dx = xs - F32((w - 1) / 2)
-        dy = ys - F32((h - 1) / 2)
-        q = elliptic_radius(dx, dy, a, params.size, params.size * params.aspect)
-        outline = fbm((h, w), max(params.size * 0.8, 4.0), rng, octaves=4, gain=0.55)
-        mottle = fbm((h, w), max(params.size * 0.45, 3.0), rng, octaves=3)
-        field = F32(1.0) - q + F32(0.32 * params.roughness) * outline
-        field = field - F32(3.0) * smoothstep(0.95, 1.25, q)  # nothing near the border
+        ca, sa = math.cos(a), math.sin(a)
+        ra, rb = params.size, params.size * params.aspect
+        dx = np.arange(w, dtype=F32) - F32((w - 1) / 2)
+        dy = np.arange(h, dtype=F32) - F32((h - 1) / 2)
+        u = (dx * F32(ca / ra))[None, :] + (dy * F32(sa / ra))[:, None]
+        v = (dy * F32(ca / rb))[:, None] - (dx * F32(sa / rb))[None, :]
+        u *= u
+        v *= v
+        u += v
+        q = np.sqrt(u, out=u)
+        field = fbm((h, w), max(params.size * 0.8, 4.0), rng, octaves=4, gain=0.55)
+        field *= F32(0.32 * params.roughness)  # the ragged outline
+        field += F32(1.0)
+        field -= q
+        field -= F32(3.0) * smoothstep(0.95, 1.25, q)  # nothing near the border
         soft = 0.015 + 0.35 * params.edge
-        cov = smoothstep(-soft, soft, field)
+        out = np.array(pixels, dtype=F32)
+        cov = np.zeros((h, w), F32)
+        # everything else happens in the coverage's box (about half the region)
+        bx, by, bw, bh = cv2.boundingRect((field > F32(-soft)).view(np.uint8))
+        if bw == 0 or bh == 0:
+            return Layer(out, cov)
+        box = (slice(by, by + bh), slice(bx, bx + bw))
+        field = field[box]
+        cov[box] = smoothstep(-soft, soft, field)
+        mottle = fbm((bh, bw), max(params.size * 0.45, 3.0), rng, octaves=3)
         # strength inside: mottled, and rising a little towards the middle
-        depth = np.clip(field / F32(0.6), 0.0, 1.0)
-        amount = F32(params.strength) * np.clip(
-            (F32(0.75) + F32(0.25) * depth) * (F32(1.0) + F32(0.6 * params.mottle) * mottle),
-            0.0,
-            1.5,
-        )
-        amount = amount.astype(F32)
+        depth = np.clip(field * F32(1.0 / 0.6), 0.0, 1.0)
+        depth *= F32(0.25)
+        depth += F32(0.75)
+        amount = mottle * F32(0.6 * params.mottle)
+        amount += F32(1.0)
+        amount *= depth
+        np.clip(amount, 0.0, 1.5, out=amount)
+        amount *= F32(params.strength)
         hue_amount = amount
         if params.kind == "oxidation":
             # corrosion is spotty: a speckle of stronger colour on top of the mottling
-            speck = fbm((h, w), 4.0, rng, octaves=2)
-            hue_amount = amount * np.clip(F32(0.75) + F32(0.45) * speck, 0.2, 1.3)
+            speck = fbm((bh, bw), 4.0, rng, octaves=2)
+            speck *= F32(0.45)
+            speck += F32(0.75)
+            hue_amount = amount * np.clip(speck, 0.2, 1.3, out=speck)
         # heat tint: film thickness rises from the rim to the hottest point
-        thick = np.clip(field, 0.0, 1.0) * F32(0.35 + 0.65 * params.strength)
+        thick = np.clip(field, 0.0, 1.0)
+        thick *= F32(0.35 + 0.65 * params.strength)
+        src = pixels[box]
         if region.is_color:
-            new = _recolour(pixels, params.kind, amount, hue_amount, thick, mottle)
+            new = _recolour(src, params.kind, amount, hue_amount, thick, mottle)
         else:
-            new = pixels * _lightness(params.kind, amount, thick)[:, :, None]
-        out = np.where((cov > 0)[:, :, None], np.clip(new, 0.0, 1.0), pixels).astype(F32)
-        return Layer(out, cov.astype(F32))
+            new = src * _lightness(params.kind, amount, thick)[:, :, None]
+            np.clip(new, 0.0, 1.0, out=new)
+        # the box's corners outside the coverage keep their pixels
+        cv2.copyTo(src, (field <= F32(-soft)).view(np.uint8), new)
+        out[box] = new
+        return Layer(out, cov)
+
+
+_TEMPER_SLOPE = np.ascontiguousarray((_TEMPER[1:] - _TEMPER[:-1]).T)
+_TEMPER_KNOT = np.ascontiguousarray(_TEMPER[:-1].T)
 
 
 def _temper(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Temper colour (a*, b*, L factor) at oxide thickness t in 0..1."""
+    """Temper colour (a*, b*, L factor) at oxide thickness t in 0..1 (piecewise linear
+    between the equally spaced rows of ``_TEMPER``)."""
     x = np.clip(t, 0.0, 1.0) * F32(len(_TEMPER) - 1)
-    knots = np.arange(len(_TEMPER), dtype=F32)
-    return (
-        np.interp(x, knots, _TEMPER[:, 0]).astype(F32),
-        np.interp(x, knots, _TEMPER[:, 1]).astype(F32),
-        np.interp(x, knots, _TEMPER[:, 2]).astype(F32),
-    )
+    i = np.minimum(x.astype(np.int32), len(_TEMPER) - 2)
+    x -= i  # position between knots i and i + 1
+    a, b, lf = (np.take(_TEMPER_KNOT[c], i) + np.take(_TEMPER_SLOPE[c], i) * x for c in range(3))
+    return a, b, lf
 
 
-def _lightness(kind: str, amount: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Lightness factor of each kind, used alone on gray images."""
+def _lightness(
+    kind: str, amount: np.ndarray, depth: np.ndarray, temper_lf: np.ndarray | None = None
+) -> np.ndarray:
+    """Lightness factor of each kind, used alone on gray images (``temper_lf``: the
+    heat tint's L factor at ``depth`` when the caller has it)."""
     if kind == "oxidation":
         return F32(1.0) - F32(0.35) * amount
     if kind == "heat_tint":
-        _, _, lf = _temper(depth)
+        lf = _temper(depth)[2] if temper_lf is None else temper_lf
         return F32(1.0) + (lf - F32(1.0)) * np.minimum(amount * F32(1.6), 1.0)
     if kind == "yellowing":
         return F32(1.0) - F32(0.12) * amount
@@ -158,39 +189,41 @@ def _recolour(
     mottle: np.ndarray,
 ) -> np.ndarray:
     """New BGR pixels: lightness scaled by ``amount``, chroma moved by ``hue_amount``."""
-    lab = bgr_to_lab(pixels)
-    L, A, B = lab[:, :, 0], lab[:, :, 1], lab[:, :, 2]
+    L, A, B = cv2.split(bgr_to_lab(pixels))
     k = np.minimum(amount, F32(1.0))
-    lf = _lightness(kind, amount, depth)
+    temper = _temper(depth) if kind == "heat_tint" else None
+    lf = _lightness(kind, amount, depth, None if temper is None else temper[2])
     if kind == "oxidation":
         # rust bloom: between orange and a dull dark brown
         hue = np.clip(F32(0.5) + F32(0.5) * mottle, 0.0, 1.0)
-        ta = F32(9.0) + F32(9.0) * hue
-        tb = F32(16.0) + F32(18.0) * hue
-        kh = np.minimum(hue_amount, F32(1.0)) * F32(0.85)
-        A = A + (ta - A) * kh
-        B = B + (tb - B) * kh
-    elif kind == "heat_tint":
-        ta, tb, _ = _temper(depth)
+        kh = np.minimum(hue_amount, F32(1.0))
+        kh *= F32(0.85)
+        A += (hue * F32(9.0) + F32(9.0) - A) * kh
+        B += (hue * F32(18.0) + F32(16.0) - B) * kh
+    elif temper is not None:  # heat tint
+        ta, tb, _ = temper
         m = np.minimum(amount * F32(1.6), 1.0)
-        A = A + (ta - A) * m
-        B = B + (tb - B) * m
+        A += (ta - A) * m
+        B += (tb - B) * m
     elif kind == "yellowing":
-        A = A + F32(3.0) * amount
-        B = B + F32(26.0) * amount
+        A += F32(3.0) * amount
+        B += F32(26.0) * amount
     elif kind == "fade":
-        A = A * (F32(1.0) - F32(0.75) * k)
-        B = B * (F32(1.0) - F32(0.75) * k)
+        keep = F32(1.0) - F32(0.75) * k
+        A *= keep
+        B *= keep
         # bleached lightness moves towards white rather than scaling
         lf = np.minimum(
             lf,
             (F32(100.0) - (F32(100.0) - L) * (F32(1.0) - F32(0.3) * k)) / np.maximum(L, F32(1.0)),
         )
     else:  # darkening: soot, oil soak; colour dulls a little too
-        A = A * (F32(1.0) - F32(0.25) * k)
-        B = B * (F32(1.0) - F32(0.25) * k)
-    L = np.clip(L * lf, 0.0, 100.0)
-    return lab_to_bgr(np.dstack([L, A, B]))
+        keep = F32(1.0) - F32(0.25) * k
+        A *= keep
+        B *= keep
+    L *= lf
+    np.clip(L, 0.0, 100.0, out=L)
+    return lab_to_bgr(cv2.merge([L, A, B]))
 
 
 @hookimpl
