@@ -240,27 +240,27 @@ def _scatter(
     depths = radii * params.depth * rng.uniform(0.75, 1.25, n)
     lim_x = (w - 1) / 2 - rmax * 1.6 - 2
     lim_y = (h - 1) / 2 - rmax * 1.6 - 2
-    xs = np.full(n, cx0)
-    ys = np.full(n, cy0)
+    x_lo, x_hi, y_lo, y_hi = cx0 - lim_x, cx0 + lim_x, cy0 - lim_y, cy0 + lim_y
+    rs = radii.tolist()
+    placed = [(min(max(cx0, x_lo), x_hi), min(max(cy0, y_lo), y_hi), rs[0])]
     if n > 1:
         # up to 16 candidate spots per pit, denser towards the middle of the cluster; the
         # first that keeps clear of the pits already placed wins (craters rarely merge)
         tries = 16
         rr = params.spread * np.minimum(1.0, np.abs(rng.normal(0.0, 0.55, (n - 1, tries))))
         th = rng.uniform(0, 2 * math.pi, (n - 1, tries))
-        cand_x = cx0 + rr * np.cos(th)
-        cand_y = cy0 + rr * np.sin(th)
+        cand_x = (cx0 + rr * np.cos(th)).tolist()
+        cand_y = (cy0 + rr * np.sin(th)).tolist()
         for i in range(1, n):
-            qx, qy = cand_x[i - 1], cand_y[i - 1]
-            gap = np.hypot(qx[:, None] - xs[None, :i], qy[:, None] - ys[None, :i])
-            gap -= (radii[i] + radii[None, :i]) * 1.25
-            ok = gap.min(axis=1) > 1.0
-            j = int(ok.argmax()) if ok.any() else tries - 1
-            xs[i] = min(max(float(qx[j]), cx0 - lim_x), cx0 + lim_x)
-            ys[i] = min(max(float(qy[j]), cy0 - lim_y), cy0 + lim_y)
-    xs[0] = min(max(cx0, cx0 - lim_x), cx0 + lim_x)
-    ys[0] = min(max(cy0, cy0 - lim_y), cy0 + lim_y)
-    return [(float(x), float(y), float(r), float(d)) for x, y, r, d in zip(xs, ys, radii, depths)]
+            r = rs[i]
+            x, y = cand_x[i - 1][-1], cand_y[i - 1][-1]
+            for qx, qy in zip(cand_x[i - 1], cand_y[i - 1]):
+                gaps = (math.hypot(qx - px, qy - py) - (r + pr) * 1.25 for px, py, pr in placed)
+                if all(g > 1.0 for g in gaps):
+                    x, y = qx, qy
+                    break
+            placed.append((min(max(x, x_lo), x_hi), min(max(y, y_lo), y_hi), r))
+    return [(x, y, r, float(d)) for (x, y, r), d in zip(placed, depths.tolist())]
 
 
 @hookimpl
