@@ -333,8 +333,33 @@ def _splash(
     stretch = rng.uniform(1.0, 2.2, n)
     cx = np.minimum(np.maximum(dist * np.cos(a), -lim + r * 2), lim - r * 2)
     cy = np.minimum(np.maximum(dist * np.sin(a), -lim + r * 2), lim - r * 2)
-    # All droplets as equal-size stamps, evaluated at once; each touches a small window.
-    ra = r * stretch  # droplets stretch along their flight
+    # Droplets as equal-size stamps, evaluated a batch at a time (each batch a few numpy
+    # passes, however many droplets); each touches a small window.
+    side = int(math.ceil(2 * (float((r * stretch).max()) + 2.0))) + 3
+    batch = max(1, _STAMP_BUDGET // (side * side))
+    for k in range(0, n, batch):
+        part = slice(k, k + batch)
+        _droplets(out, a[part], r[part], stretch[part], cx[part], cy[part], ring * 0.5)
+    return out
+
+
+# float32 elements per batch of stamps: bounds the memory of huge splashes
+_STAMP_BUDGET = 1 << 18
+
+
+def _droplets(
+    out: np.ndarray,
+    a: np.ndarray,
+    r: np.ndarray,
+    stretch: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    ring: float,
+) -> None:
+    """Draw droplets of radius ``r`` stretched ``stretch`` times along ``a`` (radians) at
+    (``cx``, ``cy``) px from the middle of ``out`` into it (the thicker wins)."""
+    h, w = out.shape
+    ra = r * stretch
     reach = float(ra.max()) + 2.0
     side = int(math.ceil(2 * reach)) + 3
     px0, py0 = cx + (w - 1) / 2, cy + (h - 1) / 2
@@ -352,8 +377,8 @@ def _splash(
     v *= v
     u += v
     q = np.sqrt(u, out=u)
-    drops = _drop_profile(q, ring * 0.5, 0.3)
-    for k in range(n):
+    drops = _drop_profile(q, ring, 0.3)
+    for k in range(len(a)):
         ya, xa = int(y0[k]), int(x0[k])
         yb, xb = max(ya, 0), max(xa, 0)
         ye, xe = min(ya + side, h), min(xa + side, w)
@@ -361,7 +386,6 @@ def _splash(
             continue
         win = out[yb:ye, xb:xe]
         np.maximum(win, drops[k, yb - ya : ye - ya, xb - xa : xe - xa], out=win)
-    return out
 
 
 def _particles(
