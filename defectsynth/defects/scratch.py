@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class ScratchGenerator(DefectGenerator):
         reach = _reach(params)
         path = _stroke(params, rng, (h, w), reach + 2.0)
         tab = _grooves(params, rng, path.length)
-        band = _band(path, (h, w), min(reach, tab.band))
+        band = _band(path, (h, w), tab)
         n = band.idx.size
         if n == 0:
             return Layer(out, cov_full)
@@ -115,41 +116,40 @@ class ScratchGenerator(DefectGenerator):
         gi = pair // n
         pi = pair - gi * n
         a_p = arc[pi]
-        d_p = dist[pi]
-        # width and depth along each groove: tapered ends, wavering width
-        col = np.take(tab.cols, gi, axis=1)
-        start, inv_tin, stop, inv_tout, hw0, depth_k = col
-        taper = np.sqrt(_s01((a_p - start) * inv_tin) * _s01((stop - a_p) * inv_tout))
-        prof = np.interp(a_p * F32(0.5) + gi * F32(tab.m), tab.xp, tab.profile)
-        hw = (prof.real.astype(F32) * taper) * hw0
-        dep = hw * depth_k
-        d0 = d_p - prof.imag.astype(F32)
-        # the main groove (the first pairs) ends in a rounded cap beyond the stroke
-        n0 = int(np.searchsorted(gi, 1))
-        e0 = band.end[pi[:n0]]
-        d0[:n0] = np.copysign(np.sqrt(d0[:n0] * d0[:n0] + e0 * e0), d0[:n0])
+        # the grooves' half-width and sideways drift along them, sampled every 2 px
+        start, inv_tin, stop, inv_tout, hw0, wall, base = np.take(tab.cols, gi, axis=1)
+        prof = np.interp(a_p + base, tab.xp, tab.profile)
+        # tapered ends: the two ramps never overlap (taper_in + taper_out < the length),
+        # so sqrt(smoothstep(ramp in) * smoothstep(ramp out)) is that of the nearer one
+        ramp = np.minimum((a_p - start) * inv_tin, (stop - a_p) * inv_tout)
+        hw = _s01(ramp)
+        np.sqrt(hw, out=hw)
+        hw *= hw0
+        hw *= prof.real
+        d0 = np.subtract(dist[pi], prof.imag, dtype=F32)
+        # (beyond the stroke's ends the arc length is clipped there, where the taper makes
+        # every groove 0 wide: nothing is drawn past the ends)
         ad0 = np.abs(d0)
-        c_p = F32(1.0) - _s01(ad0 - hw * F32(1.0 + burr) + F32(0.4))
-        c_p *= hw > 0.05
+        cov_p = _s01(hw * F32(1.0 + burr) + F32(0.6) - ad0)
+        cov_p *= hw > 0.05
         cov_b = np.zeros(n, F32)
-        np.maximum.at(cov_b, pi, c_p)
+        np.maximum.at(cov_b, pi, cov_p)
         # only labelled pixels are drawn (the host keeps the region's own pixels where the
         # coverage is 0), and only pairs whose section reaches a sub-sample there matter
-        cidx = np.flatnonzero(cov_b)
+        cidx = np.flatnonzero(cov_b > 0)
         nc = cidx.size
         if nc == 0:
             return Layer(out, cov_full)
-        remap = np.full(n, -1, np.int64)
+        remap = np.full(n, -1, np.intp)
         remap[cidx] = np.arange(nc)
         pj = remap[pi]
-        keep = np.flatnonzero((pj >= 0) & (ad0 < hw * F32(2.0) + F32(0.55)))
+        keep = np.flatnonzero((pj >= 0) & (ad0 < hw * F32(2.0) + F32(0.6)))
         pj = pj[keep]
         hw = hw[keep]
-        dep = dep[keep]
+        wall = wall[keep]
         d0 = d0[keep]
         # stroke normal, pixel footprint across it and the light across it, per pixel
-        k = band.k[cidx]
-        tan = path.tan_c[k]  # tx - i ty: the normal (-ty, tx) is (imag, real)
+        tan = band.tan[cidx]  # tx - i ty: the normal (-ty, tx) is (imag, real)
         pnx = tan.imag
         pny = tan.real
         light = region.light.vector
@@ -158,30 +158,40 @@ class ScratchGenerator(DefectGenerator):
         # the 4 sub-pixel samples across the footprint of every pair: (4, pairs)
         foot2 = (np.abs(pnx) + np.abs(pny))[pj]  # 2 x the footprint's half-width
         d_g = d0 + _OFFS * foot2
-        hgt, slope, inside, u = _section(d_g, hw, dep, burr)
-        # cast shadow: does the ray to the light clear the groove's edge?
-        tw = np.sign(lperp)[pj]
-        rs = (lz / np.maximum(np.abs(lperp), F32(1e-3)))[pj]
-        inv_dep = F32(1.0) / np.maximum(dep, F32(1e-3))
-        run = np.maximum(hw - d_g * tw, F32(0.0))
-        clear = (hgt + run * rs - dep * F32(burr * 0.5)) * inv_dep
-        dfrac = np.clip(hgt * -inv_dep, 0.0, 1.0)
-        occ_p = np.where(inside, _s01(clear * F32(1 / 0.7) + F32(0.5)) * (1 - F32(0.3) * dfrac), 1)
+        slope, inside, u, sink = _section(d_g, hw, wall, burr)
+        # cast shadow: does the ray to the light from `sink` (of the depth) below the surface
+        # clear the near edge, raised burr / 2 by the burr? Per unit depth it rises
+        # rise / wall over the run to the edge
+        toward = np.sign(lperp)[pj]
+        rise = (lz / np.maximum(np.abs(lperp), F32(1e-3)))[pj] / wall
+        run = F32(1.0) - u * toward
+        clear = np.maximum(run, F32(0.0), out=run) * rise - sink
+        shadow = _s01(clear * F32(1 / 0.7) + F32(0.5 - burr / 1.4))
+        # ...and a cavity sees less of the sky the deeper it is
+        shadow *= F32(1.0) - F32(0.3) * sink
+        occ_p = np.where(inside, shadow, F32(1.0))
         flr = np.where(inside, F32(1.0) - u * u, F32(0.0))
-        # sum the grooves' slopes, multiply their occlusions, keep the deepest floor
-        at = (pj + np.arange(0, 4 * nc, nc)[:, None]).ravel()
-        gx = np.bincount(at, slope.ravel(), 4 * nc).astype(F32).reshape(4, nc)
-        occ = np.ones(4 * nc, F32)
-        np.multiply.at(occ, at, occ_p.astype(F32).ravel())
-        fl = np.zeros(4 * nc, F32)
-        np.maximum.at(fl, at, flr.ravel())
+        # sum the grooves' slopes, multiply their occlusions, keep the deepest floor (every
+        # labelled pixel has a pair: when it has only one, the pairs are its pixels)
+        if pj.size == nc:
+            gx, occ, fl = (np.empty((4, nc), F32) for _ in range(3))
+            gx[:, pj] = slope
+            occ[:, pj] = occ_p
+            fl[:, pj] = flr
+        else:
+            at = (pj + np.arange(0, 4 * nc, nc)[:, None]).ravel()
+            gx = np.bincount(at, slope.ravel(), 4 * nc).astype(F32).reshape(4, nc)
+            occ = np.ones((4, nc), F32)
+            np.multiply.at(occ.reshape(-1), at, occ_p.ravel())
+            fl = np.zeros((4, nc), F32)
+            np.maximum.at(fl.reshape(-1), at, flr.ravel())
         # the groove tilts the normal across the stroke only
         shading = surface_shading(pixels, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28)
         nx, ny, nz = normals_from_slopes(gx * pnx, gx * pny)
-        r, sp = shade(nx, ny, nz, light, shading, occlusion=occ.reshape(4, nc))
+        r, sp = shade(nx, ny, nz, light, shading, occlusion=occ)
         ratio = (r[0] + r[1] + r[2] + r[3]) * F32(0.25)
         spec = (sp[0] + sp[1] + sp[2] + sp[3]) * F32(0.25)
-        floor = fl.reshape(4, nc).sum(axis=0) * F32(0.25)
+        floor = (fl[0] + fl[1] + fl[2] + fl[3]) * F32(0.25)
         flat = out.reshape(h * w, -1)
         pix = band.idx[cidx]
         base = np.take(flat, pix, axis=0)
@@ -200,7 +210,11 @@ class ScratchGenerator(DefectGenerator):
             sub = F32(min(0.95, max(lum + 0.3, 0.65)))
             e = floor * F32(exposure)
             lit += e[:, None] * (sub * ratio[:, None] - lit)
-        flat[pix] = np.clip(lit, 0.0, 1.0)
+        np.maximum(lit, F32(0.0), out=lit)
+        np.minimum(lit, F32(1.0), out=lit)
+        # whole pixels as single items: a 1-D scatter instead of a row scatter
+        item = np.dtype((np.void, lit.itemsize * lit.shape[1]))
+        np.put(out.reshape(h * w, -1).view(item), pix, lit.view(item))
         cov_full.reshape(-1)[pix] = cov_b[cidx]
         return Layer(out, cov_full)
 
@@ -210,7 +224,8 @@ _OFFS = np.array([-0.375, -0.125, 0.125, 0.375], F32)[:, None]
 
 def _s01(x: np.ndarray) -> np.ndarray:
     """Hermite step from 0 at 0 to 1 at 1 (``smoothstep(0, 1, x)``), in place on ``x``."""
-    t = np.clip(x, F32(0.0), F32(1.0), out=x)
+    t = np.maximum(x, F32(0.0), out=x)
+    np.minimum(t, F32(1.0), out=t)
     return t * t * (F32(3.0) - F32(2.0) * t)
 
 
@@ -229,28 +244,36 @@ class _Grooves(NamedTuple):
     reach: np.ndarray  # (g,) farthest distance (px) from ``offset`` it changes anything at
     lo: np.ndarray  # (g,) arc length where it starts to matter
     hi: np.ndarray  # (g,) and stops
-    cols: np.ndarray  # (6, g) start, 1/taper_in, stop, 1/taper_out, half-width, wall slope
-    band: float  # farthest distance (px) from the stroke any groove changes anything at
+    # (7, g) start, 1/taper_in, stop, 1/taper_out, half-width, wall slope, and where its
+    # samples start in ``xp``
+    cols: np.ndarray
     m: int  # samples of each groove's wave and drift, every 2 px of arc length
-    xp: np.ndarray  # (g * m,) 0, 1, 2, ...
+    xp: np.ndarray  # (g * m,) 0, 2, 4, ...: arc length, each groove's 2 m further on
     profile: np.ndarray  # (g * m,) complex: width modulation + i sideways offset (px)
+
+
+@functools.lru_cache(maxsize=128)
+def _wave_basis(n: int, nk: int) -> np.ndarray:
+    """(nk, n): ``knots @ basis`` interpolates nk knots linearly over n samples, times 0.8."""
+    x = np.arange(n) * ((nk - 1) / (n - 1))
+    i0 = np.minimum(x.astype(np.intp), nk - 2)
+    fr = x - i0
+    basis = np.zeros((nk, n))
+    basis[i0, np.arange(n)] = 0.8 * (1.0 - fr)
+    basis[i0 + 1, np.arange(n)] += 0.8 * fr
+    basis.flags.writeable = False
+    return basis
 
 
 def _waves(rng: np.random.Generator, rows: int, length: float, amount: np.ndarray) -> np.ndarray:
     """``rows`` random width modulations every 2 px of arc length: slow swells and a
-    little fine jitter, down by up to ``amount`` (per row) from 1, at least 0.1."""
+    little fine jitter, down by up to ``amount`` (per row, a column) from 1, at least 0.1."""
     n = int(length / 2.0) + 3
     nk = max(3, n // 12 + 3)
     knots = rng.standard_normal((rows, nk))
-    fine = rng.standard_normal((rows, n))
-    # the knots linearly interpolated over the n samples
-    x = np.arange(n) * ((nk - 1) / (n - 1))
-    i0 = np.minimum(x.astype(np.intp), nk - 2)
-    fr = x - i0
-    k0 = np.take(knots, i0, axis=1)
-    smooth = k0 + (np.take(knots, i0 + 1, axis=1) - k0) * fr
-    v = 1.0 - amount[:, None] * 0.5 * (1.0 + np.tanh(0.8 * smooth + 0.105 * fine))
-    return np.maximum(v, 0.1)
+    # 0.8 x the knots interpolated, plus fine jitter, through a soft step
+    swell = np.tanh(rng.normal(0.0, 0.105, (rows, n)) + knots @ _wave_basis(n, nk))
+    return np.maximum((1.0 - 0.5 * amount) - (0.5 * amount) * swell, 0.1)
 
 
 def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: float) -> _Grooves:
@@ -260,7 +283,7 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     g = k + 1
     u = rng.random((g, 9)).tolist()
     # width waves of all grooves, then the micro-scratches' sideways drifts
-    amount = np.full(g + k, params.width_variation)
+    amount = np.full((g + k, 1), params.width_variation)
     amount[g:] = 1.0
     waves = _waves(rng, g + k, length, amount)
     m = waves.shape[1]
@@ -271,7 +294,7 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     # the main groove: the whole stroke, tapering in over 3-20 % and out over 15-45 %
     offset, lo, hi, amp = [0.0], [-inf], [inf], [0.0]
     cols = [[0.0, 1.0 / (length * (0.03 + 0.17 * u[0][0])), length]]
-    cols[0] += [1.0 / (length * (0.15 + 0.3 * u[0][1])), hw, params.depth]
+    cols[0] += [1.0 / (length * (0.15 + 0.3 * u[0][1])), hw, params.depth, 0.0]
     lo_off = params.width * 0.9 + 1.0
     for v in u[1:]:
         off = (1.0 if v[0] < 0.5 else -1.0) * (lo_off + (hw * 2 + params.spread - lo_off) * v[1])
@@ -292,13 +315,14 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
                 1.0 / (span * (0.1 + 0.3 * v[5])),
                 hw * (0.25 + 0.3 * v[6]),
                 params.depth * (0.5 + 0.5 * v[7]),
+                2.0 * m * len(cols),
             ]
         )
     wander = [0.0] + [s * a for s, a in zip(swing, amp[1:])]
-    reach = [
-        2.0 * c[4] * top * (1.0 + params.burr) + wd + 2.0
-        for c, top, wd in zip(cols, widest, wander)
-    ]
+    # a groove labels pixels out to hw (1 + burr) + 0.6 and its section (sampled up to
+    # 0.53 px either side of a pixel) spans 2 hw: nothing changes farther out
+    spread = max(1.0 + params.burr, 2.0)
+    reach = [c[4] * top * spread + wd + 0.7 for c, top, wd in zip(cols, widest, wander)]
     profile = np.empty((g, m), np.complex128)
     profile.real = waves[:g]
     profile.imag[0] = 0.0
@@ -311,48 +335,94 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
         lo=np.array(lo, F32),
         hi=np.array(hi, F32),
         cols=np.array(cols, F32).T.copy(),
-        band=max(abs(o) + r for o, r in zip(offset, reach)),
         m=m,
-        xp=np.arange(m * g, dtype=np.float64),
+        xp=np.arange(0.0, 2.0 * m * g, 2.0),
         profile=profile.ravel(),
     )
 
 
 def _section(
-    d: np.ndarray, hw: np.ndarray, depth: np.ndarray, burr: float
+    d: np.ndarray, hw: np.ndarray, wall: np.ndarray, burr: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Height (px, negative = below the surface) and its slope across a groove, whether
-    each sample is inside the groove proper and its offset in half-widths.
+    """The slope across a groove at offsets ``d`` from its middle, whether they are inside
+    the groove proper, the offsets in half-widths and, inside, how deep the surface is
+    there as a fraction of the groove's depth ``wall * hw``.
 
-    A rounded V of half-width ``hw`` and ``depth``, then a burr ridge of ``burr * depth``
-    out to twice the half-width.
+    A raised-cosine groove of half-width ``hw`` (smooth at the floor and at the edges,
+    steepest half-way), then a burr ridge ``burr`` x as high, sin^2 over the next
+    half-width.
     """
     inv_hw = F32(1.0) / np.maximum(hw, F32(1e-3))
     u = d * inv_hw
     # sin(pi u) carries the side's sign; beyond 2 half-widths both terms vanish
-    t = np.clip(u, F32(-2.0), F32(2.0)) * F32(np.pi)
+    t = np.maximum(u, F32(-2.0))
+    np.minimum(t, F32(2.0), out=t)
+    t *= F32(np.pi)
     c = np.cos(t)
-    sn = np.sin(t)
+    sn = np.sin(t, out=t)
     inside = np.abs(d) < hw
-    # a raised-cosine groove (smooth at the floor and at the edges, steepest half-way),
-    # then the ridge of the burr, sin^2 over the next half-width
-    bh = F32(burr) * depth
-    hgt = np.where(inside, depth * F32(-0.5) * (F32(1.0) + c), bh * sn * sn)
-    slope = np.where(inside, depth * F32(0.5 * np.pi), bh * F32(2.0 * np.pi) * c) * sn * inv_hw
-    return hgt, slope, inside, u
+    sink = F32(0.5) + F32(0.5) * c
+    slope = np.where(inside, F32(0.5 * np.pi), F32(2.0 * np.pi * burr) * c)
+    slope *= sn
+    slope *= wall * (hw * inv_hw)
+    return slope, inside, u, sink
 
 
 class _Path(NamedTuple):
     """The stroke sampled about every half pixel along its direction, in region pixels."""
 
-    pts: np.ndarray  # (n,) complex64 x + iy
-    tan_c: np.ndarray  # (n,) complex64 conjugate unit tangent, tx - i ty
-    inv_step: np.ndarray  # (n,) 1 / arc length per sample index
-    curvature: np.ndarray  # (n,) 1 / radius, positive turning towards the normal (-ty, tx)
-    arc: np.ndarray  # (n,) arc length from the start
+    # (n, 4) complex64 per sample: x + iy; the conjugate unit tangent tx - i ty;
+    # 1 / (arc length per sample index) + i curvature (1 / radius, positive turning
+    # towards the normal (-ty, tx)); arc length from the start
+    table: np.ndarray
     length: float
-    du: float  # spacing of the samples along ``direction``
-    direction: tuple[float, float]
+    # 1 / (the samples' spacing along the stroke's direction) x that direction's conjugate
+    across: complex
+
+
+@functools.lru_cache(maxsize=32)
+def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stroke's sideways offset at n evenly spaced values of the curve parameter t,
+    its first and its second difference (per sample), stacked: (3 n, 2 + nk) such that
+    ``basis @ [bend r1, bend r2, wobble * knots]`` gives them for a Bezier whose inner
+    control points are ``bend r1`` and ``bend r2`` off the line and a Catmull-Rom wander
+    through nk knots (ends extrapolated). Also t - 1/2."""
+    t = np.arange(n) * (1.0 / (n - 1))
+    basis = np.zeros((n, 2 + nk))
+    # the Bezier's sideways offset is 3 bend t (1 - t) (r1 (1 - t) + r2 t)
+    basis[:, 0] = 3.0 * t * (1.0 - t) ** 2
+    basis[:, 1] = 3.0 * t * t * (1.0 - t)
+    x = t * (nk - 1)
+    seg = np.minimum(x.astype(np.intp), nk - 2)
+    f = x - seg
+    rows = np.arange(n)
+    # Catmull-Rom weights of knots seg - 1 .. seg + 2
+    weights = (
+        ((-0.5 * f + 1.0) * f - 0.5) * f,
+        (1.5 * f - 2.5) * f * f + 1.0,
+        ((-1.5 * f + 2.0) * f + 0.5) * f,
+        (0.5 * f - 0.5) * f * f,
+    )
+    flat = basis.reshape(-1)
+    width = 2 + nk
+    for j, wj in enumerate(weights):
+        col = seg - 1 + j
+        # a knot before the first or after the last: extrapolated linearly (2 k0 - k1)
+        lo, hi = col < 0, col > nk - 1
+        mid = ~(lo | hi)
+        np.add.at(flat, rows[mid] * width + 2 + col[mid], wj[mid])
+        np.add.at(flat, rows[lo] * width + 2, 2.0 * wj[lo])
+        np.add.at(flat, rows[lo] * width + 3, -wj[lo])
+        np.add.at(flat, rows[hi] * width + 2 + nk - 1, 2.0 * wj[hi])
+        np.add.at(flat, rows[hi] * width + 2 + nk - 2, -wj[hi])
+    first = np.gradient(basis, axis=0)
+    second = np.zeros_like(basis)
+    second[1:-1] = basis[2:] + basis[:-2] - 2.0 * basis[1:-1]
+    stacked = np.concatenate([basis, first, second])
+    stacked.flags.writeable = False
+    tm = t - 0.5
+    tm.flags.writeable = False
+    return stacked, tm
 
 
 def _stroke(
@@ -362,131 +432,127 @@ def _stroke(
 
     A cubic Bezier whose control points are evenly spaced along the stroke's direction
     (so that the position along that direction is linear in the curve parameter: the
-    samples are evenly spaced along it) plus a gentle random sideways wander, a
-    Catmull-Rom spline through random knots (smooth, so the tangent never jumps).
+    samples, about every half pixel, are evenly spaced along it) plus a gentle random
+    sideways wander, a Catmull-Rom spline through random knots (smooth, so the tangent
+    never jumps).
     """
     h, w = shape
     a = math.radians(params.angle)
     L = params.length
-    bend = 3.0 * params.curvature * L
-    r1, r2 = (float(v) for v in rng.uniform(-1, 1, 2))
-    knots = rng.standard_normal(max(4, int(L / 25) + 4))
-    nk = knots.size
-    n = max(16, int(math.ceil(2.0 * L)) + 1)
-    t = np.arange(n) * (1.0 / (n - 1))
-    # the Bezier's sideways offset 3 bend t (1 - t) (r1 (1 - t) + r2 t), a cubic in t
-    side = ((bend * (r1 - r2) * t + bend * (r2 - 2.0 * r1)) * t + bend * r1) * t
-    # the wander: Catmull-Rom segments between the knots (ends extrapolated)
-    kp = np.concatenate([[2 * knots[0] - knots[1]], knots, [2 * knots[-1] - knots[-2]]])
-    p0, p1, p2, p3 = kp[:-3], kp[1:-2], kp[2:-1], kp[3:]
-    coef = np.stack(
-        [
-            p1,
-            0.5 * (p2 - p0),
-            p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3,
-            1.5 * (p1 - p2) + 0.5 * (p3 - p0),
-        ],
-        axis=1,
-    )
-    x = t * (nk - 1)
-    seg = np.minimum(x.astype(np.intp), nk - 2)
-    f = x - seg
-    c = np.take(coef, seg, axis=0) * params.wobble
-    side += ((c[:, 3] * f + c[:, 2]) * f + c[:, 1]) * f + c[:, 0]
+    bend = params.curvature * L
+    coef = np.empty(2 + max(4, int(L / 25) + 4))
+    coef[:2] = rng.uniform(-bend, bend, 2)
+    coef[2:] = rng.standard_normal(coef.size - 2)
+    coef[2:] *= params.wobble
+    n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
+    basis, tm = _stroke_basis(n, coef.size - 2)
+    both = np.einsum("ij,j->i", basis, coef)  # (no BLAS threads for a small product)
+    side = both[:n]
+    rot = complex(math.cos(a), math.sin(a))
     z = np.empty(n, np.complex128)
-    z.real = L * (t - 0.5)
+    z.real = tm
+    z.real *= L
     z.imag = side
-    z *= complex(math.cos(a), math.sin(a))
+    z *= rot
     x0, x1, y0, y1 = z.real.min(), z.real.max(), z.imag.min(), z.imag.max()
     scale = min(
         1.0,
         max(w - 2 * margin, 1.0) / max(x1 - x0, 1e-6),
         max(h - 2 * margin, 1.0) / max(y1 - y0, 1e-6),
     )
-    z -= complex((x0 + x1) / 2, (y0 + y1) / 2)
     z *= scale
-    z += complex((w - 1) / 2, (h - 1) / 2)
-    # tangents by central differences (one-sided at the ends), arc length along the samples
-    dz = np.empty_like(z)
-    dz[1:-1] = z[2:] - z[:-2]
-    dz[1:-1] *= 0.5
-    dz[0] = z[1] - z[0]
-    dz[-1] = z[-1] - z[-2]
-    norm = np.maximum(np.abs(dz), 1e-9)
-    tan_c = np.conj(dz / norm).astype(np.complex64)
-    ddz = np.zeros_like(z)
-    ddz[1:-1] = z[2:] + z[:-2] - 2.0 * z[1:-1]
-    curvature = (np.conj(dz) * ddz).imag / norm**3
+    z += complex((w - 1) / 2, (h - 1) / 2) - complex((x0 + x1) / 2, (y0 + y1) / 2) * scale
+    # per sample: the step along the direction, the sideways step and its change
+    du = L * scale / (n - 1)
+    dv = both[n : 2 * n] * scale
+    norm = np.sqrt(dv * dv + du * du)
+    tan_c = np.empty(n, np.complex128)  # the conjugate unit tangent, tx - i ty
+    tan_c.real = du
+    tan_c.imag = -dv
+    tan_c /= norm
+    tan_c *= rot.conjugate()
+    # arc length: the chords between samples
     arc = np.zeros(n)
-    np.cumsum(np.abs(np.diff(z)), out=arc[1:])
-    return _Path(
-        pts=z.astype(np.complex64),
-        tan_c=tan_c,
-        inv_step=(1.0 / norm).astype(F32),
-        curvature=curvature.astype(F32),
-        arc=arc.astype(F32),
-        length=max(float(arc[-1]), 1.0),
-        du=L * scale / (n - 1),
-        direction=(math.cos(a), math.sin(a)),
-    )
+    dside = np.diff(side)
+    np.cumsum(np.sqrt((dside * dside) * (scale * scale) + du * du), out=arc[1:])
+    table = np.empty((n, 4), np.complex64)
+    table[:, 0] = z
+    table[:, 1] = tan_c
+    table[:, 2].real = 1.0 / norm
+    table[:, 2].imag = both[2 * n :] * (du * scale) / (norm * norm * norm)
+    table[:, 3] = arc
+    return _Path(table=table, length=max(float(arc[-1]), 1.0), across=rot.conjugate() / du)
 
 
 class _Band(NamedTuple):
     """Pixels within reach of the stroke and where they are relative to it (1-D arrays).
 
-    ``idx``: flat pixel index; ``k``: nearest path sample; ``dist``: signed distance from
-    the stroke, positive towards the normal ``(-ty, tx)``; ``arc``: arc length of the
-    nearest stroke point; ``end``: distance beyond the stroke's ends (0 alongside).
+    ``idx``: flat pixel index; ``tan``: conjugate unit tangent of the stroke at the
+    nearest sample; ``dist``: signed distance from the stroke, positive towards the
+    normal ``(-ty, tx)``; ``arc``: arc length of the nearest stroke point, clipped to the
+    stroke's ends.
     """
 
     idx: np.ndarray
-    k: np.ndarray
+    tan: np.ndarray
     dist: np.ndarray
     arc: np.ndarray
-    end: np.ndarray
 
 
-def _band(path: _Path, shape: tuple[int, int], reach: float) -> _Band:
-    """The geometry of :func:`defectsynth.textures.path_field`, without a distance
-    transform of the whole region: the band is the stroke drawn ``reach`` px thick, and
-    each pixel's nearest sample comes from its position along the stroke's direction
-    (which the samples are evenly spaced in) refined by two Newton steps along the
-    tangent; the signed distance and arc length are then exact to the tangent line
-    (within 0.01 px up to 10 px from the stroke, 0.2 px at 20 px)."""
+def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
+    """The geometry of :func:`defectsynth.textures.path_field` for the pixels the grooves
+    can reach, without a distance transform of the whole region: each groove's strip is
+    drawn into a mask, and each pixel's nearest stroke sample comes from its position
+    along the stroke's direction (which the samples are evenly spaced in) refined by two
+    Newton steps along the tangent; the signed distance and arc length are then exact to
+    the tangent line (within 0.01 px up to 10 px from the stroke, 0.2 px at 20 px)."""
     h, w = shape
-    pts = path.pts
-    n = pts.size
+    table = path.table
+    top = table.shape[0] - 1
+    # every 16th sample (8 px apart: the chords stray < 0.3 px from the stroke), and the
+    # unit normals there, i x the tangent
+    coarse = table[::16, 0].astype(np.complex128)
+    normal = np.conj(table[::16, 1]) * 1j
+    # where each micro-scratch starts and ends among them
+    found = np.searchsorted(table[::16, 3].real, np.concatenate([tab.lo[1:], tab.hi[1:]]))
+    ends = found.reshape(2, -1).tolist()
     mask = np.zeros((h, w), np.uint8)
-    coarse = pts[::4] if (n - 1) % 4 == 0 else np.append(pts[::4], pts[-1])
     fixed = np.empty((coarse.size, 2), np.int32)
-    fixed[:, 0] = np.rint(coarse.real * 16.0)
-    fixed[:, 1] = np.rint(coarse.imag * 16.0)
-    cv2.polylines(mask, [fixed], False, 1, 2 * int(math.ceil(reach)) + 3, cv2.LINE_8, 4)
+    for i, (off, reach) in enumerate(zip(tab.offset.tolist(), tab.reach.tolist())):
+        j0, j1 = 0, coarse.size
+        if i:  # a micro-scratch covers part of the stroke, off to one side
+            j0, j1 = max(ends[0][i - 1] - 1, 0), min(ends[1][i - 1] + 1, coarse.size)
+        strip = coarse[j0:j1] + off * normal[j0:j1]
+        m = strip.size
+        fixed[:m, 0] = np.rint(strip.real * 16.0)
+        fixed[:m, 1] = np.rint(strip.imag * 16.0)
+        thick = int(math.ceil(2.0 * reach + 3.0))
+        cv2.polylines(mask, [fixed[:m]], False, 1, thick, cv2.LINE_8, 4)
     idx = np.flatnonzero(mask.view(bool))
     iy = idx // w
     p = np.empty(idx.size, np.complex64)
     p.real = idx - iy * w
     p.imag = iy
-    p0 = complex(pts[0])
-    dx, dy = path.direction
-    inv = 1.0 / path.du
-    fk = (p.real - F32(p0.real)) * F32(dx * inv) + (p.imag - F32(p0.imag)) * F32(dy * inv)
-    top = n - 1
-    k = np.clip(np.rint(fk), 0, top).astype(np.intp)
-    along = ((p - pts[k]) * path.tan_c[k]).real
-    fk = k + along * path.inv_step[k]
-    # the second step allows for the curvature: a pixel on the outside of a bend is
-    # farther along than its offset along the tangent says, one on the inside less far
-    k = np.clip(np.rint(fk), 0, top).astype(np.intp)
-    q = (p - pts[k]) * path.tan_c[k]
-    bend = np.maximum(F32(1.0) - path.curvature[k] * q.imag, F32(0.3))
-    fk = k + q.real * path.inv_step[k] / bend
-    k = np.clip(np.rint(fk), 0, top).astype(np.intp)
-    q = (p - pts[k]) * path.tan_c[k]
-    s = path.arc[k] + q.real
-    total = F32(path.arc[-1])
-    end = np.maximum(np.maximum(-s, s - total), F32(0.0))
-    return _Band(idx=idx, k=k, dist=q.imag, arc=np.clip(s, F32(0.0), total), end=end)
+    # the sample index from the position along the stroke's direction, then two steps
+    # along the tangent; the second allows for the curvature: a pixel on the outside of a
+    # bend is farther along than its offset along the tangent says, one on the inside less
+    fk = ((p - table[0, 0]) * np.complex64(path.across)).real
+    for step in range(3):
+        np.maximum(fk, F32(0.0), out=fk)
+        np.minimum(fk, F32(top), out=fk)
+        k = (fk + F32(0.5)).astype(np.intp)
+        g = np.take(table, k, axis=0)
+        q = (p - g[:, 0]) * g[:, 1]
+        if step == 2:
+            break
+        fk = q.real * g[:, 2].real
+        if step == 1:
+            fk /= np.maximum(F32(1.0) - g[:, 2].imag * q.imag, F32(0.3))
+        fk += k
+    s = g[:, 3].real + q.real
+    np.maximum(s, F32(0.0), out=s)
+    arc = np.minimum(s, F32(table[top, 3].real), out=s)
+    return _Band(idx=idx, tan=g[:, 1], dist=q.imag, arc=arc)
 
 
 @hookimpl
