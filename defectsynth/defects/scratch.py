@@ -380,7 +380,6 @@ class _Path(NamedTuple):
     across: complex
 
 
-@functools.lru_cache(maxsize=32)
 def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
     """The stroke's sideways offset at n evenly spaced values of the curve parameter t,
     its first and its second difference (per sample), stacked: (3 n, 2 + nk) such that
@@ -425,6 +424,9 @@ def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
     return stacked, tm
 
 
+_stroke_basis_cached = functools.lru_cache(maxsize=24)(_stroke_basis)
+
+
 def _stroke(
     params: ScratchGenerator.Params, rng: np.random.Generator, shape: tuple[int, int], margin: float
 ) -> _Path:
@@ -445,7 +447,8 @@ def _stroke(
     coef[2:] = rng.standard_normal(coef.size - 2)
     coef[2:] *= params.wobble
     n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
-    basis, tm = _stroke_basis(n, coef.size - 2)
+    # (strokes up to 512 px share cached bases, < 0.6 MB each)
+    basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
     both = np.einsum("ij,j->i", basis, coef)  # (no BLAS threads for a small product)
     side = both[:n]
     rot = complex(math.cos(a), math.sin(a))
