@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -25,24 +27,32 @@ def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
             raise GeneratorFailure(
                 f"generator {name!r}: Layer.{what} has dtype {arr.dtype}, expected float32"
             )
-        if not np.isfinite(arr).all():
+    # min and max are NaN when any value is (and +-inf when one is): two reductions check
+    # both finiteness and range
+    (plo, phi), (clo, chi) = (_range(px), _range(cov))
+    for what, lo, hi in (("pixels", plo, phi), ("coverage", clo, chi)):
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise GeneratorFailure(f"generator {name!r}: Layer.{what} contains NaN or inf")
-    if cov.size and (float(cov.min()) < -1e-6 or float(cov.max()) > 1 + 1e-6):
+    if clo < -1e-6 or chi > 1 + 1e-6:
         raise GeneratorFailure(
-            f"generator {name!r}: coverage outside [0, 1] "
-            f"(min {float(cov.min()):.4g}, max {float(cov.max()):.4g})"
+            f"generator {name!r}: coverage outside [0, 1] (min {clo:.4g}, max {chi:.4g})"
         )
     if layer.category is not None and (not isinstance(layer.category, str) or not layer.category):
         raise GeneratorFailure(
             f"generator {name!r}: Layer.category must be a non-empty string or None, "
             f"got {layer.category!r}"
         )
-    if px.size and (float(px.min()) < -0.01 or float(px.max()) > 1.01):
+    if plo < -0.01 or phi > 1.01:
         raise GeneratorFailure(
-            f"generator {name!r}: pixels outside [0, 1] "
-            f"(min {float(px.min()):.4g}, max {float(px.max()):.4g})"
+            f"generator {name!r}: pixels outside [0, 1] (min {plo:.4g}, max {phi:.4g})"
         )
     return layer
+
+
+def _range(a: np.ndarray) -> tuple[float, float]:
+    if not a.size:
+        return 0.0, 0.0
+    return float(a.min()), float(a.max())
 
 
 def alpha_blend(base: np.ndarray, layer: np.ndarray, coverage: np.ndarray) -> np.ndarray:

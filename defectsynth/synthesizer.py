@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -413,7 +412,8 @@ class Synthesizer:
         region = Region(
             pixels=region_px, product_mask=prod_ro, light=light, texture_scale=tex_scale
         )
-        # the arrays are read-only, but a plugin can flip the flag back: checksums tell
+        # the arrays are read-only, but a plugin can flip the flag back: a changed flag or
+        # word sum tells (cheap; a crc32 of both cost more than many a render)
         sums = (_checksum(region_px), _checksum(prod_ro))
         try:
             layer = gen.render(region, params, grng)
@@ -426,44 +426,63 @@ class Synthesizer:
                     f"({exc}); Region arrays are read-only, draw into a copy"
                 ) from exc
             raise GeneratorFailure(f"generator {name!r}: render() failed: {exc!r}") from exc
-        if (_checksum(region_px), _checksum(prod_ro)) != sums:
+        if (
+            region_px.flags.writeable
+            or prod_ro.flags.writeable
+            or (_checksum(region_px), _checksum(prod_ro)) != sums
+        ):
             raise GeneratorFailure(
                 f"generator {name!r}: render() modified its input region (Region.pixels "
                 "or product_mask); generators must draw into a copy"
             )
         layer = check_layer(name, layer, region_px.shape)
         label = prep.label(layer.category)
-        cov = np.clip(layer.coverage, 0.0, 1.0) * prod  # clipped by product and border
-        lay_px = np.clip(layer.pixels, 0.0, 1.0)
-        blended = None
-        changed_local = cov > 0
         # a generator may let the recipe choose its blend mode through a "blend" parameter
         blend = getattr(params, "blend", gen.blend)
         if blend not in BLEND_MODES:
             raise GeneratorFailure(f"generator {name!r}: blend {blend!r} is not one of "
                                    f"{', '.join(BLEND_MODES)}")
-        if blend != "alpha":
-            pb = poisson_blend(region_px, lay_px, cov, mixed=blend == "poisson-mixed")
-            if pb is not None:
-                blended, changed_local = pb
-                changed_local &= prod > 0
-        # back into the image, only inside the image part
+        # the part of the region inside the image
         sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
-        if blended is None:
-            blended = alpha_blend(region_px[sl], lay_px[sl], cov[sl])
+        pb = None
+        if blend != "alpha":
+            cov_r = np.clip(layer.coverage, 0.0, 1.0) * prod
+            pb = poisson_blend(region_px, np.clip(layer.pixels, 0.0, 1.0), cov_r,
+                               mixed=blend == "poisson-mixed")
+        if pb is not None:
+            blended_r, changed_r = pb
+            changed_r &= prod > 0
+            box = _nonzero_box(changed_r[sl])
+            if box is None:
+                return "dropped_visibility"
+            b = (slice(box[0], box[1]), slice(box[2], box[3]))
+            cov = cov_r[sl][b]
+            blended = blended_r[sl][b]
+            changed = changed_r[sl][b]
         else:
-            blended = blended[sl]
+            # everything after the render happens in the box the layer covers (regions are
+            # ~4x the defect's box): the pixels outside it stay as they are
+            box = _nonzero_box(layer.coverage[sl] > 0)
+            if box is None:
+                return "dropped_visibility"
+            b = (slice(box[0], box[1]), slice(box[2], box[3]))
+            cov = np.clip(layer.coverage[sl][b], 0.0, 1.0) * prod[sl][b]
+            lay_px = np.clip(layer.pixels[sl][b], 0.0, 1.0)
+            blended = alpha_blend(region_px[sl][b], lay_px, cov)
+            changed = cov > 0
+        # from here on, image coordinates of that box
+        ix0, iy0, ix1, iy1 = ix0 + box[2], iy0 + box[0], ix0 + box[3], iy0 + box[1]
+        cur = out[iy0:iy1, ix0:ix1]
         # blended is in 0..1 (both inputs are, and coverage is), so rounding cannot leave
         # the dtype's range
         scaled = blended * np.float32(maxval)
         np.rint(scaled, out=scaled)
-        changed = changed_local[sl]
         # the unchanged pixels keep their exact values (cv2.copyTo: ~5x np.where's speed)
         new = np.array(cur if cur.ndim == 3 else cur[:, :, None], copy=True)  # never a view
-        cv2.copyTo(scaled.astype(out.dtype), changed.view(np.uint8), new)
+        cv2.copyTo(scaled.astype(out.dtype), np.ascontiguousarray(changed).view(np.uint8), new)
         if out.ndim == 2:
             new = new[:, :, 0]
-        mask_local = cov[sl] >= 0.5
+        mask_local = cov >= 0.5
         area = int(mask_local.sum())
         if area < self.gate.min_area:
             return "dropped_visibility"
@@ -528,7 +547,19 @@ class Synthesizer:
 
 
 def _checksum(a: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(a).data)
+    """Sums of the array's 32-bit words: catch any write short of one crafted to keep them
+    (the read-only flag, checked too, stops the rest)."""
+    words = np.ascontiguousarray(a).reshape(-1).view(np.uint32)
+    # and of every 7th word: a permutation (an in-place flip) keeps the first sum only
+    return int(words.sum(dtype=np.uint64)) ^ (int(words[::7].sum(dtype=np.uint64)) << 1)
+
+
+def _nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of a boolean mask's true pixels, end exclusive; None if none."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    return y, y + h, x, x + w
 
 
 def _writes_read_only(exc: BaseException) -> bool:
