@@ -412,9 +412,9 @@ class Synthesizer:
         region = Region(
             pixels=region_px, product_mask=prod_ro, light=light, texture_scale=tex_scale
         )
-        # the arrays are read-only, but a plugin can flip the flag back: a changed flag or
-        # word sum tells (cheap; a crc32 of both cost more than many a render)
-        sums = (_checksum(region_px), _checksum(prod_ro))
+        # the arrays are read-only; a plugin that flips the flag back is caught below, and
+        # the blend reads the image's own pixels, never region_px, so nothing it wrote
+        # reaches the output
         try:
             layer = gen.render(region, params, grng)
         except GeneratorFailure:
@@ -426,11 +426,7 @@ class Synthesizer:
                     f"({exc}); Region arrays are read-only, draw into a copy"
                 ) from exc
             raise GeneratorFailure(f"generator {name!r}: render() failed: {exc!r}") from exc
-        if (
-            region_px.flags.writeable
-            or prod_ro.flags.writeable
-            or (_checksum(region_px), _checksum(prod_ro)) != sums
-        ):
+        if region_px.flags.writeable or prod_ro.flags.writeable:
             raise GeneratorFailure(
                 f"generator {name!r}: render() modified its input region (Region.pixels "
                 "or product_mask); generators must draw into a copy"
@@ -468,7 +464,8 @@ class Synthesizer:
             b = (slice(box[0], box[1]), slice(box[2], box[3]))
             cov = np.clip(layer.coverage[sl][b], 0.0, 1.0) * prod[sl][b]
             lay_px = np.clip(layer.pixels[sl][b], 0.0, 1.0)
-            blended = alpha_blend(region_px[sl][b], lay_px, cov)
+            base = cur[b].astype(np.float32) * np.float32(scale)
+            blended = alpha_blend(base if base.ndim == 3 else base[:, :, None], lay_px, cov)
             changed = cov > 0
         # from here on, image coordinates of that box
         ix0, iy0, ix1, iy1 = ix0 + box[2], iy0 + box[0], ix0 + box[3], iy0 + box[1]
@@ -544,14 +541,6 @@ class Synthesizer:
             generator_version=str(type(gen).version),
         )
         return (ix0, iy0, ix1, iy1), new, changed, ann, mask_full, reduced
-
-
-def _checksum(a: np.ndarray) -> int:
-    """Sums of the array's 32-bit words: catch any write short of one crafted to keep them
-    (the read-only flag, checked too, stops the rest)."""
-    words = np.ascontiguousarray(a).reshape(-1).view(np.uint32)
-    # and of every 7th word: a permutation (an in-place flip) keeps the first sum only
-    return int(words.sum(dtype=np.uint64)) ^ (int(words[::7].sum(dtype=np.uint64)) << 1)
 
 
 def _nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -78,7 +78,7 @@ class HostileGenerator(DefectGenerator):
         elif mode == "mutates":
             region.pixels[:] = 0.0  # read-only: numpy refuses
         elif mode == "mutates_sneaky":
-            region.pixels.flags.writeable = True  # the host's checksum still notices
+            region.pixels.flags.writeable = True  # the host checks the flag afterwards
             region.pixels[:] = 0.0
         elif mode == "not_a_layer":
             return (px, cov)  # type: ignore[return-value]
