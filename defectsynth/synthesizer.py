@@ -9,6 +9,7 @@ from ``numpy.random.default_rng(SeedSequence([seed, source_id, variant]))``.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,6 +183,9 @@ class Synthesizer:
         if weights.sum() <= 0:
             raise ValueError("all generator weights are zero; at least one must be > 0")
         self._p = weights / weights.sum()
+        self._cum_p = np.cumsum(self._p)
+        # where rounding leaves the cumulative sum just below 1
+        self._last_weighted = int(np.flatnonzero(self._p > 0)[-1])
         if isinstance(instances, int):
             lo = hi = instances
         else:
@@ -286,7 +290,9 @@ class Synthesizer:
         render_log: list[tuple[str, str | None]] = []
         for tried in range(n_wanted):
             assert sampler is not None
-            k = int(rng.choice(len(self._prepared), p=self._p))
+            # weighted choice by one uniform draw (rng.choice(p=...) re-checks p each call)
+            k = min(int(np.searchsorted(self._cum_p, rng.random(), side="right")),
+                    self._last_weighted)
             prep = self._prepared[k]
             reason = "dropped_visibility"
             for attempt in range(self.max_attempts):
@@ -602,7 +608,9 @@ def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
     ys, xs = np.nonzero(product[::step_y, ::step_x])
     if ys.size == 0:
         return 8.0
-    cy, cx = int(np.median(ys)) * step_y, int(np.median(xs)) * step_x
+    # the product's median row and column (np.nonzero gives the rows sorted)
+    k = ys.size // 2
+    cy, cx = int(ys[k]) * step_y, int(np.partition(xs, k)[k]) * step_x
     s = 64  # a 128x128 crop: 16k pixels are plenty for two standard deviations
     y0, x0 = max(0, min(cy - s, h - 2 * s)), max(0, min(cx - s, w - 2 * s))
     crop = src[y0:y0 + 2 * s, x0:x0 + 2 * s]
@@ -616,7 +624,7 @@ def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
     si = float(cv2.meanStdDev(hp)[1][0, 0])
     if sg < 1e-6 or si < 1e-6:
         return 64.0
-    return float(np.clip(2 * np.pi * si / sg, 2.0, 256.0))
+    return min(max(2 * math.pi * si / sg, 2.0), 256.0)
 
 
 def _check_image(image: Any) -> None:

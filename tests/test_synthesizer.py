@@ -401,6 +401,23 @@ def test_category_rename_and_weights() -> None:
     assert cats.count("spot") > cats.count("paint_chip")
 
 
+def test_zero_weight_entries_are_never_drawn() -> None:
+    """Weighted choice by one uniform draw: proportions follow the weights, and an entry of
+    weight 0 (first or last, where rounding of the cumulative sum could reach it) never
+    comes up."""
+    synth = Synthesizer(
+        [{"generator": "paint_chip", "weight": 0}, {"generator": "blob", "weight": 3},
+         {"generator": "blob", "category": "other", "weight": 1},
+         {"generator": "paint_chip", "category": "never", "weight": 0}],
+        instances=4, host=HOST, max_overlap=1.0,
+    )
+    cats: list[str] = []
+    for seed in range(60):
+        cats += synth.apply(test_surface((128, 128)), seed=seed).categories
+    assert "paint_chip" not in cats and "never" not in cats
+    assert 2.0 < cats.count("blob") / max(cats.count("other"), 1) < 4.5
+
+
 def test_sample_draw_gives_a_bgr_picture() -> None:
     synth = Synthesizer([{"generator": "blob"}], instances=2, host=HOST)
     pic = synth.apply(test_surface((64, 64), channels=1, dtype=np.uint16), seed=1).draw()
