@@ -86,12 +86,15 @@ class ScratchGenerator(DefectGenerator):
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
-        a = math.radians(params.angle)
-        c, s = abs(math.cos(a)), abs(math.sin(a))
-        bulge = 0.75 * params.curvature * params.length + 3.0 * params.wobble
-        margin = _reach(params) + 4.0
-        w = params.length * c + 2 * bulge * s + 2 * margin
-        h = params.length * s + 2 * bulge * c + 2 * margin
+        # the stroke's own box plus what the grooves can label beside it: render() draws
+        # the same stroke from the same rng (extent() looks ahead on a copy of it), so
+        # nothing is clipped; with another rng the stroke is shrunk to fit if need be.
+        # At least _MIN_SIDE px either way, so that the surface's statistics (grain,
+        # colour, texture contrast) see some of the surface around a stroke
+        span_x, span_y = _stroke_span(params, _peek(rng))
+        margin = _margin(params)
+        w = max(span_x + 2.0 * margin + 1.0, _MIN_SIDE)
+        h = max(span_y + 2.0 * margin + 1.0, _MIN_SIDE)
         return int(math.ceil(h)), int(math.ceil(w))
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
@@ -99,8 +102,7 @@ class ScratchGenerator(DefectGenerator):
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
         cov_full = np.zeros((h, w), F32)
-        reach = _reach(params)
-        path = _stroke(params, rng, (h, w), reach + 2.0)
+        path = _stroke(params, rng, (h, w), _margin(params))
         tab = _grooves(params, rng, path.length)
         band = _band(path, (h, w), tab)
         n = band.idx.size
@@ -229,11 +231,25 @@ def _s01(x: np.ndarray) -> np.ndarray:
     return t * t * (F32(3.0) - F32(2.0) * t)
 
 
-def _reach(params: ScratchGenerator.Params) -> float:
-    side = params.width * (1.0 + params.width_variation) * (1.0 + params.burr * 1.2) + 3.0
+_MIN_SIDE = 24.0
+
+
+def _margin(params: ScratchGenerator.Params) -> float:
+    """How far from the stroke a groove can label a pixel (+ 1 px): the main groove out
+    to hw (1 + burr) + 0.6, a micro-scratch from its offset (up to width + spread) and
+    its drift (up to 1.25 px) out to 0.55 hw (1 + burr) + 0.6, hw = width / 2."""
+    hw = 0.5 * params.width
+    side = hw * (1.0 + params.burr) + 0.6
     if params.micro_scratches:
-        side += params.spread
-    return side
+        side = max(side, 2.0 * hw + params.spread + 1.25 + 0.55 * hw * (1.0 + params.burr) + 0.6)
+    return side + 1.0
+
+
+def _peek(rng: np.random.Generator) -> np.random.Generator:
+    """A generator that draws what ``rng`` will draw next, leaving ``rng`` as it is."""
+    bits = type(rng.bit_generator)()
+    bits.state = rng.bit_generator.state
+    return np.random.Generator(bits)
 
 
 class _Grooves(NamedTuple):
@@ -427,6 +443,41 @@ def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
 _stroke_basis_cached = functools.lru_cache(maxsize=24)(_stroke_basis)
 
 
+def _stroke_draw(
+    params: ScratchGenerator.Params, rng: np.random.Generator
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, complex]:
+    """The stroke's random draws: its sample count, basis (see :func:`_stroke_basis`),
+    t - 1/2, coefficients and direction."""
+    L = params.length
+    bend = params.curvature * L
+    coef = np.empty(2 + max(4, int(L / 25) + 4))
+    coef[:2] = rng.uniform(-bend, bend, 2)
+    coef[2:] = rng.standard_normal(coef.size - 2)
+    coef[2:] *= params.wobble
+    n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
+    # (strokes up to 512 px share cached bases, < 0.6 MB each)
+    basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
+    a = math.radians(params.angle)
+    return n, basis, tm, coef, complex(math.cos(a), math.sin(a))
+
+
+def _stroke_points(tm: np.ndarray, L: float, side: np.ndarray, rot: complex) -> np.ndarray:
+    """The stroke's samples about its middle, x + iy."""
+    z = np.empty(side.size, np.complex128)
+    z.real = tm
+    z.real *= L
+    z.imag = side
+    z *= rot
+    return z
+
+
+def _stroke_span(params: ScratchGenerator.Params, rng: np.random.Generator) -> tuple[float, float]:
+    """Width and height of the box of the stroke :func:`_stroke` draws from ``rng``."""
+    n, basis, tm, coef, rot = _stroke_draw(params, rng)
+    z = _stroke_points(tm, params.length, np.einsum("ij,j->i", basis[:n], coef), rot)
+    return float(z.real.max() - z.real.min()), float(z.imag.max() - z.imag.min())
+
+
 def _stroke(
     params: ScratchGenerator.Params, rng: np.random.Generator, shape: tuple[int, int], margin: float
 ) -> _Path:
@@ -439,24 +490,11 @@ def _stroke(
     never jumps).
     """
     h, w = shape
-    a = math.radians(params.angle)
     L = params.length
-    bend = params.curvature * L
-    coef = np.empty(2 + max(4, int(L / 25) + 4))
-    coef[:2] = rng.uniform(-bend, bend, 2)
-    coef[2:] = rng.standard_normal(coef.size - 2)
-    coef[2:] *= params.wobble
-    n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
-    # (strokes up to 512 px share cached bases, < 0.6 MB each)
-    basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
+    n, basis, tm, coef, rot = _stroke_draw(params, rng)
     both = np.einsum("ij,j->i", basis, coef)  # (no BLAS threads for a small product)
     side = both[:n]
-    rot = complex(math.cos(a), math.sin(a))
-    z = np.empty(n, np.complex128)
-    z.real = tm
-    z.real *= L
-    z.imag = side
-    z *= rot
+    z = _stroke_points(tm, L, side, rot)
     x0, x1, y0, y1 = z.real.min(), z.real.max(), z.imag.min(), z.imag.max()
     scale = min(
         1.0,
