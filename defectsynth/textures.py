@@ -32,6 +32,7 @@ __all__ = [
     "polyline_length",
     "resample_polyline",
     "shade",
+    "shade_slopes",
     "smoothstep",
     "value_noise",
 ]
@@ -43,20 +44,162 @@ F32 = np.float32
 # noise
 
 
+# bicubic kernel of OpenCV (a = -0.75) as polynomials in the sub-knot position t (rows: t^3,
+# t^2, t, 1; columns: the knots at -1, 0, +1, +2)
+_CUBIC = np.array(
+    [
+        [-0.75, 1.25, -1.25, 0.75],
+        [1.5, -2.25, 1.5, -0.75],
+        [-0.75, 0.0, 0.75, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+    ]
+)
+_KNOTS = np.arange(-1, 3, dtype=np.int64)
+
+
+def _cubic_weights_cat(
+    n: int,
+    cells: list[float],
+    phases: list[float],
+    sizes: list[int],
+    widths: list[int] | None = None,
+) -> np.ndarray:
+    """(n, sum(widths)) matrix: for each grid k, a block of ``widths[k]`` columns (default
+    ``sizes[k]``) that samples its knots, spaced ``cells[k]`` px, at ``n`` pixel centres
+    shifted by ``phases[k]`` px, with OpenCV's bicubic kernel (a = -0.75). All grids in
+    one pass; a block wider than its grid's ``sizes[k]`` knots leaves room for rows past
+    the grid's own length (the caller uses the first ``sizes[k]`` columns).
+
+    A pixel left of knot 0 takes its far-left weight from the grid's last knot (the
+    index wraps), as the first implementation did; it is another random knot."""
+    widths = list(sizes) if widths is None else list(widths)
+    total = sum(widths)
+    if n == 0:
+        return np.zeros((0, total), dtype=F32)
+    k = len(cells)
+    cell = np.array(cells, dtype=np.float64)[:, None]
+    x = np.arange(n, dtype=np.float64) + 0.5
+    x = (x + np.array(phases, dtype=np.float64)[:, None]) / cell + 0.5  # (k, n)
+    i = np.floor(x)
+    p = np.empty((k, n, 4))
+    t = np.subtract(x, i, out=p[:, :, 2])
+    np.multiply(t, t, out=p[:, :, 1])
+    np.multiply(p[:, :, 1], t, out=p[:, :, 0])
+    p[:, :, 3] = 1.0
+    # flat index of knot 0: the block's first column, row by row
+    starts = [sum(widths[:j]) for j in range(k)]
+    i += np.add.outer(np.array(starts, dtype=np.float64), np.arange(0, n * total, total))
+    col = i.astype(np.int64)[:, :, None] + _KNOTS  # (k, n, 4)
+    for j, first in enumerate(x[:, 0].tolist()):
+        if first < 1.0:  # knot -1 of the first rows wraps to the grid's last knot
+            rows = col[j, :, 0]
+            rows[x[j] < 1.0] += sizes[j]
+    out = np.zeros((n, total), dtype=F32)
+    out.reshape(-1)[col] = p @ _CUBIC
+    return out
+
+
 def _cubic_weights(n: int, cell: float, phase: float, size: int) -> np.ndarray:
     """(n, size) matrix that samples a grid of ``size`` knots, spaced ``cell`` px, at
     ``n`` pixel centres shifted by ``phase`` px, with OpenCV's bicubic kernel (a = -0.75)."""
-    x = (np.arange(n, dtype=np.float64) + 0.5 + phase) / cell + 0.5
-    i = np.floor(x).astype(np.int64)
-    t = (x - i).astype(F32)
-    a = F32(-0.75)
-    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=1)  # distances to the four knots
-    near = ((a + 2) * d - (a + 3)) * d * d + 1
-    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
-    w = np.where(d <= 1, near, far).astype(F32)
-    out = np.zeros((n, size), dtype=F32)
-    out[np.arange(n)[:, None], i[:, None] + np.arange(-1, 3)[None, :]] = w
-    return out
+    return _cubic_weights_cat(n, [cell], [phase], [size])
+
+
+@dataclass
+class _Octave:
+    """One value-noise field's random draws (see :func:`_draw_octave`)."""
+
+    cell: float
+    grid: np.ndarray
+    a: float  # separable: phase in y; upsampled: crop row
+    b: float  # separable: phase in x; upsampled: crop column
+    separable: bool
+
+
+def _draw_octave(
+    h: int, w: int, cell: float, rng: np.random.Generator, separable: bool = False
+) -> _Octave:
+    """The random draws of one value-noise field, in :func:`value_noise`'s order (a
+    separable one for cells of 10 px and more, or for any cell if ``separable``)."""
+    cell = max(float(cell), 1.0)
+    if cell >= 10.0 or separable:
+        gh, gw = int(h / cell) + 5, int(w / cell) + 5
+        grid = rng.standard_normal((gh, gw)).astype(F32)
+        py = float(rng.uniform(0.0, cell))
+        px = float(rng.uniform(0.0, cell))
+        return _Octave(cell, grid, py, px, True)
+    gh = int(math.ceil(h / cell)) + 3
+    gw = int(math.ceil(w / cell)) + 3
+    grid = rng.standard_normal((gh, gw)).astype(F32)
+    uh, uw = int(round(gh * cell)), int(round(gw * cell))
+    oy = int(rng.integers(0, max(1, uh - h - int(cell)))) + int(cell) // 2
+    ox = int(rng.integers(0, max(1, uw - w - int(cell)))) + int(cell) // 2
+    return _Octave(cell, grid, oy, ox, False)
+
+
+# multiply-adds of a matrix product kept under OpenBLAS's threading threshold (65536 x 4):
+# threads on a busy machine cost milliseconds where one thread takes tens of microseconds
+_PRODUCT_BUDGET = 250_000
+
+
+def _sum_octaves(h: int, w: int, octaves: list[tuple[float, _Octave]]) -> np.ndarray:
+    """Sum of ``gain * field`` over drawn octaves: the separable ones by one weight
+    build for all of them and both axes and one final matrix product, the fine ones by
+    ``cv2.resize``."""
+    sep = [(g, o) for g, o in octaves if o.separable]
+    total: np.ndarray | None = None
+    if sep:
+        # one weight build for both axes: y blocks then x blocks, each as wide as the
+        # longer side needs (rows beyond h or w are not used)
+        n = max(h, w)
+        grids = [o.grid.shape for _, o in sep]
+        cells = [o.cell for _, o in sep] * 2
+        widths = [int(n / c) + 5 for c in cells]
+        ww = _cubic_weights_cat(
+            n,
+            cells,
+            [o.a for _, o in sep] + [o.b for _, o in sep],
+            [g[0] for g in grids] + [g[1] for g in grids],
+            widths,
+        )
+        ny = sum(widths[: len(sep)])
+        wy, wx = ww[:h, :ny], ww[:w, ny:]
+        # each octave's rows, interpolated, in its x block's first columns (the rest 0)
+        mid = np.zeros((h, wx.shape[1]), dtype=F32)
+        r0, c0 = 0, 0
+        blocks = []
+        for (g, o), wdy, wdx in zip(sep, widths, widths[len(sep) :]):
+            gh, gw = o.grid.shape
+            grid = o.grid * F32(g) if g != 1.0 else o.grid
+            np.matmul(wy[:, r0 : r0 + gh], grid, out=mid[:, c0 : c0 + gw])
+            blocks.append(slice(c0, c0 + gw))
+            r0 += wdy
+            c0 += wdx
+        if h * w * mid.shape[1] <= _PRODUCT_BUDGET:
+            total = mid @ wx.T
+        else:  # one product per octave: each stays under OpenBLAS's threading threshold
+            total = np.zeros((h, w), dtype=F32)
+            for blk in blocks:
+                total += mid[:, blk] @ wx[:, blk].T
+    for g, o in octaves:
+        if o.separable:
+            continue
+        gh, gw = o.grid.shape
+        cell = o.cell
+        grid = o.grid * F32(g) if g != 1.0 else o.grid
+        up = cv2.resize(
+            grid, (int(round(gw * cell)), int(round(gh * cell))), interpolation=cv2.INTER_CUBIC
+        )
+        oy, ox = int(o.a), int(o.b)
+        out = up[oy : oy + h, ox : ox + w]
+        if out.shape != (h, w):  # tiny cells: fall back to a padded crop
+            out = cv2.resize(up, (w, h), interpolation=cv2.INTER_LINEAR)
+        if total is None:
+            total = np.array(out, dtype=F32)
+        else:
+            total += out
+    assert total is not None
+    return np.ascontiguousarray(total, dtype=F32)
 
 
 def value_noise(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> np.ndarray:
@@ -68,27 +211,8 @@ def value_noise(shape: tuple[int, int], cell: float, rng: np.random.Generator) -
     same interpolation but slows down in proportion to the upscaling factor.
     """
     h, w = int(shape[0]), int(shape[1])
-    cell = max(float(cell), 1.0)
-    if cell >= 10.0:
-        gh, gw = int(h / cell) + 5, int(w / cell) + 5
-        grid = rng.standard_normal((gh, gw)).astype(F32)
-        wy = _cubic_weights(h, cell, float(rng.uniform(0.0, cell)), gh)
-        wx = _cubic_weights(w, cell, float(rng.uniform(0.0, cell)), gw)
-        out = (wy @ grid) @ wx.T
-    else:
-        gh = int(math.ceil(h / cell)) + 3
-        gw = int(math.ceil(w / cell)) + 3
-        grid = rng.standard_normal((gh, gw)).astype(F32)
-        up = cv2.resize(
-            grid, (int(round(gw * cell)), int(round(gh * cell))), interpolation=cv2.INTER_CUBIC
-        )
-        oy = int(rng.integers(0, max(1, up.shape[0] - h - int(cell)))) + int(cell) // 2
-        ox = int(rng.integers(0, max(1, up.shape[1] - w - int(cell)))) + int(cell) // 2
-        out = up[oy : oy + h, ox : ox + w]
-        if out.shape != (h, w):  # tiny cells: fall back to a padded crop
-            out = cv2.resize(up, (w, h), interpolation=cv2.INTER_LINEAR)
     # bicubic interpolation of unit-variance samples keeps ~0.75 of the deviation
-    return np.ascontiguousarray(out, dtype=F32) * F32(1.33)
+    return _sum_octaves(h, w, [(1.33, _draw_octave(h, w, cell, rng))])
 
 
 def fbm(
@@ -105,19 +229,41 @@ def fbm(
 
     Normalised to roughly zero mean and unit standard deviation. Each octave is built at
     its own low resolution and upsampled, which is ~100x cheaper than filtering noise at
-    full resolution.
+    full resolution. Octaves are interpolated as in :func:`value_noise`, except that
+    cells from 2.5 px up may be interpolated by the matrix products too, when at least
+    two octaves go that way and the products stay small (small fields): the same
+    bicubic interpolation, of another random grid. These octaves share one weight build
+    and one final product.
     """
     h, w = int(shape[0]), int(shape[1])
-    total = np.zeros((h, w), dtype=F32)
-    amp, norm, cell = 1.0, 0.0, float(scale)
+    cells: list[float] = []
+    cell = float(scale)
     for _ in range(max(1, int(octaves))):
         if cell < 1.0:
             break
-        total += F32(amp) * value_noise((h, w), cell, rng)
+        cells.append(cell)
+        cell /= lacunarity
+    # Fine cells go the separable way too while the final product stays small: a few
+    # knots more per axis cost less than an upsampling, once the weight build is shared
+    # (at least two separable octaves); otherwise cv2.resize, as in value_noise.
+    sep, used = [], 0
+    for c in cells:
+        cost = h * w * (int(w / c) + 5)
+        ok = c >= 10.0 or (c >= 2.5 and used + cost <= _PRODUCT_BUDGET)
+        used += cost if ok else 0
+        sep.append(ok)
+    if sum(sep) < 2:
+        sep = [c >= 10.0 for c in cells]
+    drawn: list[tuple[float, _Octave]] = []
+    amp, norm = 1.0, 0.0
+    for c, s in zip(cells, sep):
+        drawn.append((amp, _draw_octave(h, w, c, rng, s)))
         norm += amp * amp
         amp *= gain
-        cell /= lacunarity
-    return total / F32(math.sqrt(max(norm, 1e-12)))
+    if not drawn:
+        return np.zeros((h, w), dtype=F32)
+    k = 1.33 / math.sqrt(max(norm, 1e-12))
+    return _sum_octaves(h, w, [(a * k, o) for a, o in drawn])
 
 
 def grain(shape: tuple[int, int], rng: np.random.Generator, sigma: float = 0.6) -> np.ndarray:
@@ -224,27 +370,38 @@ class Shading:
     grain_angle: float = 0.0
 
 
-def _lobe(
-    nx: np.ndarray,
-    ny: np.ndarray,
-    nz: np.ndarray,
-    half: np.ndarray,
-    s: Shading,
-) -> np.ndarray:
-    """Normalised anisotropic Gaussian lobe around the half vector (Ward-style)."""
-    hx, hy, hz = (float(v) for v in half)
+def _lobe_terms(light: np.ndarray, s: Shading) -> tuple[float, ...]:
+    """Constants of the specular lobe for a light: the half vector's slope (cx, cy), the
+    coefficients of the lobe's two axes in slope space (with the Gaussian's 1/2 folded
+    in), and the flat surface's lobe value."""
+    lx, ly, lz = (float(v) for v in light)
+    lz = max(lz, 0.02)
+    hz = lz + 1.0  # half vector (lx, ly, lz + 1), unnormalised: only its slope matters
+    cx, cy = lx / hz, ly / hz
     ca, sa = math.cos(s.grain_angle), math.sin(s.grain_angle)
-    # slope-space offset between the facet normal and the half vector
-    inv_nz = F32(1.0) / np.maximum(nz, F32(1e-3))
-    tx = F32(hx / hz) - nx * inv_nz
-    ty = F32(hy / hz) - ny * inv_nz
-    along = tx * F32(ca) + ty * F32(sa)
-    across = -tx * F32(sa) + ty * F32(ca)
     r = max(s.roughness, 1e-3)
-    ra = F32(r)
-    rc = F32(r * (1.0 + 3.0 * s.anisotropy))
-    e = (along / ra) ** 2 + (across / rc) ** 2
-    return np.exp(-F32(0.5) * e).astype(F32)
+    k_a = math.sqrt(0.5) / r
+    k_c = math.sqrt(0.5) / (r * (1.0 + 3.0 * s.anisotropy))
+    ua, va = ca * k_a, sa * k_a  # along = (tx ca + ty sa) / ra
+    uc, vc = -sa * k_c, ca * k_c  # across = (-tx sa + ty ca) / rc
+    e0 = (cx * ua + cy * va) ** 2 + (cx * uc + cy * vc) ** 2
+    return cx, cy, ua, va, uc, vc, math.exp(-e0)
+
+
+def _lobe_of_offsets(tx: np.ndarray, ty: np.ndarray, terms: tuple[float, ...]) -> np.ndarray:
+    """exp(-(along / ra)^2 / 2 - (across / rc)^2 / 2) of slope-space offsets (tx, ty);
+    ``tx`` and ``ty`` are overwritten."""
+    _, _, ua, va, uc, vc, _ = terms
+    along = tx * F32(ua)
+    along += ty * F32(va)
+    tx *= F32(uc)
+    ty *= F32(vc)
+    tx += ty  # across
+    along *= along
+    tx *= tx
+    along += tx
+    np.negative(along, out=along)
+    return np.exp(along, out=along)
 
 
 def shade(
@@ -264,29 +421,75 @@ def shade(
     :return: ``ratio`` (1 on a flat surface; multiplies the surface colour) and
         ``spec`` (0 on a flat surface; light to add, in units of full scale).
     """
+    nx, ny, nz = (np.asarray(v, dtype=F32) for v in (nx, ny, nz))
     lx, ly, lz = (float(v) for v in light)
-    lz = max(lz, 0.02)
-    amb = F32(shading.ambient)
-    ndl = np.maximum(nx * F32(lx) + ny * F32(ly) + nz * F32(lz), F32(0.0))
+    ndl = nx * F32(lx)
+    ndl += ny * F32(ly)
+    ndl += nz * F32(max(lz, 0.02))
+    inv_nz = F32(1.0) / np.maximum(nz, F32(1e-3))
+    return _shade(ndl, nx * inv_nz, ny * inv_nz, light, shading, occlusion)
+
+
+def shade_slopes(
+    gx: np.ndarray,
+    gy: np.ndarray,
+    light: np.ndarray,
+    shading: Shading,
+    occlusion: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shade` of the normals of a height map's slopes ``dh/dx``, ``dh/dy`` (as
+    :func:`normals_from_slopes` gives them), without building the normals: the same
+    result up to float rounding, for slopes under 1000."""
+    gx = np.asarray(gx, dtype=F32)
+    gy = np.asarray(gy, dtype=F32)
+    nz = gx * gx
+    nz += gy * gy
+    nz += F32(1.0)
+    np.sqrt(nz, out=nz)
+    np.divide(F32(1.0), nz, out=nz)
+    lx, ly, lz = (float(v) for v in light)
+    ndl = gx * F32(-lx)
+    ndl -= gy * F32(ly)
+    ndl += F32(max(lz, 0.02))
+    ndl *= nz  # n . l
+    return _shade(ndl, -gx, -gy, light, shading, occlusion)
+
+
+def _shade(
+    ndl: np.ndarray,
+    sx: np.ndarray,
+    sy: np.ndarray,
+    light: np.ndarray,
+    shading: Shading,
+    occlusion: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shade` from ``n . l`` and the normals' slopes ``nx / nz``, ``ny / nz`` (all
+    three overwritten)."""
+    lz = max(float(light[2]), 0.02)
+    amb = shading.ambient
+    flat = float(amb + (1.0 - amb) * lz)
+    np.maximum(ndl, F32(0.0), out=ndl)
     if occlusion is not None:
-        ndl = ndl * occlusion
-    flat = float(shading.ambient + (1.0 - shading.ambient) * lz)
-    ratio = (amb + (F32(1.0) - amb) * ndl) * F32(1.0 / flat)
+        ndl *= occlusion
+    # ratio = (amb + (1 - amb) n.l) / flat
+    ratio = ndl
+    ratio *= F32((1.0 - amb) / flat)
+    ratio += F32(amb / flat)
     if occlusion is not None:
         # cavities also see less of the sky
-        ratio = ratio * (F32(0.55) + F32(0.45) * occlusion)
-    spec = np.zeros_like(ratio)
-    if shading.specular > 0:
-        half = np.array([lx, ly, lz + 1.0], dtype=np.float64)
-        half /= np.linalg.norm(half)
-        one = np.ones((1, 1), dtype=F32)
-        zero = np.zeros((1, 1), dtype=F32)
-        flat_lobe = float(_lobe(zero, zero, one, half, shading)[0, 0])
-        lobe = _lobe(nx, ny, nz, half, shading)
-        if occlusion is not None:
-            lobe = lobe * occlusion
-        spec = (lobe - F32(flat_lobe)) * F32(shading.specular)
-    return ratio.astype(F32), spec.astype(F32)
+        ratio *= F32(0.45) * occlusion + F32(0.55)
+    if shading.specular <= 0:
+        return ratio, np.zeros_like(ratio)
+    terms = _lobe_terms(light, shading)
+    # slope-space offset between the facet normal and the half vector
+    np.subtract(F32(terms[0]), sx, out=sx)
+    np.subtract(F32(terms[1]), sy, out=sy)
+    lobe = _lobe_of_offsets(sx, sy, terms)
+    if occlusion is not None:
+        lobe *= occlusion
+    lobe -= F32(terms[6])
+    lobe *= F32(shading.specular)
+    return ratio, lobe
 
 
 def add_light(
@@ -419,11 +622,13 @@ def grain_orientation(gray: np.ndarray) -> tuple[float, float]:
     f = max(1, int(max(h, w) // 96))
     if f > 1:
         g = cv2.resize(g, (max(4, w // f), max(4, h // f)), interpolation=cv2.INTER_AREA)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    jxx = float((gx * gx).mean())
-    jyy = float((gy * gy).mean())
-    jxy = float((gx * gy).mean())
+    # both gradients in one array: the tensor's three means are one small matrix product
+    grads = np.empty((2, *g.shape), dtype=F32)
+    cv2.Sobel(g, cv2.CV_32F, 1, 0, dst=grads[0], ksize=3)
+    cv2.Sobel(g, cv2.CV_32F, 0, 1, dst=grads[1], ksize=3)
+    flat = grads.reshape(2, -1)
+    j = (flat @ flat.T) * (1.0 / max(flat.shape[1], 1))
+    jxx, jxy, jyy = float(j[0, 0]), float(j[0, 1]), float(j[1, 1])
     tr = jxx + jyy
     if tr < 1e-10:
         return 0.0, 0.0
@@ -483,8 +688,9 @@ def texture_contrast(pixels: np.ndarray) -> float:
 def surface_colour(pixels: np.ndarray) -> np.ndarray:
     """Median colour (c,) of a region, from a subsample: the colour a defect sits on."""
     step = max(1, int(max(pixels.shape[:2]) // 48))
-    sub = np.ascontiguousarray(pixels[::step, ::step].reshape(-1, pixels.shape[2]).T)
-    return _median_rows(sub)
+    c = pixels.shape[2]
+    flat = np.ascontiguousarray(pixels[::step, ::step], dtype=F32).reshape(-1, c)
+    return _median_rows(cv2.transpose(flat) if c > 1 else flat.reshape(1, -1))
 
 
 def _median_rows(a: np.ndarray) -> np.ndarray:
