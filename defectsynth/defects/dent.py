@@ -13,10 +13,10 @@ from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     ellipse_extent,
     fbm,
-    normals_from_slopes,
-    shade,
+    shade_slopes,
     smoothstep,
     specular_colour,
+    surface_colour,
     surface_shading,
 )
 
@@ -135,9 +135,8 @@ class DentGenerator(DefectGenerator):
         height = cv2.GaussianBlur(height, (0, 0), 0.8)
         gx: np.ndarray = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)[b_in_h]
         gy: np.ndarray = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)[b_in_h]
-        nx, ny, nz = normals_from_slopes(gx, gy)
         shading = surface_shading(pixels, ambient=0.45, specular=0.35 * params.gloss, roughness=0.3)
-        ratio, spec = shade(nx, ny, nz, region.light.vector, shading)
+        ratio, spec = shade_slopes(gx, gy, region.light.vector, shading)
         # the texture follows the pressed surface: sample it a little up-slope
         k = F32(params.warp * params.radius * 0.25)
         gx *= k
@@ -170,7 +169,8 @@ class DentGenerator(DefectGenerator):
         gain *= F32(1.6)
         gain += ratio
         warped *= _channels(gain, c)
-        warped += _tinted(np.maximum(spec, F32(0.0)), specular_colour(pixels))
+        highlight = specular_colour(src, colour=surface_colour(src))  # the dent's surface
+        warped += _tinted(np.maximum(spec, F32(0.0)), highlight)
         lit = np.clip(warped, 0.0, 1.0)
         cov_b = F32(1.0) - smoothstep(0.75, 1.2, q[b_sl])
         # the box's corners outside the coverage keep their pixels (cheaper than np.where)

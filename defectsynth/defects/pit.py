@@ -11,10 +11,10 @@ import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
-    normals_from_slopes,
-    shade,
+    shade_slopes,
     smoothstep,
     specular_colour,
+    surface_colour,
     surface_shading,
 )
 
@@ -62,19 +62,30 @@ class PitGenerator(DefectGenerator):
         h, w = region.shape
         pixels = region.pixels
         pits = np.array(_scatter(params, rng, (h, w)), dtype=np.float64)
-        hh, ww = h * SS, w * SS
+        # Everything happens in the box around the pits' windows (r_max * 1.6 + 3 px
+        # around each centre: the rim, the labelled edge's fade and the slopes' reach of
+        # every pixel they touch); the region is ~4x larger.
+        r_max = float(pits[:, 2].max())
+        reach = r_max * 1.6 + 3.0
+        x0 = max(0, int(math.floor(float(pits[:, 0].min()) - reach)))
+        y0 = max(0, int(math.floor(float(pits[:, 1].min()) - reach)))
+        x1 = min(w, int(math.ceil(float(pits[:, 0].max()) + reach)) + 1)
+        y1 = min(h, int(math.ceil(float(pits[:, 1].max()) + reach)) + 1)
+        bh, bw = y1 - y0, x1 - x0
+        pits[:, 0] -= x0  # whole pixels: the subsample grid stays aligned
+        pits[:, 1] -= y0
+        hh, ww = bh * SS, bw * SS
         height = np.zeros((hh, ww), F32)
         shadow = np.ones((hh, ww), F32)
         cavity = np.zeros((hh, ww), F32)
         # signed distance (px) beyond each crater's labelled edge, nearest crater wins
-        beyond = np.full((h, w), F32(1e3), F32)
+        beyond = np.full((bh, bw), F32(1e3), F32)
         light = region.light.vector
         lxy = math.hypot(float(light[0]), float(light[1]))
         lx, ly = (float(light[0]) / lxy, float(light[1]) / lxy) if lxy > 1e-6 else (1.0, 0.0)
         tan_el = float(light[2]) / max(lxy, 1e-3)
         # The pits are drawn as stamps: one window per pit, all of one size, evaluated
         # together (a few numpy passes however many pits), then merged into the canvases.
-        r_max = float(pits[:, 2].max())
         n_ss = int(math.ceil((2 * r_max * 1.6 + 2.0) * SS)) + 8
         n_px = int(math.ceil(2 * (r_max * 1.6 + 3.0))) + 2
         per_chunk = max(1, _STAMP_BUDGET // (n_ss * n_ss))
@@ -82,26 +93,30 @@ class PitGenerator(DefectGenerator):
             chunk = pits[k0 : k0 + per_chunk]
             _stamp_relief(chunk, params, (lx, ly, tan_el), height, shadow, cavity)
             _stamp_edge(chunk, params, n_px, beyond)
-        cov = F32(1.0) - smoothstep(0.0, 1.2, beyond)
+        cov_b = F32(1.0) - smoothstep(0.0, 1.2, beyond)
         # light only the pixels the pits touch: their 3x3 subsamples, gathered pixel-major
-        iy, ix = np.nonzero(cov > 0)
+        iy, ix = np.nonzero(cov_b > 0)
         sub = np.arange(SS)
         offs = (sub[:, None] * ww + sub[None, :]).ravel()
         idx = (iy * (SS * ww) + ix * SS)[:, None] + offs[None, :]
         gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125).ravel()[idx]
         gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125).ravel()[idx]
         occ = shadow.ravel()[idx] * (F32(1.0) - F32(0.85 * params.darkness) * cavity.ravel()[idx])
-        nx, ny, nz = normals_from_slopes(gx, gy)
         shading = surface_shading(pixels, ambient=0.45, specular=0.25, roughness=0.35)
-        ratio, spec = shade(nx, ny, nz, light, shading, occlusion=occ)
+        ratio, spec = shade_slopes(gx, gy, light, shading, occlusion=occ)
         # box filter back to pixels (the 3x3 subsamples of a pixel are one row)
         r1 = ratio.mean(axis=1, dtype=F32)
         s1 = spec.mean(axis=1, dtype=F32)
-        col = specular_colour(pixels)
+        box = pixels[y0:y1, x0:x1]  # the colour the pits sit on
+        col = specular_colour(box, colour=surface_colour(box))
+        iy += y0
+        ix += x0
         lit_px = pixels[iy, ix] * (r1 + np.minimum(s1, F32(0.0)) * F32(1.6))[:, None]
         lit_px += np.maximum(s1, F32(0.0))[:, None] * col
         out = np.array(pixels, dtype=F32)
         out[iy, ix] = np.clip(lit_px, 0.0, 1.0)
+        cov = np.zeros((h, w), F32)
+        cov[y0:y1, x0:x1] = cov_b
         return Layer(out, cov)
 
 
