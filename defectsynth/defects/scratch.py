@@ -13,7 +13,6 @@ import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
-    luminance,
     normals_from_slopes,
     shade,
     specular_colour,
@@ -198,7 +197,7 @@ class ScratchGenerator(DefectGenerator):
         pix = band.idx[cidx]
         base = np.take(flat, pix, axis=0)
         surf = surface_colour(pixels)
-        spec_col = specular_colour(surf.reshape(1, 1, -1))  # the colour computed once
+        spec_col = specular_colour(pixels, colour=surf)
         lit = base * (ratio + F32(1.6) * np.minimum(spec, F32(0.0)))[:, None]
         lit += np.maximum(spec, F32(0.0))[:, None] * spec_col
         # on strong relief (knurls, weave) the tool shaves the tips flat: fresh material
@@ -208,7 +207,7 @@ class ScratchGenerator(DefectGenerator):
             params.exposure, float(np.clip((texture_contrast(pixels) - 0.04) * 7, 0, 0.7))
         )
         if exposure > 0:
-            lum = float(luminance(surf.reshape(1, 1, -1))[0, 0])
+            lum = float(surf[0]) if surf.size == 1 else float(surf @ _LUMA)
             sub = F32(min(0.95, max(lum + 0.3, 0.65)))
             e = floor * F32(exposure)
             lit += e[:, None] * (sub * ratio[:, None] - lit)
@@ -221,6 +220,7 @@ class ScratchGenerator(DefectGenerator):
         return Layer(out, cov_full)
 
 
+_LUMA = np.array([0.114, 0.587, 0.299], F32)  # Rec. 601, B G R (as luminance())
 _OFFS = np.array([-0.375, -0.125, 0.125, 0.375], F32)[:, None]
 
 
@@ -258,6 +258,7 @@ class _Grooves(NamedTuple):
 
     offset: np.ndarray  # (g,) sideways offset (px) from the stroke
     reach: np.ndarray  # (g,) farthest distance (px) from ``offset`` it changes anything at
+    label: list[float]  # (g,) farthest distance (px) from ``offset`` it labels a pixel at
     lo: np.ndarray  # (g,) arc length where it starts to matter
     hi: np.ndarray  # (g,) and stops
     # (7, g) start, 1/taper_in, stop, 1/taper_out, half-width, wall slope, and where its
@@ -339,6 +340,9 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     # 0.53 px either side of a pixel) spans 2 hw: nothing changes farther out
     spread = max(1.0 + params.burr, 2.0)
     reach = [c[4] * top * spread + wd + 0.7 for c, top, wd in zip(cols, widest, wander)]
+    # (and labels pixels out to hw (1 + burr) + 0.6 from its drifting middle)
+    sides = 1.0 + params.burr
+    label = [c[4] * top * sides + wd + 0.6 for c, top, wd in zip(cols, widest, wander)]
     profile = np.empty((g, m), np.complex128)
     profile.real = waves[:g]
     profile.imag[0] = 0.0
@@ -348,6 +352,7 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     return _Grooves(
         offset=np.array(offset, F32),
         reach=np.array(reach, F32),
+        label=label,
         lo=np.array(lo, F32),
         hi=np.array(hi, F32),
         cols=np.array(cols, F32).T.copy(),
@@ -542,11 +547,12 @@ class _Band(NamedTuple):
 
 def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     """The geometry of :func:`defectsynth.textures.path_field` for the pixels the grooves
-    can reach, without a distance transform of the whole region: each groove's strip is
-    drawn into a mask, and each pixel's nearest stroke sample comes from its position
-    along the stroke's direction (which the samples are evenly spaced in) refined by two
-    Newton steps along the tangent; the signed distance and arc length are then exact to
-    the tangent line (within 0.01 px up to 10 px from the stroke, 0.2 px at 20 px)."""
+    can label, without a distance transform of the whole region: each groove's strip (as
+    far out as it labels pixels) is drawn into a mask, and each pixel's nearest stroke
+    sample comes from its position along the stroke's direction (which the samples are
+    evenly spaced in) refined by two Newton steps along the tangent; the signed distance
+    and arc length are then exact to the tangent line (within 0.01 px up to 10 px from
+    the stroke, 0.2 px at 20 px)."""
     h, w = shape
     table = path.table
     top = table.shape[0] - 1
@@ -559,7 +565,7 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     ends = found.reshape(2, -1).tolist()
     mask = np.zeros((h, w), np.uint8)
     fixed = np.empty((coarse.size, 2), np.int32)
-    for i, (off, reach) in enumerate(zip(tab.offset.tolist(), tab.reach.tolist())):
+    for i, (off, reach) in enumerate(zip(tab.offset.tolist(), tab.label)):
         j0, j1 = 0, coarse.size
         if i:  # a micro-scratch covers part of the stroke, off to one side
             j0, j1 = max(ends[0][i - 1] - 1, 0), min(ends[1][i - 1] + 1, coarse.size)
