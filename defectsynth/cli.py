@@ -201,6 +201,21 @@ def _load_recipe(ctx: click.Context, path: str, seed: int | None) -> tuple[Any, 
     return recipe, host
 
 
+def _resume_command(
+    ctx: click.Context, recipe: str, out: str, seed: int | None, on_dask: str
+) -> str:
+    """The command that finishes this run: the same plugin folders, allowed paths, seed
+    and backend, with --resume."""
+    import shlex
+
+    q = shlex.quote
+    glob_opts = "".join(f" --plugin-dir {q(d)}" for d in ctx.obj.get("plugin_dirs", ()))
+    glob_opts += "".join(f" --allow-path {q(d)}" for d in ctx.obj.get("allow_paths", ()))
+    seed_opt = f" --seed {seed}" if seed is not None else ""
+    return (f"  defectsynth{glob_opts} generate {q(recipe)} -o {q(out)} --resume"
+            f"{seed_opt}{on_dask}")
+
+
 def _summary(result: Any, out: str) -> None:
     rep = result.report
     secs = max(result.seconds, 1e-9)
@@ -323,7 +338,6 @@ def generate_cmd(
     Recipe keys: docs/recipes.md. Output layout and formats: docs/formats.md.
     """
     import dataclasses
-    import shlex
 
     from tqdm import tqdm
 
@@ -383,10 +397,7 @@ def generate_cmd(
             bar.close()
             bar = None
         click.echo(f"\nerror: {exc}:", err=True)
-        click.echo(
-            f"  defectsynth generate {shlex.quote(recipe)} -o {shlex.quote(out)} --resume{on_dask}",
-            err=True,
-        )
+        click.echo(_resume_command(ctx, recipe, out, seed, on_dask), err=True)
         ctx.exit(1)
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -402,8 +413,7 @@ def generate_cmd(
         )
         click.echo(
             f"\n{how}; every sample in {os.path.join(out, 'manifest.jsonl')} is complete."
-            " Finish with:\n"
-            f"  defectsynth generate {shlex.quote(recipe)} -o {shlex.quote(out)} --resume{on_dask}",
+            " Finish with:\n" + _resume_command(ctx, recipe, out, seed, on_dask),
             err=True,
         )
         ctx.exit(128 + int(getattr(exc, "signum", 2)))

@@ -283,3 +283,25 @@ def test_demo_recipe_runs_on_the_fixtures(tmp_path: Path) -> None:
     result = generate(recipe, tmp_path / "demo", host=host, workers=1, limit=4)
     assert result.samples == 4 and result.report["skipped_sources"] == []
     assert validate_dataset(tmp_path / "demo").ok
+
+
+def test_resume_hint_repeats_the_options_the_run_needs() -> None:
+    """The printed resume command must work as printed: plugin folders and allowed paths
+    (else the recipe is refused), the seed override and the backend come along, quoted."""
+    import shlex
+
+    import click
+
+    from defectsynth.cli import _resume_command
+
+    ctx = click.Context(cli)
+    ctx.obj = {"plugin_dirs": ("my plugins",), "allow_paths": ("/data/line 3",)}
+    hint = _resume_command(ctx, "my recipe.yaml", "out dir", 5, " --dask-local 2")
+    assert shlex.split(hint) == [
+        "defectsynth", "--plugin-dir", "my plugins", "--allow-path", "/data/line 3",
+        "generate", "my recipe.yaml", "-o", "out dir", "--resume", "--seed", "5",
+        "--dask-local", "2",
+    ]
+    ctx.obj = {}
+    assert shlex.split(_resume_command(ctx, "r.yaml", "o", None, "")) == [
+        "defectsynth", "generate", "r.yaml", "-o", "o", "--resume"]
