@@ -24,6 +24,7 @@ __all__ = [
     "add_light",
     "bgr_to_lab",
     "fbm",
+    "fbm_fields",
     "grain",
     "lab_to_bgr",
     "luminance",
@@ -143,22 +144,29 @@ _PRODUCT_BUDGET = 250_000
 
 
 def _sum_octaves(h: int, w: int, octaves: list[tuple[float, _Octave]]) -> np.ndarray:
-    """Sum of ``gain * field`` over drawn octaves: the separable ones by one weight
-    build for all of them and both axes and one final matrix product, the fine ones by
-    ``cv2.resize``."""
-    sep = [(g, o) for g, o in octaves if o.separable]
-    total: np.ndarray | None = None
+    """Sum of ``gain * field`` over drawn octaves (see :func:`_sum_fields`)."""
+    return _sum_fields(h, w, [octaves])[0]
+
+
+def _sum_fields(
+    h: int, w: int, fields: list[list[tuple[float, _Octave]]]
+) -> list[np.ndarray]:
+    """For each field, the sum of ``gain * octave`` over its drawn octaves: the separable
+    octaves of all fields by one weight build (both axes) and one final matrix product
+    per field, the fine ones by ``cv2.resize``."""
+    sep = [(f, g, o) for f, octs in enumerate(fields) for g, o in octs if o.separable]
+    totals: list[np.ndarray | None] = [None] * len(fields)
     if sep:
         # one weight build for both axes: y blocks then x blocks, each as wide as the
         # longer side needs (rows beyond h or w are not used)
         n = max(h, w)
-        grids = [o.grid.shape for _, o in sep]
-        cells = [o.cell for _, o in sep] * 2
+        grids = [o.grid.shape for _, _, o in sep]
+        cells = [o.cell for _, _, o in sep] * 2
         widths = [int(n / c) + 5 for c in cells]
         ww = _cubic_weights_cat(
             n,
             cells,
-            [o.a for _, o in sep] + [o.b for _, o in sep],
+            [o.a for _, _, o in sep] + [o.b for _, _, o in sep],
             [g[0] for g in grids] + [g[1] for g in grids],
             widths,
         )
@@ -167,39 +175,47 @@ def _sum_octaves(h: int, w: int, octaves: list[tuple[float, _Octave]]) -> np.nda
         # each octave's rows, interpolated, in its x block's first columns (the rest 0)
         mid = np.zeros((h, wx.shape[1]), dtype=F32)
         r0, c0 = 0, 0
-        blocks = []
-        for (g, o), wdy, wdx in zip(sep, widths, widths[len(sep) :]):
+        blocks: list[list[slice]] = [[] for _ in fields]
+        for (f, g, o), wdy, wdx in zip(sep, widths, widths[len(sep) :]):
             gh, gw = o.grid.shape
             grid = o.grid * F32(g) if g != 1.0 else o.grid
             np.matmul(wy[:, r0 : r0 + gh], grid, out=mid[:, c0 : c0 + gw])
-            blocks.append(slice(c0, c0 + gw))
+            blocks[f].append(slice(c0, c0 + wdx))
             r0 += wdy
             c0 += wdx
-        if h * w * mid.shape[1] <= _PRODUCT_BUDGET:
-            total = mid @ wx.T
-        else:  # one product per octave: each stays under OpenBLAS's threading threshold
-            total = np.zeros((h, w), dtype=F32)
-            for blk in blocks:
-                total += mid[:, blk] @ wx[:, blk].T
-    for g, o in octaves:
-        if o.separable:
-            continue
-        gh, gw = o.grid.shape
-        cell = o.cell
-        grid = o.grid * F32(g) if g != 1.0 else o.grid
-        up = cv2.resize(
-            grid, (int(round(gw * cell)), int(round(gh * cell))), interpolation=cv2.INTER_CUBIC
-        )
-        oy, ox = int(o.a), int(o.b)
-        out = up[oy : oy + h, ox : ox + w]
-        if out.shape != (h, w):  # tiny cells: fall back to a padded crop
-            out = cv2.resize(up, (w, h), interpolation=cv2.INTER_LINEAR)
-        if total is None:
-            total = np.array(out, dtype=F32)
-        else:
-            total += out
-    assert total is not None
-    return np.ascontiguousarray(total, dtype=F32)
+        for f, blk in enumerate(blocks):
+            if not blk:
+                continue
+            cols = slice(blk[0].start, blk[-1].stop)  # a field's blocks are adjacent
+            if h * w * (cols.stop - cols.start) <= _PRODUCT_BUDGET:
+                totals[f] = mid[:, cols] @ wx[:, cols].T
+            else:  # one product per octave: each stays under OpenBLAS's threading threshold
+                t = np.zeros((h, w), dtype=F32)
+                for c in blk:
+                    t += mid[:, c] @ wx[:, c].T
+                totals[f] = t
+    for f, octs in enumerate(fields):
+        for g, o in octs:
+            if o.separable:
+                continue
+            gh, gw = o.grid.shape
+            cell = o.cell
+            grid = o.grid * F32(g) if g != 1.0 else o.grid
+            up = cv2.resize(
+                grid, (int(round(gw * cell)), int(round(gh * cell))), interpolation=cv2.INTER_CUBIC
+            )
+            oy, ox = int(o.a), int(o.b)
+            out = up[oy : oy + h, ox : ox + w]
+            if out.shape != (h, w):  # tiny cells: fall back to a padded crop
+                out = cv2.resize(up, (w, h), interpolation=cv2.INTER_LINEAR)
+            if totals[f] is None:
+                totals[f] = np.array(out, dtype=F32)
+            else:
+                totals[f] += out  # type: ignore[operator]
+    return [
+        np.zeros((h, w), dtype=F32) if t is None else np.ascontiguousarray(t, dtype=F32)
+        for t in totals
+    ]
 
 
 def value_noise(shape: tuple[int, int], cell: float, rng: np.random.Generator) -> np.ndarray:
@@ -236,6 +252,45 @@ def fbm(
     and one final product.
     """
     h, w = int(shape[0]), int(shape[1])
+    octs = _draw_fbm(h, w, scale, rng, octaves, gain, lacunarity)
+    return _sum_fields(h, w, [octs])[0]
+
+
+def fbm_fields(
+    shape: tuple[int, int], specs: list[dict[str, float]], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Several :func:`fbm` fields of one shape at once: ``specs`` holds each call's
+    keyword arguments (``scale`` and optionally ``octaves``, ``gain``, ``lacunarity``).
+
+    The same fields, from the same draws, as calling :func:`fbm` once per spec in
+    turn (up to float rounding), but the interpolation weights are built once for all.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    drawn = [
+        _draw_fbm(
+            h,
+            w,
+            float(sp["scale"]),
+            rng,
+            int(sp.get("octaves", 4)),
+            float(sp.get("gain", 0.5)),
+            float(sp.get("lacunarity", 2.0)),
+        )
+        for sp in specs
+    ]
+    return _sum_fields(h, w, drawn)
+
+
+def _draw_fbm(
+    h: int,
+    w: int,
+    scale: float,
+    rng: np.random.Generator,
+    octaves: int,
+    gain: float,
+    lacunarity: float,
+) -> list[tuple[float, _Octave]]:
+    """:func:`fbm`'s octaves, drawn, with their normalised amplitudes."""
     cells: list[float] = []
     cell = float(scale)
     for _ in range(max(1, int(octaves))):
@@ -260,10 +315,8 @@ def fbm(
         drawn.append((amp, _draw_octave(h, w, c, rng, s)))
         norm += amp * amp
         amp *= gain
-    if not drawn:
-        return np.zeros((h, w), dtype=F32)
     k = 1.33 / math.sqrt(max(norm, 1e-12))
-    return _sum_octaves(h, w, [(a * k, o) for a, o in drawn])
+    return [(a * k, o) for a, o in drawn]
 
 
 def grain(shape: tuple[int, int], rng: np.random.Generator, sigma: float = 0.6) -> np.ndarray:

@@ -14,6 +14,7 @@ from defectsynth.textures import (
     bgr_to_lab,
     ellipse_extent,
     fbm,
+    fbm_fields,
     lab_to_bgr,
     smoothstep,
 )
@@ -117,7 +118,12 @@ class DiscolorationGenerator(DefectGenerator):
         box = (slice(by, by + bh), slice(bx, bx + bw))
         field = field[box]
         cov[box] = smoothstep(-soft, soft, field)
-        mottle = fbm((bh, bw), max(params.size * 0.45, 3.0), rng, octaves=3)
+        # the mottling (and for oxidation a speckle), drawn together
+        specs = [{"scale": max(params.size * 0.45, 3.0), "octaves": 3}]
+        if params.kind == "oxidation":
+            specs.append({"scale": 4.0, "octaves": 2})
+        fields = fbm_fields((bh, bw), specs, rng)
+        mottle = fields[0]
         # strength inside: mottled, and rising a little towards the middle
         depth = np.clip(field * F32(1.0 / 0.6), 0.0, 1.0)
         depth *= F32(0.25)
@@ -130,7 +136,7 @@ class DiscolorationGenerator(DefectGenerator):
         hue_amount = amount
         if params.kind == "oxidation":
             # corrosion is spotty: a speckle of stronger colour on top of the mottling
-            speck = fbm((bh, bw), 4.0, rng, octaves=2)
+            speck = fields[1]
             speck *= F32(0.45)
             speck += F32(0.75)
             hue_amount = amount * np.clip(speck, 0.2, 1.3, out=speck)

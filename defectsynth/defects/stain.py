@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import fbm, luminance, smoothstep
+from defectsynth.textures import fbm_fields, luminance, smoothstep
 
 F32 = np.float32
 
@@ -226,12 +226,19 @@ def _spot(
     a = float(rng.uniform(0, math.pi))
     q = _elliptic(_coords(shape[1], x0, px0), _coords(shape[0], y0, py0), a, size, size * aspect)
     # a drying front pins on surface flaws: a wavy, fractal rim
-    wav = fbm(shape, max(size * 0.7, 3.0), rng, octaves=3, gain=0.4)
+    # (and a patchy thickness inside: both fields drawn together)
+    wav, inner = fbm_fields(
+        shape,
+        [
+            {"scale": max(size * 0.7, 3.0), "octaves": 3, "gain": 0.4},
+            {"scale": max(size * 0.5, 2.0), "octaves": 3},
+        ],
+        rng,
+    )
     wav *= F32(0.09)
     wav += F32(1.0)
     q *= wav
     np.maximum(q, F32(0.0), out=q)
-    inner = fbm(shape, max(size * 0.5, 2.0), rng, octaves=3)
     inner *= F32(0.25)
     inner += F32(1.0)
     np.clip(inner, 0.4, 1.5, out=inner)
