@@ -138,9 +138,22 @@ def _draw_octave(
     return _Octave(cell, grid, oy, ox, False)
 
 
-# multiply-adds of a matrix product kept under OpenBLAS's threading threshold (65536 x 4):
-# threads on a busy machine cost milliseconds where one thread takes tens of microseconds
+# multiply-adds of one matrix product kept under OpenBLAS's threading threshold (65536 x
+# 4): threads on a busy machine cost milliseconds where one thread takes microseconds
 _PRODUCT_BUDGET = 250_000
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` (float32) in bands of rows small enough for one thread each."""
+    m, k = a.shape
+    n = b.shape[1]
+    rows = max(1, _PRODUCT_BUDGET // max(k * n, 1))
+    if rows >= m:
+        return a @ b
+    out = np.empty((m, n), dtype=F32)
+    for r in range(0, m, rows):
+        np.matmul(a[r : r + rows], b, out=out[r : r + rows])
+    return out
 
 
 def _sum_octaves(h: int, w: int, octaves: list[tuple[float, _Octave]]) -> np.ndarray:
@@ -179,21 +192,14 @@ def _sum_fields(
         for (f, g, o), wdy, wdx in zip(sep, widths, widths[len(sep) :]):
             gh, gw = o.grid.shape
             grid = o.grid * F32(g) if g != 1.0 else o.grid
-            np.matmul(wy[:, r0 : r0 + gh], grid, out=mid[:, c0 : c0 + gw])
+            mid[:, c0 : c0 + gw] = _matmul(wy[:, r0 : r0 + gh], grid)
             blocks[f].append(slice(c0, c0 + wdx))
             r0 += wdy
             c0 += wdx
         for f, blk in enumerate(blocks):
-            if not blk:
-                continue
-            cols = slice(blk[0].start, blk[-1].stop)  # a field's blocks are adjacent
-            if h * w * (cols.stop - cols.start) <= _PRODUCT_BUDGET:
-                totals[f] = mid[:, cols] @ wx[:, cols].T
-            else:  # one product per octave: each stays under OpenBLAS's threading threshold
-                t = np.zeros((h, w), dtype=F32)
-                for c in blk:
-                    t += mid[:, c] @ wx[:, c].T
-                totals[f] = t
+            if blk:
+                cols = slice(blk[0].start, blk[-1].stop)  # a field's blocks are adjacent
+                totals[f] = _matmul(mid[:, cols], wx[:, cols].T)
     for f, octs in enumerate(fields):
         for g, o in octs:
             if o.separable:
@@ -298,9 +304,9 @@ def _draw_fbm(
             break
         cells.append(cell)
         cell /= lacunarity
-    # Fine cells go the separable way too while the final product stays small: a few
-    # knots more per axis cost less than an upsampling, once the weight build is shared
-    # (at least two separable octaves); otherwise cv2.resize, as in value_noise.
+    # Fine cells go the separable way too while the products stay small: a few knots
+    # more per axis cost less than an upsampling, once the weight build is shared (at
+    # least two separable octaves); otherwise cv2.resize, as in value_noise.
     sep, used = [], 0
     for c in cells:
         cost = h * w * (int(w / c) + 5)
