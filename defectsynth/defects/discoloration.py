@@ -85,8 +85,10 @@ class DiscolorationGenerator(DefectGenerator):
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
-        ra = params.size * 1.3
-        return ellipse_extent(ra, ra * params.aspect, params.angle)
+        # The patch ends inside q = 1.2: there the border term alone pulls the field
+        # 2.8 below its edge (-soft), which the ragged outline's noise cannot make up.
+        ra = params.size * 1.2
+        return ellipse_extent(ra, ra * params.aspect, params.angle, pad=2)
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
