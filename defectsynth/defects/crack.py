@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,15 +56,21 @@ class CrackGenerator(DefectGenerator):
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
-        side = int(math.ceil(params.length * 1.1 + 12 + 2 * params.width))
-        return side, side
+        # the fissure's own box plus _margin(): render() grows the same fissure from the
+        # same rng (extent() looks ahead on a copy of it), so it fits unscaled; with
+        # another rng it is shrunk to fit if need be
+        segs = _grow_ahead(params, rng)
+        span_x = float(segs[:, 0:4:2].max() - segs[:, 0:4:2].min())
+        span_y = float(segs[:, 1:4:2].max() - segs[:, 1:4:2].min())
+        m = 2.0 * _margin(params) + 1.0
+        return int(math.ceil(span_y + m)), int(math.ceil(span_x + m))
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
         cov = np.zeros((h, w), F32)
-        segs = _grow(params, rng, (h, w))
+        segs = _place(_grown(params, rng), params, (h, w))
         # everything happens in the fissure's bounding box, padded by its half-width, the
         # supersampled pixel and the reach of the blurs and slopes below (7 px) so that
         # nothing differs from working on the whole region
@@ -151,11 +158,42 @@ def _walk(
     return segs
 
 
-def _grow(
-    params: CrackGenerator.Params, rng: np.random.Generator, shape: tuple[int, int]
-) -> np.ndarray:
-    """The fissure's segments as an (n, 5) array of x0, y0, x1, y1, width, in the region."""
-    h, w = shape
+def _margin(params: CrackGenerator.Params) -> float:
+    """Room kept between the fissure's ends and the region's edge: its half-width, the
+    supersampled pixel and the coverage's blur (~2 px) are well inside it."""
+    return 4.0 + 2 * params.width
+
+
+# the fissure extent() grew ahead of render(): (params, rng state before, segments, rng
+# state after); render() takes it when its params and rng state are those, else grows
+# its own (the same one). One entry, replaced whole (safe across threads)
+_AHEAD: list[tuple[object, Mapping[str, Any], np.ndarray, Mapping[str, Any]] | None] = [None]
+
+
+def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
+    """The fissure :func:`_grown` will give for ``rng``, leaving ``rng`` as it is."""
+    before = rng.bit_generator.state
+    bits = type(rng.bit_generator)()
+    bits.state = before
+    segs = _grow(params, np.random.Generator(bits))
+    _AHEAD[0] = (params, before, segs, bits.state)
+    return segs
+
+
+def _grown(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
+    """:func:`_grow`, or what :func:`_grow_ahead` grew from this very rng state."""
+    ahead = _AHEAD[0]
+    if ahead is not None and ahead[0] == params:
+        before = rng.bit_generator.state
+        if before == ahead[1]:
+            rng.bit_generator.state = ahead[3]
+            return ahead[2].copy()
+    return _grow(params, rng)
+
+
+def _grow(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
+    """The fissure's segments as an (n, 5) array of x0, y0, x1, y1, width, unscaled,
+    about the origin."""
     a = math.radians(params.angle)
     half = params.length / 2.0
     jag = params.jaggedness
@@ -190,12 +228,18 @@ def _grow(
             tx, ty, ux, uy, tw = limb[int(ub[10] * len(limb))]
             twig_dir = math.atan2(uy - ty, ux - tx) - turn * (0.6 + 0.6 * ub[11])
             segs += _walk(draws, (ux, uy), twig_dir, blen * 0.4, tw * 0.7, jag, 1.0)
-    arr = np.array(segs, dtype=np.float64).reshape(-1, 5)
+    return np.array(segs, dtype=np.float64).reshape(-1, 5)
+
+
+def _place(arr: np.ndarray, params: CrackGenerator.Params, shape: tuple[int, int]) -> np.ndarray:
+    """The segments centred in the region, shrunk to keep :func:`_margin` from its edge
+    if need be."""
+    h, w = shape
     xs = arr[:, 0:4:2]
     ys = arr[:, 1:4:2]
     lo = np.array([xs.min(), ys.min()])
     hi = np.array([xs.max(), ys.max()])
-    margin = 4.0 + 2 * params.width
+    margin = _margin(params)
     room = np.array([w - 2 * margin, h - 2 * margin])
     scale = float(min(1.0, *(np.maximum(room, 1.0) / np.maximum(hi - lo, 1e-6))))
     cx, cy = (lo + hi) / 2
