@@ -91,10 +91,8 @@ def _cubic_weights_cat(
     starts = [sum(widths[:j]) for j in range(k)]
     i += np.add.outer(np.array(starts, dtype=np.float64), np.arange(0, n * total, total))
     col = i.astype(np.int64)[:, :, None] + _KNOTS  # (k, n, 4)
-    for j, first in enumerate(x[:, 0].tolist()):
-        if first < 1.0:  # knot -1 of the first rows wraps to the grid's last knot
-            rows = col[j, :, 0]
-            rows[x[j] < 1.0] += sizes[j]
+    # knot -1 of the first rows (x < 1) wraps to the grid's last knot
+    col[:, :, 0] += (x < 1.0) * np.array(sizes, dtype=np.int64)[:, None]
     out = np.zeros((n, total), dtype=F32)
     out.reshape(-1)[col] = p @ _CUBIC
     return out
