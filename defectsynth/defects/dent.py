@@ -169,7 +169,8 @@ class DentGenerator(DefectGenerator):
         gain *= F32(1.6)
         gain += ratio
         warped *= _channels(gain, c)
-        highlight = specular_colour(src, colour=surface_colour(src))  # the dent's surface
+        # the highlight's tint: the colour of the dent's surface (every 2nd pixel)
+        highlight = specular_colour(src, colour=surface_colour(src[::2, ::2]))
         warped += _tinted(np.maximum(spec, F32(0.0)), highlight)
         lit = np.clip(warped, 0.0, 1.0)
         cov_b = F32(1.0) - smoothstep(0.75, 1.2, q[b_sl])

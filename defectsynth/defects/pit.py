@@ -107,7 +107,7 @@ class PitGenerator(DefectGenerator):
         # box filter back to pixels (the 3x3 subsamples of a pixel are one row)
         r1 = ratio.mean(axis=1, dtype=F32)
         s1 = spec.mean(axis=1, dtype=F32)
-        box = pixels[y0:y1, x0:x1]  # the colour the pits sit on
+        box = pixels[y0:y1:2, x0:x1:2]  # the colour the pits sit on (every 2nd pixel)
         col = specular_colour(box, colour=surface_colour(box))
         iy += y0
         ix += x0
@@ -266,12 +266,15 @@ def _scatter(
         th = rng.uniform(0, 2 * math.pi, (n - 1, tries))
         cand_x = (cx0 + rr * np.cos(th)).tolist()
         cand_y = (cy0 + rr * np.sin(th)).tolist()
+        hypot = math.hypot
         for i in range(1, n):
             r = rs[i]
             x, y = cand_x[i - 1][-1], cand_y[i - 1][-1]
             for qx, qy in zip(cand_x[i - 1], cand_y[i - 1]):
-                gaps = (math.hypot(qx - px, qy - py) - (r + pr) * 1.25 for px, py, pr in placed)
-                if all(g > 1.0 for g in gaps):
+                for px, py, pr in placed:
+                    if hypot(qx - px, qy - py) - (r + pr) * 1.25 <= 1.0:
+                        break  # too close to this pit
+                else:
                     x, y = qx, qy
                     break
             placed.append((min(max(x, x_lo), x_hi), min(max(y, y_lo), y_hi), r))
