@@ -250,10 +250,10 @@ def fbm(
     Normalised to roughly zero mean and unit standard deviation. Each octave is built at
     its own low resolution and upsampled, which is ~100x cheaper than filtering noise at
     full resolution. Octaves are interpolated as in :func:`value_noise`, except that
-    cells from 2.5 px up may be interpolated by the matrix products too, when at least
-    two octaves go that way and the products stay small (small fields): the same
-    bicubic interpolation, of another random grid. These octaves share one weight build
-    and one final product.
+    cells from 2.5 px up may be interpolated by the matrix products too, when that is
+    cheaper (the products stay small, and a coarse octave or a larger field pays for
+    the weight build): the same bicubic interpolation, of another random grid. These
+    octaves share one weight build and one final product.
     """
     h, w = int(shape[0]), int(shape[1])
     octs = _draw_fbm(h, w, scale, rng, octaves, gain, lacunarity)
@@ -303,16 +303,18 @@ def _draw_fbm(
         cells.append(cell)
         cell /= lacunarity
     # Fine cells go the separable way too while the products stay small: a few knots
-    # more per axis cost less than an upsampling, once the weight build is shared (at
-    # least two separable octaves); otherwise cv2.resize, as in value_noise.
+    # more per axis cost less than an upsampling, once the weight build is paid for (a
+    # coarse octave, or two fine ones on a field of 64 x 64 px or more); otherwise
+    # cv2.resize, as in value_noise.
     sep, used = [], 0
     for c in cells:
         cost = h * w * (int(w / c) + 5)
         ok = c >= 10.0 or (c >= 2.5 and used + cost <= _PRODUCT_BUDGET)
         used += cost if ok else 0
         sep.append(ok)
-    if sum(sep) < 2:
-        sep = [c >= 10.0 for c in cells]
+    coarse = [c >= 10.0 for c in cells]
+    if not any(coarse) and (sum(sep) < 2 or h * w < 4096):
+        sep = coarse  # a weight build of its own costs more than a few small resizes
     drawn: list[tuple[float, _Octave]] = []
     amp, norm = 1.0, 0.0
     for c, s in zip(cells, sep):
