@@ -98,12 +98,6 @@ def _cubic_weights_cat(
     return out
 
 
-def _cubic_weights(n: int, cell: float, phase: float, size: int) -> np.ndarray:
-    """(n, size) matrix that samples a grid of ``size`` knots, spaced ``cell`` px, at
-    ``n`` pixel centres shifted by ``phase`` px, with OpenCV's bicubic kernel (a = -0.75)."""
-    return _cubic_weights_cat(n, [cell], [phase], [size])
-
-
 @dataclass
 class _Octave:
     """One value-noise field's random draws (see :func:`_draw_octave`)."""
