@@ -157,17 +157,25 @@ class DiscolorationGenerator(DefectGenerator):
         return Layer(out, cov)
 
 
-_TEMPER_SLOPE = np.ascontiguousarray((_TEMPER[1:] - _TEMPER[:-1]).T)
-_TEMPER_KNOT = np.ascontiguousarray(_TEMPER[:-1].T)
+def _lut(values: np.ndarray) -> np.ndarray:
+    """A 256-entry float32 table for cv2.LUT (a gather by uint8 index, ~3x np.take)."""
+    lut = np.zeros(256, dtype=F32)
+    lut[: len(values)] = values
+    return lut
+
+
+_TEMPER_SLOPE = [_lut(col) for col in (_TEMPER[1:] - _TEMPER[:-1]).T]
+_TEMPER_KNOT = [_lut(col) for col in _TEMPER[:-1].T]
 
 
 def _temper(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Temper colour (a*, b*, L factor) at oxide thickness t in 0..1 (piecewise linear
     between the equally spaced rows of ``_TEMPER``)."""
     x = np.clip(t, 0.0, 1.0) * F32(len(_TEMPER) - 1)
-    i = np.minimum(x.astype(np.int32), len(_TEMPER) - 2)
+    i = x.astype(np.uint8)  # x >= 0: truncation is floor
+    np.minimum(i, len(_TEMPER) - 2, out=i)
     x -= i  # position between knots i and i + 1
-    a, b, lf = (np.take(_TEMPER_KNOT[c], i) + np.take(_TEMPER_SLOPE[c], i) * x for c in range(3))
+    a, b, lf = (cv2.LUT(i, _TEMPER_KNOT[c]) + cv2.LUT(i, _TEMPER_SLOPE[c]) * x for c in range(3))
     return a, b, lf
 
 
@@ -197,7 +205,9 @@ def _recolour(
     mottle: np.ndarray,
 ) -> np.ndarray:
     """New BGR pixels: lightness scaled by ``amount``, chroma moved by ``hue_amount``."""
-    L, A, B = cv2.split(bgr_to_lab(pixels))
+    lab = bgr_to_lab(pixels)
+    planes: list[np.ndarray] = [cv2.extractChannel(lab, c) for c in range(3)]  # ~3x split
+    L, A, B = planes
     k = np.minimum(amount, F32(1.0))
     temper = _temper(depth) if kind == "heat_tint" else None
     lf = _lightness(kind, amount, depth, None if temper is None else temper[2])
