@@ -171,7 +171,12 @@ def _stamp_relief(
     px, py = px[:, m : m + n_in], py[:, m : m + n_in]
     inner = F32(1.0) - d2 * (1.0 / (r * r)).astype(F32)[per]  # 1 - rho^2
     np.maximum(inner, F32(0.0), out=inner)  # 0 outside the crater
-    bowl = inner ** F32(0.7)
+    # inner ** 0.7 as exp(0.7 log inner): ~6x faster than numpy's float32 pow, same to
+    # 1 ulp (log 0 = -inf gives exactly 0 outside the crater)
+    with np.errstate(divide="ignore"):
+        bowl = np.log(inner)
+    bowl *= F32(0.7)
+    np.exp(bowl, out=bowl)
     bowl *= (-d).astype(F32)[per]
     # cast shadow: distance towards the light to the rim, and the height gained there
     b = (py * F32(ly))[:, :, None] + (px * F32(lx))[:, None, :]
