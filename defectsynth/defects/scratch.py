@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -90,7 +90,8 @@ class ScratchGenerator(DefectGenerator):
         # nothing is clipped; with another rng the stroke is shrunk to fit if need be.
         # At least _MIN_SIDE px either way, so that the surface's statistics (grain,
         # colour, texture contrast) see some of the surface around a stroke
-        span_x, span_y = _stroke_span(params, _peek(rng))
+        x0, x1, y0, y1 = _stroke_ahead(params, rng).box
+        span_x, span_y = x1 - x0, y1 - y0
         margin = _margin(params)
         w = max(span_x + 2.0 * margin + 1.0, _MIN_SIDE)
         h = max(span_y + 2.0 * margin + 1.0, _MIN_SIDE)
@@ -243,13 +244,6 @@ def _margin(params: ScratchGenerator.Params) -> float:
     if params.micro_scratches:
         side = max(side, 2.0 * hw + params.spread + 1.25 + 0.55 * hw * (1.0 + params.burr) + 0.6)
     return side + 1.0
-
-
-def _peek(rng: np.random.Generator) -> np.random.Generator:
-    """A generator that draws what ``rng`` will draw next, leaving ``rng`` as it is."""
-    bits = type(rng.bit_generator)()
-    bits.state = rng.bit_generator.state
-    return np.random.Generator(bits)
 
 
 class _Grooves(NamedTuple):
@@ -448,11 +442,18 @@ def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
 _stroke_basis_cached = functools.lru_cache(maxsize=24)(_stroke_basis)
 
 
-def _stroke_draw(
-    params: ScratchGenerator.Params, rng: np.random.Generator
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, complex]:
-    """The stroke's random draws: its sample count, basis (see :func:`_stroke_basis`),
-    t - 1/2, coefficients and direction."""
+class _Shape(NamedTuple):
+    """The stroke about its middle, before it is placed in the region."""
+
+    n: int  # samples
+    both: np.ndarray  # (3 n,) sideways offset, its first and second difference
+    z: np.ndarray  # (n,) complex128 samples, x + iy
+    rot: complex  # the stroke's direction
+    box: tuple[float, float, float, float]  # x0, x1, y0, y1 of ``z``
+
+
+def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
+    """The stroke's random draws and what they make of it (see :func:`_stroke`)."""
     L = params.length
     bend = params.curvature * L
     coef = np.empty(2 + max(4, int(L / 25) + 4))
@@ -462,25 +463,43 @@ def _stroke_draw(
     n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
     # (strokes up to 512 px share cached bases, < 0.6 MB each)
     basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
+    both = np.einsum("ij,j->i", basis, coef)  # (no BLAS threads for a small product)
     a = math.radians(params.angle)
-    return n, basis, tm, coef, complex(math.cos(a), math.sin(a))
-
-
-def _stroke_points(tm: np.ndarray, L: float, side: np.ndarray, rot: complex) -> np.ndarray:
-    """The stroke's samples about its middle, x + iy."""
-    z = np.empty(side.size, np.complex128)
+    rot = complex(math.cos(a), math.sin(a))
+    z = np.empty(n, np.complex128)
     z.real = tm
     z.real *= L
-    z.imag = side
+    z.imag = both[:n]
     z *= rot
-    return z
+    box = (float(z.real.min()), float(z.real.max()), float(z.imag.min()), float(z.imag.max()))
+    return _Shape(n, both, z, rot, box)
 
 
-def _stroke_span(params: ScratchGenerator.Params, rng: np.random.Generator) -> tuple[float, float]:
-    """Width and height of the box of the stroke :func:`_stroke` draws from ``rng``."""
-    n, basis, tm, coef, rot = _stroke_draw(params, rng)
-    z = _stroke_points(tm, params.length, np.einsum("ij,j->i", basis[:n], coef), rot)
-    return float(z.real.max() - z.real.min()), float(z.imag.max() - z.imag.min())
+# the stroke extent() drew ahead of render(): (params, rng state before, shape, rng state
+# after); render() takes it when its params and rng state are those, else draws its own
+# (the same one). One entry, replaced whole (safe across threads)
+_AHEAD: list[tuple[object, Mapping[str, Any], _Shape, Mapping[str, Any]] | None] = [None]
+_SEED = np.random.SeedSequence(0)  # (a bit generator seeded from it is quick to make)
+
+
+def _stroke_ahead(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
+    """The stroke :func:`_stroke_drawn` will give for ``rng``, leaving ``rng`` as it is."""
+    before = rng.bit_generator.state
+    bits = type(rng.bit_generator)(_SEED)
+    bits.state = before
+    shape = _stroke_shape(params, np.random.Generator(bits))
+    _AHEAD[0] = (params, before, shape, bits.state)
+    return shape
+
+
+def _stroke_drawn(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
+    """:func:`_stroke_shape`, or what :func:`_stroke_ahead` drew from this very rng state."""
+    ahead = _AHEAD[0]
+    if ahead is not None and ahead[0] == params:
+        if rng.bit_generator.state == ahead[1]:
+            rng.bit_generator.state = ahead[3]
+            return ahead[2]
+    return _stroke_shape(params, rng)
 
 
 def _stroke(
@@ -496,16 +515,14 @@ def _stroke(
     """
     h, w = shape
     L = params.length
-    n, basis, tm, coef, rot = _stroke_draw(params, rng)
-    both = np.einsum("ij,j->i", basis, coef)  # (no BLAS threads for a small product)
+    n, both, z, rot, (x0, x1, y0, y1) = _stroke_drawn(params, rng)
     side = both[:n]
-    z = _stroke_points(tm, L, side, rot)
-    x0, x1, y0, y1 = z.real.min(), z.real.max(), z.imag.min(), z.imag.max()
     scale = min(
         1.0,
         max(w - 2 * margin, 1.0) / max(x1 - x0, 1e-6),
         max(h - 2 * margin, 1.0) / max(y1 - y0, 1e-6),
     )
+    z = z.copy()  # (it may be extent()'s)
     z *= scale
     z += complex((w - 1) / 2, (h - 1) / 2) - complex((x0 + x1) / 2, (y0 + y1) / 2) * scale
     # per sample: the step along the direction, the sideways step and its change
