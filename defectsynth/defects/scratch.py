@@ -13,8 +13,7 @@ import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
-    normals_from_slopes,
-    shade,
+    Shading,
     specular_colour,
     surface_colour,
     surface_shading,
@@ -189,11 +188,13 @@ class ScratchGenerator(DefectGenerator):
             np.maximum.at(fl.reshape(-1), at, flr.ravel())
         # the groove tilts the normal across the stroke only
         shading = surface_shading(pixels, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28)
-        nx, ny, nz = normals_from_slopes(gx * pnx, gx * pny)
-        r, sp = shade(nx, ny, nz, light, shading, occlusion=occ)
-        ratio = (r[0] + r[1] + r[2] + r[3]) * F32(0.25)
-        spec = (sp[0] + sp[1] + sp[2] + sp[3]) * F32(0.25)
-        floor = (fl[0] + fl[1] + fl[2] + fl[3]) * F32(0.25)
+        r, sp = _shade_across(gx, occ, pnx, pny, lperp, light, shading)
+        ratio = np.add.reduce(r, axis=0)
+        ratio *= F32(0.25)
+        spec = np.add.reduce(sp, axis=0)
+        spec *= F32(0.25)
+        floor = np.add.reduce(fl, axis=0)
+        floor *= F32(0.25)
         flat = out.reshape(h * w, -1)
         pix = band.idx[cidx]
         base = np.take(flat, pix, axis=0)
@@ -230,6 +231,69 @@ def _s01(x: np.ndarray) -> np.ndarray:
     t = np.maximum(x, F32(0.0), out=x)
     np.minimum(t, F32(1.0), out=t)
     return t * t * (F32(3.0) - F32(2.0) * t)
+
+
+def _shade_across(
+    gx: np.ndarray,
+    occ: np.ndarray,
+    pnx: np.ndarray,
+    pny: np.ndarray,
+    lperp: np.ndarray,
+    light: np.ndarray,
+    shading: Shading,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`defectsynth.textures.shade` of ``normals_from_slopes(gx * pnx, gx * pny)``
+    with ``occlusion=occ``: the surface tilted by slopes ``gx`` (sub-samples, pixels)
+    across the stroke only, whose unit normal is ``(pnx, pny)`` per pixel (``lperp``: the
+    light's component along it). The same model, written for a tilt in one direction:
+    with ``s = 1 / sqrt(1 + gx^2)`` the normal is ``s (-gx pnx, -gx pny, 1)``, so
+    ``n . l = s (lz - gx lperp)`` and the lobe's slope-space offset from the half vector
+    is linear in ``gx``."""
+    lx, ly, lz = (float(v) for v in light)
+    lz = max(lz, 0.02)
+    amb = shading.ambient
+    flat = amb + (1.0 - amb) * lz
+    inv = gx * gx
+    inv += F32(1.0)
+    np.sqrt(inv, out=inv)
+    np.divide(F32(1.0), inv, out=inv)
+    ndl = gx * lperp
+    np.subtract(F32(lz), ndl, out=ndl)
+    ndl *= inv
+    np.maximum(ndl, F32(0.0), out=ndl)
+    ndl *= occ
+    ratio = ndl
+    ratio *= F32((1.0 - amb) / flat)
+    ratio += F32(amb / flat)
+    # cavities also see less of the sky
+    ratio *= occ * F32(0.45) + F32(0.55)
+    if shading.specular <= 0:
+        return ratio, np.zeros_like(ratio)
+    # the half vector (lx, ly, lz + 1)'s slopes
+    hx, hy = lx / (lz + 1.0), ly / (lz + 1.0)
+    ca, sa = math.cos(shading.grain_angle), math.sin(shading.grain_angle)
+    r = max(shading.roughness, 1e-3)
+    ia = 1.0 / r
+    ic = 1.0 / (r * (1.0 + 3.0 * shading.anisotropy))
+    # along / ra and across / rc: a + gx b and c + gx d
+    a0 = (hx * ca + hy * sa) * ia
+    c0 = (-hx * sa + hy * ca) * ic
+    flat_lobe = math.exp(-0.5 * (a0 * a0 + c0 * c0))
+    b = pnx * F32(ca * ia) + pny * F32(sa * ia)
+    d = pny * F32(ca * ic) - pnx * F32(sa * ic)
+    along = gx * b
+    along += F32(a0)
+    along *= along
+    across = gx * d
+    across += F32(c0)
+    across *= across
+    along += across
+    along *= F32(-0.5)
+    lobe = np.exp(along, out=along)
+    lobe *= occ
+    lobe -= F32(flat_lobe)
+    lobe *= F32(shading.specular)
+    return ratio, lobe
 
 
 _MIN_SIDE = 24.0
