@@ -600,7 +600,7 @@ def _stroke(
     tan_c *= rot.conjugate()
     # arc length: the chords between samples
     arc = np.zeros(n)
-    dside = np.diff(side)
+    dside = side[1:] - side[:-1]
     np.cumsum(np.sqrt((dside * dside) * (scale * scale) + du * du), out=arc[1:])
     table = np.empty((n, 4), np.complex64)
     table[:, 0] = z
@@ -626,6 +626,9 @@ class _Band(NamedTuple):
     arc: np.ndarray
 
 
+_SLACK = 2.0  # px added to a strip's width for the pixel grid
+
+
 def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     """The geometry of :func:`defectsynth.textures.path_field` for the pixels the grooves
     can label, without a distance transform of the whole region: each groove's strip (as
@@ -637,13 +640,16 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     h, w = shape
     table = path.table
     top = table.shape[0] - 1
-    # every 16th sample (8 px apart: the chords stray < 0.3 px from the stroke), and the
-    # unit normals there, i x the tangent
+    # every 16th sample (8 px apart: the chords stray < 0.3 px from a stroke in the
+    # usual range), and the unit normals there, i x the tangent
     coarse = table[::16, 0].astype(np.complex128)
     normal = np.conj(table[::16, 1]) * 1j
     # where each micro-scratch starts and ends among them
     found = np.searchsorted(table[::16, 3].real, np.concatenate([tab.lo[1:], tab.hi[1:]]))
     ends = found.reshape(2, -1).tolist()
+    # the chords between them sag up to 8 px^2 x the curvature off the stroke (more on
+    # the outside of a bend)
+    kmax = float(np.abs(table[:, 2].imag).max())
     mask = np.zeros((h, w), np.uint8)
     fixed = np.empty((coarse.size, 2), np.int32)
     for i, (off, reach) in enumerate(zip(tab.offset.tolist(), tab.label)):
@@ -654,7 +660,8 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
         m = strip.size
         fixed[:m, 0] = np.rint(strip.real * 16.0)
         fixed[:m, 1] = np.rint(strip.imag * 16.0)
-        thick = int(math.ceil(2.0 * reach + 3.0))
+        sag = min(8.0 * kmax * (1.0 + abs(off) * kmax) ** 2, 2.0)
+        thick = int(math.ceil(2.0 * reach + _SLACK + 2.0 * sag))
         cv2.polylines(mask, [fixed[:m]], False, 1, thick, cv2.LINE_8, 4)
     idx = np.flatnonzero(mask.view(bool))
     iy = idx // w
