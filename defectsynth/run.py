@@ -574,6 +574,25 @@ def _graceful_signals(stop: _Stop) -> Iterator[None]:
             signal.signal(signum, previous)
 
 
+@contextlib.contextmanager
+def _worker_deaths(stop: _Stop, out: Path) -> Iterator[None]:
+    """A worker process killed from outside (the OOM killer, a signal meant for it) breaks
+    a process pool. After a requested stop that is just the stop; else a RunError that
+    says so. Either way the manifest holds only complete samples."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        yield
+    except BrokenProcessPool:
+        if stop.signum is not None or stop.error is not None:
+            return
+        raise RunError(
+            "a worker process died abruptly (killed by a signal or the out-of-memory "
+            f"killer?); the samples in {out / MANIFEST} are complete. Finish with --resume "
+            "(fewer --workers if memory is short)"
+        ) from None
+
+
 def os_reason(exc: OSError) -> str:
     """``No space left on device (ENOSPC)``: the system's text and the errno name."""
     name = errno.errorcode.get(exc.errno or 0, "")
@@ -911,7 +930,7 @@ def generate(
     try:
         manifest_size = os.fstat(fd).st_size
         tasks = _until_stopped(plan.tasks(done_set), stop)
-        with _graceful_signals(stop):
+        with _graceful_signals(stop), _worker_deaths(stop, out):
             for i, result in enumerate(backend.map(factory, tasks)):
                 if "record" in result:
                     data = dump_record(result["record"]).encode("utf-8")

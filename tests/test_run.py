@@ -305,3 +305,84 @@ def test_resume_hint_repeats_the_options_the_run_needs() -> None:
     ctx.obj = {}
     assert shlex.split(_resume_command(ctx, "r.yaml", "o", None, "")) == [
         "defectsynth", "generate", "r.yaml", "-o", "o", "--resume"]
+
+
+KILLER = '''
+import multiprocessing, os, signal
+from dataclasses import dataclass
+import numpy as np
+from defectsynth import DefectGenerator, Layer, hookimpl, param
+
+STATE = {state!r}
+
+
+class Killer(DefectGenerator):
+    """A blob whose worker process is killed once, as the OOM killer would, on the 5th
+    render in a pool worker."""
+    name = "killer"
+
+    @dataclass(frozen=True)
+    class Params:
+        radius: float = param(8.0, lo=1.0, hi=50.0)
+
+    def extent(self, params, rng):
+        return 24, 24
+
+    def render(self, region, params, rng):
+        if multiprocessing.parent_process() is not None:
+            with open(os.path.join(STATE, "renders"), "ab") as fh:
+                fh.write(b"x")
+            if os.path.getsize(os.path.join(STATE, "renders")) >= 5:
+                try:
+                    os.close(os.open(os.path.join(STATE, "killed"),
+                                     os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    pass
+                else:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        h, w = region.shape
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        r = np.hypot(xx - (w - 1) / 2, yy - (h - 1) / 2) / params.radius
+        cov = np.clip((1.0 - r) / 0.3, 0.0, 1.0).astype(np.float32)
+        return Layer(np.clip(region.pixels - 0.5, 0.0, 1.0).astype(np.float32), cov)
+
+
+@hookimpl
+def register_generators(register):
+    register(Killer)
+'''
+
+
+def test_a_killed_pool_worker_stops_the_run_cleanly_and_resume_completes(
+    tmp_path: Path,
+) -> None:
+    """A worker process killed from outside (OOM killer) breaks the process pool: the run
+    exits 1 with a message that says so (no traceback), the manifest holds complete
+    samples only, and --resume gives the bytes of an uninterrupted run."""
+    make_inputs(tmp_path, n=4)
+    (tmp_path / "kit").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "kit" / "killer.py").write_text(
+        KILLER.format(state=str(tmp_path / "state")), encoding="utf-8")
+    recipe = write_recipe(tmp_path, plugin_dirs=["kit"], negatives=0.0, variants=4,
+                          defects=[{"generator": "killer"}])
+    cmd = [sys.executable, "-m", "defectsynth.cli", "generate", str(recipe), "--no-progress",
+           "-j", "2"]
+    out = tmp_path / "ds"
+    (tmp_path / "state" / "killed").touch()  # the reference run is not killed
+    ref = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    reference = tree_bytes(out)
+    shutil.rmtree(out)
+    (tmp_path / "state" / "killed").unlink()
+    (tmp_path / "state" / "renders").unlink()
+    run = subprocess.run([*cmd, "-o", str(out)], capture_output=True, text=True)
+    assert (tmp_path / "state" / "killed").exists(), "no worker was killed"
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "a worker process died abruptly" in run.stderr and "--resume" in run.stderr
+    done = read_manifest(out)
+    assert done == sorted(done) and len(done) < 16
+    fin = subprocess.run([*cmd, "-o", str(out), "--resume"], capture_output=True, text=True)
+    assert fin.returncode == 0, fin.stderr
+    assert tree_bytes(out) == reference

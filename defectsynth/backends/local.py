@@ -15,14 +15,21 @@ from . import Worker, WorkerFactory
 _worker: Worker | None = None
 
 
+#: signals a worker must not die of: the driver handles them (see run._graceful_signals)
+_DRIVER_SIGNALS = {signal.SIGINT}
+
+
 def _init_worker(make_worker: WorkerFactory) -> None:
+    # Ctrl-C reaches the whole process group: the driver stops handing out tasks and
+    # records the ones in flight, so workers finish them instead of dying mid-sample.
+    # Workers start with SIGINT blocked (see ProcessPoolBackend.map), so one that
+    # arrives while this process starts waits here and is then ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _DRIVER_SIGNALS)
     import cv2
 
     # one OpenCV thread per process: N processes on N cores, no oversubscription
     cv2.setNumThreads(1)
-    # Ctrl-C reaches the whole process group: the driver stops handing out tasks and
-    # records the ones in flight, so workers finish them instead of dying mid-sample
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _worker
     _worker = make_worker()
 
@@ -88,7 +95,14 @@ class ProcessPoolBackend:
         def submit(ex: ProcessPoolExecutor) -> None:
             chunk = list(itertools.islice(it, self.chunksize))
             if chunk:
-                pending.append(ex.submit(_call, chunk))
+                # the pool may start a worker (and the fork server) here: they inherit
+                # this thread's signal mask, so a Ctrl-C cannot kill one before it has
+                # set SIGINT to be ignored (it would break the whole pool)
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _DRIVER_SIGNALS)
+                try:
+                    pending.append(ex.submit(_call, chunk))
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
         with ProcessPoolExecutor(
             max_workers=self.workers,
