@@ -685,13 +685,14 @@ def grain_orientation(gray: np.ndarray) -> tuple[float, float]:
     f = max(1, int(max(h, w) // 96))
     if f > 1:
         g = cv2.resize(g, (max(4, w // f), max(4, h // f)), interpolation=cv2.INTER_AREA)
-    # both gradients in one array: the tensor's three means are one small matrix product
-    grads = np.empty((2, *g.shape), dtype=F32)
-    cv2.Sobel(g, cv2.CV_32F, 1, 0, dst=grads[0], ksize=3)
-    cv2.Sobel(g, cv2.CV_32F, 0, 1, dst=grads[1], ksize=3)
-    flat = grads.reshape(2, -1)
-    j = (flat @ flat.T) * (1.0 / max(flat.shape[1], 1))
-    jxx, jxy, jyy = float(j[0, 0]), float(j[0, 1]), float(j[1, 1])
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    # the tensor's three means by OpenCV (one thread), not a BLAS product: A @ A.T wakes
+    # OpenBLAS's thread pool, which then spins on the other cores
+    inv = 1.0 / max(g.size, 1)
+    jxx = cv2.norm(gx, cv2.NORM_L2SQR) * inv
+    jyy = cv2.norm(gy, cv2.NORM_L2SQR) * inv
+    jxy = float(cv2.sumElems(cv2.multiply(gx, gy))[0]) * inv
     tr = jxx + jyy
     if tr < 1e-10:
         return 0.0, 0.0
