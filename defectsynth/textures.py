@@ -361,11 +361,20 @@ def elliptic_radius(
     dx: np.ndarray, dy: np.ndarray, angle_rad: float, ra: float, rb: float
 ) -> np.ndarray:
     """Normalised elliptic radius of offsets (dx, dy): 1 on the ellipse with semi-axes
-    ``ra`` along ``angle_rad`` and ``rb`` across it."""
-    ca, sa = F32(math.cos(angle_rad)), F32(math.sin(angle_rad))
-    u = (dx * ca + dy * sa) / F32(ra)
-    v = (-dx * sa + dy * ca) / F32(rb)
-    return np.sqrt(u * u + v * v)
+    ``ra`` along ``angle_rad`` and ``rb`` across it (float32).
+
+    ``dx`` and ``dy`` broadcast; pass a row ``dx[None, :]`` and a column ``dy[:, None]``
+    for a whole grid at the cost of one (h, w) array and a few passes over it.
+    """
+    ca, sa = math.cos(angle_rad), math.sin(angle_rad)
+    dx = np.asarray(dx, dtype=F32)
+    dy = np.asarray(dy, dtype=F32)
+    u = np.add(dx * F32(ca / ra), dy * F32(sa / ra))
+    v = np.subtract(dy * F32(ca / rb), dx * F32(sa / rb))
+    u *= u
+    v *= v
+    u += v
+    return np.sqrt(u, out=u)
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import numpy as np
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     ellipse_extent,
+    elliptic_radius,
     fbm,
     shade_slopes,
     smoothstep,
@@ -81,18 +82,10 @@ class DentGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
-        # normalised elliptic radius, separable: u and v are sums of a row and a column
-        a = math.radians(params.angle)
-        ca, sa = math.cos(a), math.sin(a)
-        ra, rb = params.radius, params.radius * params.aspect
         dx = np.arange(w, dtype=F32) - F32((w - 1) / 2)
         dy = np.arange(h, dtype=F32) - F32((h - 1) / 2)
-        u = (dx * F32(ca / ra))[None, :] + (dy * F32(sa / ra))[:, None]
-        v = (dy * F32(ca / rb))[:, None] - (dx * F32(sa / rb))[None, :]
-        u *= u
-        v *= v
-        u += v
-        q = np.sqrt(u, out=u)
+        q = elliptic_radius(dx[None, :], dy[:, None], math.radians(params.angle),
+                            params.radius, params.radius * params.aspect)
         # a rough outline: perturb the radial coordinate with low-frequency noise
         noise = fbm((h, w), max(params.radius * 0.9, 4.0), rng, octaves=2)
         noise *= F32(params.irregularity * 0.35)

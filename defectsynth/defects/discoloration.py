@@ -13,6 +13,7 @@ from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     bgr_to_lab,
     ellipse_extent,
+    elliptic_radius,
     fbm,
     fbm_fields,
     lab_to_bgr,
@@ -93,18 +94,10 @@ class DiscolorationGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels
-        # normalised elliptic radius, separable: u and v are sums of a row and a column
-        a = math.radians(params.angle)
-        ca, sa = math.cos(a), math.sin(a)
-        ra, rb = params.size, params.size * params.aspect
         dx = np.arange(w, dtype=F32) - F32((w - 1) / 2)
         dy = np.arange(h, dtype=F32) - F32((h - 1) / 2)
-        u = (dx * F32(ca / ra))[None, :] + (dy * F32(sa / ra))[:, None]
-        v = (dy * F32(ca / rb))[:, None] - (dx * F32(sa / rb))[None, :]
-        u *= u
-        v *= v
-        u += v
-        q = np.sqrt(u, out=u)
+        q = elliptic_radius(dx[None, :], dy[:, None], math.radians(params.angle),
+                            params.size, params.size * params.aspect)
         field = fbm((h, w), max(params.size * 0.8, 4.0), rng, octaves=4, gain=0.55)
         field *= F32(0.32 * params.roughness)  # the ragged outline
         field += F32(1.0)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import fbm_fields, luminance, smoothstep
+from defectsynth.textures import elliptic_radius, fbm_fields, luminance, smoothstep
 
 F32 = np.float32
 
@@ -224,7 +224,8 @@ def _spot(
     shape = (y1 - y0, x1 - x0)
     aspect = float(rng.uniform(0.7, 1.0))
     a = float(rng.uniform(0, math.pi))
-    q = _elliptic(_coords(shape[1], x0, px0), _coords(shape[0], y0, py0), a, size, size * aspect)
+    q = elliptic_radius(_coords(shape[1], x0, px0)[None, :], _coords(shape[0], y0, py0)[:, None],
+                        a, size, size * aspect)
     # a drying front pins on surface flaws: a wavy, fractal rim
     # (and a patchy thickness inside: both fields drawn together)
     wav, inner = fbm_fields(
@@ -246,18 +247,6 @@ def _spot(
     prof *= inner
     win = canvas[y0:y1, x0:x1]
     np.maximum(win, prof, out=win)
-
-
-def _elliptic(dx: np.ndarray, dy: np.ndarray, angle: float, ra: float, rb: float) -> np.ndarray:
-    """Normalised elliptic radius on the grid of column offsets ``dx`` and row offsets
-    ``dy`` (1-D): 1 on the ellipse with semi-axes ``ra`` along ``angle`` and ``rb``."""
-    ca, sa = math.cos(angle), math.sin(angle)
-    u = (dx * F32(ca / ra))[None, :] + (dy * F32(sa / ra))[:, None]
-    v = (dy * F32(ca / rb))[:, None] - (dx * F32(sa / rb))[None, :]
-    u *= u
-    v *= v
-    u += v
-    return np.sqrt(u, out=u)
 
 
 def _drip(
