@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_generate import available_generators, make_sources, write_recipe  # noqa: E402
+from bench_generate import (  # noqa: E402
+    available_generators,
+    make_sources,
+    memory_figures,
+    peak_rss_of,
+    write_recipe,
+)
 
 OVERHEAD_SHARE = 0.03  # the chunk size keeps a dask task's cost under this share of its work
 
@@ -114,13 +119,7 @@ def peak_rss_mb(recipe: Path, out: Path) -> float:
         "        generate(r, sys.argv[2], backend=b)\n"
         "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code, str(recipe), str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(res.stdout.strip().splitlines()[-1]) / 1024.0
+    return peak_rss_of(code, recipe, out)
 
 
 def main() -> None:
@@ -178,12 +177,9 @@ def main() -> None:
             implied_chunk=implied,
         )
 
-        mem = tmp / "mem"
-        make_sources(mem / "src", 20, mem_side)
-        r_small = write_recipe(mem, mem_small // 20, gens, plugin_dirs)
-        r_large = write_recipe(mem, mem_large // 20, gens, plugin_dirs)
-        m_small = peak_rss_mb(r_small, mem / "out_small")
-        m_large = peak_rss_mb(r_large, mem / "out_large")
+        m_small, m_large = memory_figures(
+            tmp / "mem", gens, plugin_dirs, mem_side, mem_small, mem_large, peak_rss_mb
+        )
         fig.update(rss_small_mb=m_small, rss_large_mb=m_large)
 
     print(

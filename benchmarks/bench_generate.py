@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -103,6 +104,18 @@ def run_generate(recipe: Path, out: Path, workers: int) -> float:
     return res.new_samples / (time.perf_counter() - t0)
 
 
+def peak_rss_of(code: str, recipe: Path, out: Path) -> float:
+    """Peak RSS (MB) of ``python -c code RECIPE OUT`` in a fresh process; ``code`` prints
+    ``ru_maxrss`` last."""
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(recipe), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(res.stdout.strip().splitlines()[-1]) / 1024.0
+
+
 def peak_rss_mb(recipe: Path, out: Path) -> float:
     """Peak RSS (MB) of a one-worker run in a fresh process."""
     code = (
@@ -112,13 +125,18 @@ def peak_rss_mb(recipe: Path, out: Path) -> float:
         "generate(load_recipe(sys.argv[1]), sys.argv[2], workers=1)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code, str(recipe), str(out)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(res.stdout.strip().splitlines()[-1]) / 1024.0
+    return peak_rss_of(code, recipe, out)
+
+
+def memory_figures(
+    mem: Path, gens: list[str], plugin_dirs: list[str], side: int, small: int, large: int,
+    measure: Callable[[Path, Path], float] = peak_rss_mb,
+) -> tuple[float, float]:
+    """Peak RSS (MB) of a run of ``small`` and of ``large`` samples from 20 sources."""
+    make_sources(mem / "src", 20, side)
+    r_small = write_recipe(mem, small // 20, gens, plugin_dirs)
+    r_large = write_recipe(mem, large // 20, gens, plugin_dirs)
+    return measure(r_small, mem / "out_small"), measure(r_large, mem / "out_large")
 
 
 def available_generators() -> tuple[list[str], list[str]]:
@@ -162,12 +180,9 @@ def main() -> None:
             floor_1w_repeated=f1r,
         )
 
-        mem = tmp / "mem"
-        make_sources(mem / "src", 20, mem_side)
-        r_small = write_recipe(mem, mem_small // 20, gens, plugin_dirs)
-        r_large = write_recipe(mem, mem_large // 20, gens, plugin_dirs)
-        m_small = peak_rss_mb(r_small, mem / "out_small")
-        m_large = peak_rss_mb(r_large, mem / "out_large")
+        m_small, m_large = memory_figures(
+            tmp / "mem", gens, plugin_dirs, mem_side, mem_small, mem_large
+        )
         results.update(rss_small_mb=m_small, rss_large_mb=m_large)
 
     print(f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of 1024x1024 PNG")
