@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import Shading
+from defectsynth.textures import Shading, shade_slopes
 
 F32 = np.float32
 
@@ -108,7 +108,7 @@ class CrackGenerator(DefectGenerator):
         gx = cv2.Sobel(trough, cv2.CV_32F, 1, 0, ksize=3, scale=k).ravel()[idx]
         gy = cv2.Sobel(trough, cv2.CV_32F, 0, 1, ksize=3, scale=k).ravel()[idx]
         # diffuse only (no specular lobe), so the grain's anisotropy plays no part
-        ratio = _rim_ratio(gx, gy, region.light.vector)
+        ratio, _ = shade_slopes(gx, gy, region.light.vector, _RIM_SHADING)
         # the gap's darkening, 1 - darkness * opening ** 0.75, for every 8-bit opening
         ratio *= (1.0 - params.darkness * _LUT).astype(F32)[opening8.ravel()[idx]]
         # crop index -> region index
@@ -121,28 +121,6 @@ class CrackGenerator(DefectGenerator):
 
 _RIM_SHADING = Shading(ambient=0.5, specular=0.0, roughness=0.3)
 _LUT = np.power(np.arange(256, dtype=np.float64) / 255.0, 0.75)  # 8-bit opening ** 0.75
-
-
-def _rim_ratio(gx: np.ndarray, gy: np.ndarray, light: np.ndarray) -> np.ndarray:
-    """The diffuse ratio of :func:`defectsynth.textures.shade` under ``_RIM_SHADING`` for
-    the normals ``normals_from_slopes(gx, gy)``: with ``s = 1 / sqrt(1 + gx^2 + gy^2)``,
-    ``n . l = s (lz - gx lx - gy ly)``."""
-    lx, ly, lz = (float(v) for v in light)
-    lz = max(lz, 0.02)
-    amb = _RIM_SHADING.ambient
-    flat = amb + (1.0 - amb) * lz
-    inv = gx * gx
-    inv += gy * gy
-    inv += F32(1.0)
-    np.sqrt(inv, out=inv)
-    ndl = gx * F32(-lx)
-    ndl -= gy * F32(ly)
-    ndl += F32(lz)
-    ndl /= inv
-    np.maximum(ndl, F32(0.0), out=ndl)
-    ndl *= F32((1.0 - amb) / flat)
-    ndl += F32(amb / flat)
-    return ndl
 
 
 def _walk(
