@@ -748,8 +748,7 @@ def parse_recipe(
     # every path the recipe names statically must be one it may read
     for i, entry in enumerate(recipe.inputs.images):
         recipe.resolve(entry, f"inputs.images[{i}]" if len(images) > 1 else "inputs.images")
-    for _ in recipe.plugin_paths():
-        pass
+    recipe.plugin_paths()  # raises for a folder outside
     if pm not in ("auto", "full"):
         recipe.resolve(pm.replace("{", "").replace("}", ""), "inputs.product_mask")
     for i, spec in enumerate(recipe.defects):
