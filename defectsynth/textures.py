@@ -710,19 +710,6 @@ def grain_orientation(gray: np.ndarray) -> tuple[float, float]:
     return grad_angle + math.pi / 2, float(min(1.0, coherence))
 
 
-def surface_stats(pixels: np.ndarray) -> tuple[float, float]:
-    """(median luminance, mean chroma in Lab units) of a region, on a subsample."""
-    step = max(1, int(max(pixels.shape[:2]) // 48))
-    sub = np.ascontiguousarray(pixels[::step, ::step], dtype=F32)
-    lum = float(np.median(luminance(sub)))
-    if sub.shape[2] == 3:
-        lab = bgr_to_lab(sub)
-        chroma = float(np.sqrt(lab[:, :, 1] ** 2 + lab[:, :, 2] ** 2).mean())
-    else:
-        chroma = 0.0
-    return lum, chroma
-
-
 def surface_shading(
     pixels: np.ndarray, *, ambient: float, specular: float, roughness: float
 ) -> Shading:
@@ -763,17 +750,18 @@ def surface_colour(pixels: np.ndarray) -> np.ndarray:
     step = max(1, int(max(pixels.shape[:2]) // 48))
     c = pixels.shape[2]
     flat = np.ascontiguousarray(pixels[::step, ::step], dtype=F32).reshape(-1, c)
-    return _median_rows(cv2.transpose(flat) if c > 1 else flat.reshape(1, -1))
+    return median_rows(cv2.transpose(flat) if c > 1 else flat.reshape(1, -1))
 
 
-def _median_rows(a: np.ndarray) -> np.ndarray:
+def median_rows(a: np.ndarray) -> np.ndarray:
     """``np.median(a, axis=1)`` as float32, by one partition (several times faster)."""
     n = a.shape[1]
     k = n // 2
     if n % 2:
         return np.partition(a, k, axis=1)[:, k].astype(F32)
-    part = np.partition(a, (k - 1, k), axis=1)
-    return ((part[:, k - 1] + part[:, k]) * F32(0.5)).astype(F32)
+    # one kth is ~5x faster than two; the element below the k-th is the largest left of it
+    part = np.partition(a, k, axis=1)
+    return ((part[:, :k].max(axis=1) + part[:, k]) * F32(0.5)).astype(F32)
 
 
 def ss_coords(shape: tuple[int, int], factor: int) -> tuple[np.ndarray, np.ndarray]:
