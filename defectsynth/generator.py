@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -79,7 +79,6 @@ class Light:
         )
 
 
-@dataclass(frozen=True, eq=False)
 class Region:
     """What a generator sees: a crop of the product centred on the placed defect.
 
@@ -87,12 +86,44 @@ class Region:
     read but must not be modified. ``product_mask`` is float32 (h, w), 1 on the product.
     ``light`` is shared by every defect of the image; ``texture_scale`` is the
     characteristic wavelength of the surface texture in pixels.
+
+    ``texture_scale`` may be given as a function of no arguments: it is then called the
+    first time a generator reads the attribute (the synthesizer measures the image's
+    texture only when some generator asks). Attributes cannot be reassigned.
     """
+
+    __slots__ = ("pixels", "product_mask", "light", "_texture_scale")
 
     pixels: np.ndarray
     product_mask: np.ndarray
     light: Light
-    texture_scale: float
+    _texture_scale: float | Callable[[], float]
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        product_mask: np.ndarray,
+        light: Light,
+        texture_scale: float | Callable[[], float],
+    ) -> None:
+        for name, value in (
+            ("pixels", pixels),
+            ("product_mask", product_mask),
+            ("light", light),
+            ("_texture_scale", texture_scale),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Region is read-only: cannot set {name!r}")
+
+    @property
+    def texture_scale(self) -> float:
+        value = self._texture_scale
+        if callable(value):
+            value = float(value())
+            object.__setattr__(self, "_texture_scale", value)
+        return float(value)
 
     @property
     def shape(self) -> tuple[int, int]:

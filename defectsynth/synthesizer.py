@@ -8,10 +8,11 @@ from ``numpy.random.default_rng(SeedSequence([seed, source_id, variant]))``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,7 +286,8 @@ class Synthesizer:
         if n_wanted and sampler is None:
             stats["dropped_no_room"] += n_wanted
             n_wanted = 0
-        tex_scale = _texture_scale(src, product) if n_wanted else 0.0
+        # measured once per image, and only if some generator reads Region.texture_scale
+        tex_scale = functools.cache(functools.partial(_texture_scale, src, product))
         threshold = self.gate.threshold(maxval)
         render_log: list[tuple[str, str | None]] = []
         for tried in range(n_wanted):
@@ -373,7 +375,7 @@ class Synthesizer:
         src: np.ndarray,
         product: np.ndarray,
         light: Light,
-        tex_scale: float,
+        tex_scale: Callable[[], float],
         maxval: int,
         threshold: float,
         kept: list[_Kept],
@@ -491,7 +493,7 @@ class Synthesizer:
             return "dropped_visibility"
         src_patch = src[iy0:iy1, ix0:ix1]
         diff = change_map(new, src_patch)
-        vis = float(diff[mask_local].mean())
+        vis = cv2.mean(diff, mask_local.view(np.uint8))[0]  # ~4x diff[mask].mean()
         if vis < threshold:
             return "dropped_visibility"
         mask_full = np.zeros((H, W), dtype=bool)
@@ -551,10 +553,8 @@ class Synthesizer:
 
 def _nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y0, y1, x0, x1) of a boolean mask's true pixels, end exclusive; None if none."""
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
-    if w == 0 or h == 0:
-        return None
-    return y, y + h, x, x + w
+    box = tight_box(mask)
+    return None if box is None else (box[1], box[3], box[0], box[2])
 
 
 def _writes_read_only(exc: BaseException) -> bool:
@@ -620,7 +620,9 @@ def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
     hp = g - cv2.blur(g, (31, 31))
     gx = cv2.Sobel(hp, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(hp, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
-    sg = float(np.sqrt(cv2.mean(cv2.magnitude(gx, gy) ** 2)[0]))
+    # squared norms, not cv2.magnitude: its result depends on the arrays' memory alignment
+    # in the last bits, and this figure must be the same in every process
+    sg = math.sqrt((cv2.norm(gx, cv2.NORM_L2SQR) + cv2.norm(gy, cv2.NORM_L2SQR)) / gx.size)
     si = float(cv2.meanStdDev(hp)[1][0, 0])
     if sg < 1e-6 or si < 1e-6:
         return 64.0

@@ -242,6 +242,43 @@ def test_light_is_shared_by_all_defects_of_an_image() -> None:
     assert 25.0 <= first.elevation <= 65.0
 
 
+def test_texture_scale_is_measured_once_per_image_and_only_when_read(monkeypatch) -> None:
+    import defectsynth.synthesizer as synth_mod
+
+    calls = []
+    real = synth_mod._texture_scale
+    monkeypatch.setattr(synth_mod, "_texture_scale",
+                        lambda *a: calls.append(1) or real(*a))
+    scales = []
+
+    class Reader(PoissonBlob):
+        name = "reader"
+        blend = "alpha"
+
+        def render(self, region, params, rng):  # type: ignore[no-untyped-def]
+            scales.append(region.texture_scale)
+            scales.append(region.texture_scale)
+            return super().render(region, params, rng)
+
+    image = test_surface((128, 128))
+    Synthesizer([{"generator": PoissonBlob}], instances=3, host=HOST).apply(image, seed=1)
+    assert calls == []  # nobody read it
+    sample = Synthesizer([{"generator": Reader}], instances=3, host=HOST).apply(image, seed=1)
+    assert len(sample.annotations) == 3 and len(scales) >= 6
+    assert calls == [1]  # measured once for the image, shared by every instance
+    assert set(scales) == {real(image, np.ones((128, 128), bool))}
+
+
+def test_region_is_read_only() -> None:
+    from defectsynth import Light, Region
+
+    px = np.zeros((8, 8, 3), np.float32)
+    region = Region(px, np.ones((8, 8), np.float32), Light(10.0, 40.0), 6.0)
+    assert region.texture_scale == 6.0 and region.shape == (8, 8) and region.is_color
+    with pytest.raises(AttributeError, match="read-only"):
+        region.pixels = px  # type: ignore[misc]
+
+
 def test_occluded_instance_keeps_only_what_remains_visible() -> None:
     src = test_surface((96, 96))
     big = {"generator": "blob", "params": {"radius": 30.0, "strength": -0.4,
