@@ -151,14 +151,13 @@ class CentreSampler:
             m = min(m, (h - 1) // 2, (w - 1) // 2)
             self._rect = (m, m, w - m, h - m)
             return
-        rows = np.flatnonzero(product.any(axis=1))
-        cols = np.flatnonzero(product.any(axis=0))
         # an allowed pixel is at least m px inside the product's box and the image
+        bx, by, bw, bh = cv2.boundingRect(np.ascontiguousarray(product, bool).view(np.uint8))
         self._box = (
-            max(int(cols[0]) + m, m) if cols.size else 0,
-            max(int(rows[0]) + m, m) if rows.size else 0,
-            min(int(cols[-1]) - m, w - 1 - m) + 1 if cols.size else 0,
-            min(int(rows[-1]) - m, h - 1 - m) + 1 if rows.size else 0,
+            max(bx + m, m) if bw else 0,
+            max(by + m, m) if bh else 0,
+            min(bx + bw - 1 - m, w - 1 - m) + 1 if bw else 0,
+            min(by + bh - 1 - m, h - 1 - m) + 1 if bh else 0,
         )
         r = np.arange(-m, m + 1)
         dy, dx = np.nonzero(r[:, None] ** 2 + r[None, :] ** 2 <= m * m)

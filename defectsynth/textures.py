@@ -749,8 +749,9 @@ def surface_colour(pixels: np.ndarray) -> np.ndarray:
     """Median colour (c,) of a region, from a subsample: the colour a defect sits on."""
     step = max(1, int(max(pixels.shape[:2]) // 48))
     c = pixels.shape[2]
-    flat = np.ascontiguousarray(pixels[::step, ::step], dtype=F32).reshape(-1, c)
-    return median_rows(cv2.transpose(flat) if c > 1 else flat.reshape(1, -1))
+    # channels first in one gather (a strided copy with 3 floats per pixel is ~4x slower)
+    rows = pixels[::step, ::step].transpose(2, 0, 1).reshape(c, -1)
+    return median_rows(rows.astype(F32, copy=False))
 
 
 def median_rows(a: np.ndarray) -> np.ndarray:
