@@ -11,8 +11,14 @@ from .errors import GeneratorFailure
 from .generator import Layer
 
 
-def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
-    """Validate a generator's output; raise GeneratorFailure naming the generator."""
+def check_layer(
+    name: str, layer: object, shape: tuple[int, ...], *, pixels: bool = True
+) -> Layer:
+    """Validate a generator's output; raise GeneratorFailure naming the generator.
+
+    ``pixels=False`` leaves out the range check of ``Layer.pixels``: the synthesizer
+    checks only the part that blending reads (:func:`check_pixels`).
+    """
     if not isinstance(layer, Layer):
         raise GeneratorFailure(f"generator {name!r} returned {type(layer).__name__}, not a Layer")
     px, cov = layer.pixels, layer.coverage
@@ -29,10 +35,9 @@ def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
             )
     # min and max are NaN when any value is (and +-inf when one is): two reductions check
     # both finiteness and range
-    (plo, phi), (clo, chi) = (_range(px), _range(cov))
-    for what, lo, hi in (("pixels", plo, phi), ("coverage", clo, chi)):
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise GeneratorFailure(f"generator {name!r}: Layer.{what} contains NaN or inf")
+    clo, chi = _range(cov)
+    if not (math.isfinite(clo) and math.isfinite(chi)):
+        raise GeneratorFailure(f"generator {name!r}: Layer.coverage contains NaN or inf")
     if clo < -1e-6 or chi > 1 + 1e-6:
         raise GeneratorFailure(
             f"generator {name!r}: coverage outside [0, 1] (min {clo:.4g}, max {chi:.4g})"
@@ -42,11 +47,20 @@ def check_layer(name: str, layer: object, shape: tuple[int, ...]) -> Layer:
             f"generator {name!r}: Layer.category must be a non-empty string or None, "
             f"got {layer.category!r}"
         )
+    if pixels:
+        check_pixels(name, px)
+    return layer
+
+
+def check_pixels(name: str, px: np.ndarray) -> None:
+    """Raise GeneratorFailure unless the layer pixels ``px`` are finite and in 0..1."""
+    plo, phi = _range(px)
+    if not (math.isfinite(plo) and math.isfinite(phi)):
+        raise GeneratorFailure(f"generator {name!r}: Layer.pixels contains NaN or inf")
     if plo < -0.01 or phi > 1.01:
         raise GeneratorFailure(
             f"generator {name!r}: pixels outside [0, 1] (min {plo:.4g}, max {phi:.4g})"
         )
-    return layer
 
 
 def _range(a: np.ndarray) -> tuple[float, float]:

@@ -145,8 +145,10 @@ class Layer:
     ``pixels``: float32, same shape as ``Region.pixels``, values in 0..1.
     ``coverage``: float32 (h, w) in 0..1; 0 means the defect does not touch the pixel.
     Where coverage is 0 the synthesizer keeps the region's own pixels, so a generator
-    need not restore them in ``pixels`` (they must still be finite and in 0..1); only
-    Poisson blending reads ``pixels`` a few px beyond the coverage, as its boundary.
+    need not restore them in ``pixels`` (they must still be finite and in 0..1, which
+    :func:`~defectsynth.testing.check_generator` checks; the synthesizer checks only the
+    pixels it reads); only Poisson blending reads ``pixels`` a few px beyond the
+    coverage, as its boundary.
     ``category``: which of the generator's :meth:`~DefectGenerator.categories` this
     defect is (None: the first one); a recipe's ``category`` still renames it.
     """

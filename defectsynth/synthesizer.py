@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .compose import alpha_blend, change_map, check_layer, poisson_blend
+from .compose import alpha_blend, change_map, check_layer, check_pixels, poisson_blend
 from .errors import GeneratorFailure, InputImageError, did_you_mean
 from .generator import BLEND_MODES, DefectGenerator, Light, ParamSpace, Region
 from .placement import CentreSampler, ProductMaskSpec, resolve_product_mask
@@ -439,7 +439,8 @@ class Synthesizer:
                 f"generator {name!r}: render() modified its input region (Region.pixels "
                 "or product_mask); generators must draw into a copy"
             )
-        layer = check_layer(name, layer, region_px.shape)
+        # (the pixels are checked below, where blending reads them)
+        layer = check_layer(name, layer, region_px.shape, pixels=False)
         label = prep.label(layer.category)
         # a generator may let the recipe choose its blend mode through a "blend" parameter
         blend = getattr(params, "blend", gen.blend)
@@ -450,6 +451,7 @@ class Synthesizer:
         sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
         pb = None
         if blend != "alpha":
+            check_pixels(name, layer.pixels)  # Poisson blending reads beyond the coverage
             cov_r = np.clip(layer.coverage, 0.0, 1.0) * prod
             pb = poisson_blend(region_px, np.clip(layer.pixels, 0.0, 1.0), cov_r,
                                mixed=blend == "poisson-mixed")
@@ -471,7 +473,9 @@ class Synthesizer:
                 return "dropped_visibility"
             b = (slice(box[0], box[1]), slice(box[2], box[3]))
             cov = np.clip(layer.coverage[sl][b], 0.0, 1.0) * prod[sl][b]
-            lay_px = np.clip(layer.pixels[sl][b], 0.0, 1.0)
+            lay_px = layer.pixels[sl][b]
+            check_pixels(name, lay_px)  # alpha blending reads only these
+            lay_px = np.clip(lay_px, 0.0, 1.0)
             base = cur[b].astype(np.float32) * np.float32(scale)
             blended = alpha_blend(base if base.ndim == 3 else base[:, :, None], lay_px, cov)
             changed = cov > 0

@@ -279,6 +279,30 @@ def test_region_is_read_only() -> None:
         region.pixels = px  # type: ignore[misc]
 
 
+def test_layer_pixels_are_checked_where_blending_reads_them() -> None:
+    from defectsynth import GeneratorFailure
+
+    class Sloppy(PoissonBlob):
+        name = "sloppy"
+        blend = "alpha"
+        where = "corner"
+
+        def render(self, region, params, rng):  # type: ignore[no-untyped-def]
+            layer = super().render(region, params, rng)
+            h, w = region.shape
+            y, x = (0, 0) if self.where == "corner" else (h // 2, w // 2)
+            layer.pixels[y, x] = np.nan
+            return layer
+
+    image = test_surface((96, 96))
+    # a NaN where coverage is 0 is never read: the instance is kept, the image is clean
+    sample = Synthesizer([{"generator": Sloppy}], instances=2, host=HOST).apply(image, seed=3)
+    assert len(sample.annotations) == 2
+    Sloppy.where = "centre"
+    with pytest.raises(GeneratorFailure, match="Layer.pixels contains NaN"):
+        Synthesizer([{"generator": Sloppy}], instances=1, host=HOST).apply(image, seed=3)
+
+
 def test_occluded_instance_keeps_only_what_remains_visible() -> None:
     src = test_surface((96, 96))
     big = {"generator": "blob", "params": {"radius": 30.0, "strength": -0.4,

@@ -67,8 +67,8 @@ class HostileGenerator(DefectGenerator):
             return Layer(pixels=px[1:], coverage=cov)
         if mode == "dtype":
             return Layer(pixels=px.astype(np.float64), coverage=cov)
-        if mode == "nan":
-            px[0, 0, 0] = np.nan
+        if mode == "nan":  # inside the defect (pixels where coverage is 0 are never read)
+            px[px.shape[0] // 2, px.shape[1] // 2, 0] = np.nan
         elif mode == "inf":
             cov[3, 3] = np.inf
         elif mode == "coverage":
