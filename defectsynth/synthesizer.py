@@ -8,6 +8,7 @@ from ``numpy.random.default_rng(SeedSequence([seed, source_id, variant]))``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -112,12 +113,6 @@ def entry_labels(
             + f"; its categories: {', '.join(own)}"
         )
     return {c: str(rename.get(c, c)) for c in own}
-
-
-@dataclass
-class _Kept:
-    ann_index: int
-    mask: np.ndarray  # full-size bool
 
 
 class Synthesizer:
@@ -281,7 +276,6 @@ class Synthesizer:
             "generator_failures": 0,
         }
         annotations: list[Annotation] = []
-        kept: list[_Kept] = []
         sampler = CentreSampler(product, self.margin) if product.any() else None
         if n_wanted and sampler is None:
             stats["dropped_no_room"] += n_wanted
@@ -319,7 +313,6 @@ class Synthesizer:
                         tex_scale,
                         maxval,
                         threshold,
-                        kept,
                         annotations,
                     )
                 except GeneratorFailure as exc:
@@ -334,18 +327,13 @@ class Synthesizer:
                 if isinstance(result, str):
                     reason = result
                     continue
-                new_out_box, new_patch, changed, ann, mask_full, reduced = result
+                new_out_box, new_patch, changed, ann, reduced = result
                 bx1, by1, bx2, by2 = new_out_box
                 out[by1:by2, bx1:bx2] = new_patch
                 footprint[by1:by2, bx1:bx2] |= changed
-                for ki, (new_mask, new_vis) in reduced.items():
-                    old = annotations[kept[ki].ann_index]
-                    box = tight_box(new_mask)
-                    assert box is not None
-                    annotations[kept[ki].ann_index] = _reannotate(old, new_mask, box, new_vis)
-                    kept[ki].mask = new_mask
+                for ki, (new_crop, box, new_vis) in reduced.items():
+                    annotations[ki] = _reannotate(annotations[ki], new_crop, box, new_vis)
                 annotations.append(ann)
-                kept.append(_Kept(len(annotations) - 1, mask_full))
                 stats["placed"] += 1
                 break
             else:
@@ -378,7 +366,6 @@ class Synthesizer:
         tex_scale: Callable[[], float],
         maxval: int,
         threshold: float,
-        kept: list[_Kept],
         annotations: list[Annotation],
     ) -> Any:
         gen = prep.generator
@@ -500,51 +487,52 @@ class Synthesizer:
         vis = cv2.mean(diff, mask_local.view(np.uint8))[0]  # ~4x diff[mask].mean()
         if vis < threshold:
             return "dropped_visibility"
-        mask_full = np.zeros((H, W), dtype=bool)
-        mask_full[iy0:iy1, ix0:ix1] = mask_local
-        # overlap cap and occlusion of earlier instances
-        reduced: dict[int, tuple[np.ndarray, float]] = {}
-        if kept:
-            covered = 0
-            for ki, k in enumerate(kept):
-                inter = k.mask[iy0:iy1, ix0:ix1] & mask_local
-                n_inter = int(inter.sum())
-                covered += n_inter
-                # earlier pixels the new layer changed (even softly) must be re-measured
-                touched = bool((k.mask[iy0:iy1, ix0:ix1] & changed).any())
-                if not touched:
-                    continue
-                rem = k.mask.copy()
-                rem[iy0:iy1, ix0:ix1] &= ~mask_local
-                if int(rem.sum()) < self.gate.min_area:
-                    return "dropped_overlap"
-                # visibility of what remains, measured on the candidate output
-                bx = tight_box(rem)
-                assert bx is not None
-                qx1, qy1, qx2, qy2 = bx
-                cand = out[qy1:qy2, qx1:qx2].copy()
-                oy1, oy2 = max(qy1, iy0), min(qy2, iy1)
-                ox1, ox2 = max(qx1, ix0), min(qx2, ix1)
-                if oy1 < oy2 and ox1 < ox2:
-                    cand[oy1 - qy1 : oy2 - qy1, ox1 - qx1 : ox2 - qx1] = new[
-                        oy1 - iy0 : oy2 - iy0, ox1 - ix0 : ox2 - ix0
-                    ]
-                d = change_map(cand, src[qy1:qy2, qx1:qx2])
-                v = float(d[rem[qy1:qy2, qx1:qx2]].mean())
-                if v < threshold:
-                    return "dropped_overlap"
-                reduced[ki] = (rem, v)
-            if covered > self.max_overlap * area:
+        # overlap cap and occlusion of earlier instances, in their own boxes
+        reduced: dict[int, tuple[np.ndarray, tuple[int, int, int, int], float]] = {}
+        covered = 0
+        for ki, old in enumerate(annotations):
+            ox1, oy1, ox2, oy2 = old.box
+            jx1, jy1, jx2, jy2 = max(ox1, ix0), max(oy1, iy0), min(ox2, ix1), min(oy2, iy1)
+            if jx1 >= jx2 or jy1 >= jy2:
+                continue  # the boxes do not meet
+            in_old = (slice(jy1 - oy1, jy2 - oy1), slice(jx1 - ox1, jx2 - ox1))
+            in_new = (slice(jy1 - iy0, jy2 - iy0), slice(jx1 - ix0, jx2 - ix0))
+            old_part = old.mask_crop[in_old]
+            covered += int(np.count_nonzero(old_part & mask_local[in_new]))
+            # earlier pixels the new layer changed (even softly) must be re-measured
+            if not (old_part & changed[in_new]).any():
+                continue
+            rem = old.mask_crop.copy()
+            rem[in_old] &= ~mask_local[in_new]
+            if int(np.count_nonzero(rem)) < self.gate.min_area:
                 return "dropped_overlap"
-        local_box = tight_box(mask_local)
-        assert local_box is not None
-        box = (local_box[0] + ix0, local_box[1] + iy0, local_box[2] + ix0, local_box[3] + iy0)
-        bx1, by1, bx2, by2 = box
+            # visibility of what remains, measured on the candidate output
+            rb = tight_box(rem)
+            assert rb is not None
+            rem = np.ascontiguousarray(rem[rb[1] : rb[3], rb[0] : rb[2]])
+            qx1, qy1, qx2, qy2 = rb[0] + ox1, rb[1] + oy1, rb[2] + ox1, rb[3] + oy1
+            cand = out[qy1:qy2, qx1:qx2].copy()
+            py1, py2 = max(qy1, iy0), min(qy2, iy1)
+            px1, px2 = max(qx1, ix0), min(qx2, ix1)
+            if py1 < py2 and px1 < px2:
+                cand[py1 - qy1 : py2 - qy1, px1 - qx1 : px2 - qx1] = new[
+                    py1 - iy0 : py2 - iy0, px1 - ix0 : px2 - ix0
+                ]
+            d = change_map(cand, src[qy1:qy2, qx1:qx2])
+            v = cv2.mean(d, rem.view(np.uint8))[0]
+            if v < threshold:
+                return "dropped_overlap"
+            reduced[ki] = (rem, (qx1, qy1, qx2, qy2), v)
+        if covered > self.max_overlap * area:
+            return "dropped_overlap"
+        lb = tight_box(mask_local)
+        assert lb is not None
+        box = (lb[0] + ix0, lb[1] + iy0, lb[2] + ix0, lb[3] + iy0)
         ann = Annotation(
             category=label,
             generator=name,
             box=box,
-            mask_crop=mask_full[by1:by2, bx1:bx2].copy(),
+            mask_crop=np.ascontiguousarray(mask_local[lb[1] : lb[3], lb[0] : lb[2]]),
             image_shape=(H, W),
             params=_params_dict(params),
             seed=inst_seed,
@@ -552,7 +540,7 @@ class Synthesizer:
             center=(cx, cy),
             generator_version=str(type(gen).version),
         )
-        return (ix0, iy0, ix1, iy1), new, changed, ann, mask_full, reduced
+        return (ix0, iy0, ix1, iy1), new, changed, ann, reduced
 
 
 def _nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -569,26 +557,13 @@ def _writes_read_only(exc: BaseException) -> bool:
 
 
 def _reannotate(
-    old: Annotation, mask: np.ndarray, box: tuple[int, int, int, int], vis: float
+    old: Annotation, mask_crop: np.ndarray, box: tuple[int, int, int, int], vis: float
 ) -> Annotation:
-    x1, y1, x2, y2 = box
-    return Annotation(
-        category=old.category,
-        generator=old.generator,
-        box=box,
-        mask_crop=mask[y1:y2, x1:x2].copy(),
-        image_shape=old.image_shape,
-        params=old.params,
-        seed=old.seed,
-        visibility=vis,
-        center=old.center,
-        generator_version=old.generator_version,
-    )
+    """``old`` with what remains of it: a new box, its mask there, its visibility."""
+    return dataclasses.replace(old, box=box, mask_crop=mask_crop, visibility=vis)
 
 
 def _params_dict(params: Any) -> dict[str, Any]:
-    import dataclasses
-
     return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
 
 
