@@ -115,18 +115,20 @@ def _draw_octave(
     """The random draws of one value-noise field, in :func:`value_noise`'s order (a
     separable one for cells of 10 px and more, or for any cell if ``separable``)."""
     cell = max(float(cell), 1.0)
+    # (one call for the grid, one for both offsets: at these sizes the calls cost more
+    # than the numbers)
     if cell >= 10.0 or separable:
         gh, gw = int(h / cell) + 5, int(w / cell) + 5
-        grid = rng.standard_normal((gh, gw)).astype(F32)
-        py = float(rng.uniform(0.0, cell))
-        px = float(rng.uniform(0.0, cell))
-        return _Octave(cell, grid, py, px, True)
+        grid = rng.standard_normal((gh, gw), dtype=F32)
+        py, px = rng.random(2).tolist()
+        return _Octave(cell, grid, py * cell, px * cell, True)
     gh = int(math.ceil(h / cell)) + 3
     gw = int(math.ceil(w / cell)) + 3
-    grid = rng.standard_normal((gh, gw)).astype(F32)
+    grid = rng.standard_normal((gh, gw), dtype=F32)
     uh, uw = int(round(gh * cell)), int(round(gw * cell))
-    oy = int(rng.integers(0, max(1, uh - h - int(cell)))) + int(cell) // 2
-    ox = int(rng.integers(0, max(1, uw - w - int(cell)))) + int(cell) // 2
+    uy, ux = rng.random(2).tolist()
+    oy = int(uy * max(1, uh - h - int(cell))) + int(cell) // 2
+    ox = int(ux * max(1, uw - w - int(cell))) + int(cell) // 2
     return _Octave(cell, grid, oy, ox, False)
 
 
@@ -321,7 +323,7 @@ def _draw_fbm(
 
 def grain(shape: tuple[int, int], rng: np.random.Generator, sigma: float = 0.6) -> np.ndarray:
     """Fine, slightly blurred white noise of unit deviation (micro-roughness, speckle)."""
-    n: np.ndarray = rng.standard_normal(shape).astype(F32)
+    n: np.ndarray = rng.standard_normal(shape, dtype=F32)
     if sigma > 0:
         n = cv2.GaussianBlur(n, (0, 0), sigma)
         n = n * F32(1.0 / max(float(n.std()), 1e-6))
