@@ -104,9 +104,10 @@ class PitGenerator(DefectGenerator):
         occ = shadow.ravel()[idx] * (F32(1.0) - F32(0.85 * params.darkness) * cavity.ravel()[idx])
         shading = surface_shading(pixels, ambient=0.45, specular=0.25, roughness=0.35)
         ratio, spec = shade_slopes(gx, gy, light, shading, occlusion=occ)
-        # box filter back to pixels (the 3x3 subsamples of a pixel are one row)
-        r1 = ratio.mean(axis=1, dtype=F32)
-        s1 = spec.mean(axis=1, dtype=F32)
+        # box filter back to pixels (the 3x3 subsamples of a pixel are one row; OpenCV's
+        # row average is ~3x numpy's mean over a 9-wide axis)
+        r1 = _row_means(ratio)
+        s1 = _row_means(spec)
         box = pixels[y0:y1:2, x0:x1:2]  # the colour the pits sit on (every 2nd pixel)
         col = specular_colour(box, colour=surface_colour(box))
         iy += y0
@@ -118,6 +119,13 @@ class PitGenerator(DefectGenerator):
         cov = np.zeros((h, w), F32)
         cov[y0:y1, x0:x1] = cov_b
         return Layer(out, cov)
+
+
+def _row_means(a: np.ndarray) -> np.ndarray:
+    """Mean of each row of a 2-D float32 array, as a 1-D array."""
+    if a.shape[0] == 0:
+        return np.zeros(0, F32)
+    return cv2.reduce(np.ascontiguousarray(a, F32), 1, cv2.REDUCE_AVG).reshape(-1)
 
 
 # elements per batch of stamps (float32): bounds the memory of huge pits or clusters
