@@ -14,6 +14,7 @@ import numpy as np
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     Shading,
+    luminance,
     specular_colour,
     surface_colour,
     surface_shading,
@@ -104,169 +105,134 @@ class ScratchGenerator(DefectGenerator):
         path = _stroke(params, rng, (h, w), _margin(params))
         tab = _grooves(params, rng, path.length)
         band = _band(path, (h, w), tab)
-        n = band.idx.size
-        if n == 0:
+        hits = _hits(band, tab, params.burr)
+        if hits is None:
             return Layer(out, cov_full)
-        dist, arc = band.dist, band.arc
-        burr = params.burr
-        # every (groove, pixel) pair within the groove's reach, grooves in order
-        near = np.abs(dist[None, :] - tab.offset[:, None]) < tab.reach[:, None]
-        if params.micro_scratches:
-            near &= (arc >= tab.lo[:, None]) & (arc <= tab.hi[:, None])
-        pair = np.flatnonzero(near)
-        gi = pair // n
-        pi = pair - gi * n
-        a_p = arc[pi]
-        # the grooves' half-width and sideways drift along them, sampled every 2 px
-        start, inv_tin, stop, inv_tout, hw0, wall, base = np.take(tab.cols, gi, axis=1)
-        prof = np.interp(a_p + base, tab.xp, tab.profile)
-        # tapered ends: the two ramps never overlap (taper_in + taper_out < the length),
-        # so sqrt(smoothstep(ramp in) * smoothstep(ramp out)) is that of the nearer one
-        ramp = np.minimum((a_p - start) * inv_tin, (stop - a_p) * inv_tout)
-        hw = _s01(ramp)
-        np.sqrt(hw, out=hw)
-        hw *= hw0
-        hw *= prof.real
-        d0 = np.subtract(dist[pi], prof.imag, dtype=F32)
-        # (beyond the stroke's ends the arc length is clipped there, where the taper makes
-        # every groove 0 wide: nothing is drawn past the ends)
-        ad0 = np.abs(d0)
-        cov_p = _s01(hw * F32(1.0 + burr) + F32(0.6) - ad0)
-        cov_p *= hw > 0.05
-        cov_b = np.zeros(n, F32)
-        np.maximum.at(cov_b, pi, cov_p)
-        # only labelled pixels are drawn (the host keeps the region's own pixels where the
-        # coverage is 0), and only pairs whose section reaches a sub-sample there matter
-        cidx = np.flatnonzero(cov_b > 0)
-        nc = cidx.size
-        if nc == 0:
-            return Layer(out, cov_full)
-        remap = np.full(n, -1, np.intp)
-        remap[cidx] = np.arange(nc)
-        pj = remap[pi]
-        keep = np.flatnonzero((pj >= 0) & (ad0 < hw * F32(2.0) + F32(0.6)))
-        pj = pj[keep]
-        hw = hw[keep]
-        wall = wall[keep]
-        d0 = d0[keep]
-        # stroke normal, pixel footprint across it and the light across it, per pixel
-        tan = band.tan[cidx]  # tx - i ty: the normal (-ty, tx) is (imag, real)
-        pnx = tan.imag
-        pny = tan.real
-        light = region.light.vector
-        lperp = pnx * F32(light[0]) + pny * F32(light[1])
-        lz = F32(max(float(light[2]), 0.05))
-        # the 4 sub-pixel samples across the footprint of every pair: (4, pairs)
-        foot2 = (np.abs(pnx) + np.abs(pny))[pj]  # 2 x the footprint's half-width
-        d_g = d0 + _OFFS * foot2
-        slope, inside, u, sink = _section(d_g, hw, wall, burr)
-        # cast shadow: does the ray to the light from `sink` (of the depth) below the surface
-        # clear the near edge, raised burr / 2 by the burr? Per unit depth it rises
-        # rise / wall over the run to the edge
-        toward = np.sign(lperp)[pj]
-        rise = (lz / np.maximum(np.abs(lperp), F32(1e-3)))[pj] / wall
-        run = F32(1.0) - u * toward
-        clear = np.maximum(run, F32(0.0), out=run) * rise - sink
-        shadow = _s01(clear * F32(1 / 0.7) + F32(0.5 - burr / 1.4))
-        # ...and a cavity sees less of the sky the deeper it is
-        shadow *= F32(1.0) - F32(0.3) * sink
-        occ_p = np.where(inside, shadow, F32(1.0))
-        flr = np.where(inside, F32(1.0) - u * u, F32(0.0))
-        # sum the grooves' slopes, multiply their occlusions, keep the deepest floor (every
-        # labelled pixel has a pair: when it has only one, the pairs are its pixels)
-        if pj.size == nc:
-            gx, occ, fl = (np.empty((4, nc), F32) for _ in range(3))
-            gx[:, pj] = slope
-            occ[:, pj] = occ_p
-            fl[:, pj] = flr
-        else:
-            at = (pj + np.arange(0, 4 * nc, nc)[:, None]).ravel()
-            gx = np.bincount(at, slope.ravel(), 4 * nc).astype(F32).reshape(4, nc)
-            occ = np.ones((4, nc), F32)
-            np.multiply.at(occ.reshape(-1), at, occ_p.ravel())
-            fl = np.zeros((4, nc), F32)
-            np.maximum.at(fl.reshape(-1), at, flr.ravel())
-        # the groove tilts the normal across the stroke only
-        shading = surface_shading(pixels, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28)
-        r, sp = _shade_across(gx, occ, pnx, pny, lperp, light, shading)
-        ratio = np.add.reduce(r, axis=0)
-        ratio *= F32(0.25)
-        spec = np.add.reduce(sp, axis=0)
-        spec *= F32(0.25)
-        floor = np.add.reduce(fl, axis=0)
-        floor *= F32(0.25)
-        flat = out.reshape(h * w, -1)
-        pix = band.idx[cidx]
-        base = np.take(flat, pix, axis=0)
-        surf = surface_colour(pixels)
-        spec_col = specular_colour(pixels, colour=surf)
-        lit = base * (ratio + F32(1.6) * np.minimum(spec, F32(0.0)))[:, None]
-        lit += np.maximum(spec, F32(0.0))[:, None] * spec_col
+        pix, cov, tan, at, d0, hw, wall = hits
+        # the region's statistics (one luminance image for the grain and the contrast)
+        lum = luminance(pixels)[:, :, None]
+        shading = surface_shading(lum, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28)
         # on strong relief (knurls, weave) the tool shaves the tips flat: fresh material
         # shows in the groove whatever the coating, so the floor exposure rises with the
         # texture's contrast
-        exposure = max(
-            params.exposure, float(np.clip((texture_contrast(pixels) - 0.04) * 7, 0, 0.7))
-        )
-        if exposure > 0:
-            lum = float(surf[0]) if surf.size == 1 else float(surf @ _LUMA)
-            sub = F32(min(0.95, max(lum + 0.3, 0.65)))
-            e = floor * F32(exposure)
-            lit += e[:, None] * (sub * ratio[:, None] - lit)
+        steep = (texture_contrast(lum) - 0.04) * 7
+        exposure = max(params.exposure, min(max(steep, 0.0), 0.7))
+        # per labelled pixel: the light across the stroke, whose unit normal (-ty, tx) is
+        # i x conj(tan) (tan = tx - i ty), and the pixel's footprint across it
+        lx, ly, lz_raw = region.light.vector.tolist()
+        lperp = (tan * np.complex64(complex(ly, -lx))).real
+        foot = np.abs(tan.view(F32))
+        foot2 = foot[0::2] + foot[1::2]  # 2 x the footprint's half-width
+        # cast shadow: does the ray to the light from `sink` (of the depth) below the surface
+        # clear the near edge, raised burr / 2 by the burr? Per unit depth it rises
+        # rise / wall over the run to the edge
+        toward = np.sign(lperp)
+        rise = np.maximum(np.abs(lperp), F32(1e-3))
+        np.divide(F32(max(lz_raw, 0.05) / 0.7), rise, out=rise)
+        if at is not None:  # pairs -> their pixels' values
+            foot2, toward, rise = foot2[at], toward[at], rise[at]
+        slope, occ_p, flr = _section(d0, hw, wall, foot2, toward, rise, params.burr, exposure > 0)
+        # sum the grooves' slopes, multiply their occlusions, keep the deepest floor
+        nc = pix.size
+        if at is None:
+            gx, occ, fl = slope, occ_p, flr
+        else:
+            where = (at + np.arange(0, 4 * nc, nc)[:, None]).ravel()
+            gx = np.bincount(where, slope.ravel(), 4 * nc).astype(F32).reshape(4, nc)
+            occ = np.ones((4, nc), F32)
+            np.multiply.at(occ.reshape(-1), where, occ_p.ravel())
+            fl = None
+            if flr is not None:
+                fl = np.zeros((4, nc), F32)
+                np.maximum.at(fl.reshape(-1), where, flr.ravel())
+        # the groove tilts the normal across the stroke only
+        ratio, spec = _shade_across(gx, occ, tan, lperp, (lx, ly, lz_raw), shading)
+        flat = out.reshape(h * w, -1)
+        base = np.take(flat, pix, axis=0)
+        surf = surface_colour(pixels)
+        spec_col = specular_colour(pixels, colour=surf)
+        gain = np.minimum(spec, F32(0.0))
+        gain *= F32(1.6)
+        gain += ratio
+        lit = base * gain[:, None]
+        np.maximum(spec, F32(0.0), out=spec)
+        lit += spec[:, None] * spec_col
+        if fl is not None:
+            sv = surf.tolist()
+            lum_s = sv[0] if len(sv) == 1 else sv[0] * 0.114 + sv[1] * 0.587 + sv[2] * 0.299
+            sub = min(0.95, max(lum_s + 0.3, 0.65))
+            e = np.add.reduce(fl, axis=0)
+            e *= F32(0.25 * exposure)
+            ratio *= F32(sub)
+            mix = np.subtract(ratio[:, None], lit)
+            mix *= e[:, None]
+            lit += mix
         np.maximum(lit, F32(0.0), out=lit)
         np.minimum(lit, F32(1.0), out=lit)
         # whole pixels as single items: a 1-D scatter instead of a row scatter
-        item = np.dtype((np.void, lit.itemsize * lit.shape[1]))
-        np.put(out.reshape(h * w, -1).view(item), pix, lit.view(item))
-        cov_full.reshape(-1)[pix] = cov_b[cidx]
+        item = _pixel_item(lit.shape[1])
+        np.put(flat.view(item), pix, lit.view(item))
+        cov_full.reshape(-1)[pix] = cov
         return Layer(out, cov_full)
 
 
-_LUMA = np.array([0.114, 0.587, 0.299], F32)  # Rec. 601, B G R (as luminance())
 _OFFS = np.array([-0.375, -0.125, 0.125, 0.375], F32)[:, None]
+_PI = F32(math.pi)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_item(channels: int) -> np.dtype[Any]:
+    """A float32 pixel of ``channels`` channels as one opaque item."""
+    return np.dtype((np.void, 4 * channels))
 
 
 def _s01(x: np.ndarray) -> np.ndarray:
-    """Hermite step from 0 at 0 to 1 at 1 (``smoothstep(0, 1, x)``), in place on ``x``."""
+    """Hermite step from 0 at 0 to 1 at 1 (``smoothstep(0, 1, x)``); ``x`` is clipped in
+    place and the step returned in a new array."""
     t = np.maximum(x, F32(0.0), out=x)
     np.minimum(t, F32(1.0), out=t)
-    return t * t * (F32(3.0) - F32(2.0) * t)
+    s = t * F32(-2.0)
+    s += F32(3.0)
+    s *= t
+    s *= t
+    return s
 
 
 def _shade_across(
     gx: np.ndarray,
     occ: np.ndarray,
-    pnx: np.ndarray,
-    pny: np.ndarray,
+    tan: np.ndarray,
     lperp: np.ndarray,
-    light: np.ndarray,
+    light: tuple[float, float, float],
     shading: Shading,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`defectsynth.textures.shade` of ``normals_from_slopes(gx * pnx, gx * pny)``
-    with ``occlusion=occ``: the surface tilted by slopes ``gx`` (sub-samples, pixels)
-    across the stroke only, whose unit normal is ``(pnx, pny)`` per pixel (``lperp``: the
-    light's component along it). The same model, written for a tilt in one direction:
-    with ``s = 1 / sqrt(1 + gx^2)`` the normal is ``s (-gx pnx, -gx pny, 1)``, so
+    """The mean over the sub-samples (rows) of :func:`defectsynth.textures.shade` of
+    ``normals_from_slopes(gx * pnx, gx * pny)`` with ``occlusion=occ``: the surface
+    tilted by slopes ``gx`` (sub-samples, pixels) across the stroke only, whose unit
+    normal is ``(pnx, pny) = i x conj(tan)`` per pixel (``lperp``: the light's component
+    along it). The same model, written for a tilt in one direction: with
+    ``s = 1 / sqrt(1 + gx^2)`` the normal is ``s (-gx pnx, -gx pny, 1)``, so
     ``n . l = s (lz - gx lperp)`` and the lobe's slope-space offset from the half vector
-    is linear in ``gx``."""
-    lx, ly, lz = (float(v) for v in light)
+    is linear in ``gx``: its exponent is a quadratic ``E0 + gx (E1 + gx E2)``."""
+    lx, ly, lz = light
     lz = max(lz, 0.02)
     amb = shading.ambient
     flat = amb + (1.0 - amb) * lz
-    inv = gx * gx
-    inv += F32(1.0)
-    np.sqrt(inv, out=inv)
-    np.divide(F32(1.0), inv, out=inv)
-    ndl = gx * lperp
-    np.subtract(F32(lz), ndl, out=ndl)
-    ndl *= inv
+    # (the mean's 1/4 folded into the constants)
+    scale = 0.25 * (1.0 - amb) / flat
+    ndl = gx * (lperp * F32(scale))
+    np.subtract(F32(lz * scale), ndl, out=ndl)
+    root = gx * gx
+    root += F32(1.0)
+    ndl /= np.sqrt(root, out=root)
     np.maximum(ndl, F32(0.0), out=ndl)
     ndl *= occ
-    ratio = ndl
-    ratio *= F32((1.0 - amb) / flat)
-    ratio += F32(amb / flat)
+    ndl += F32(0.25 * amb / flat)
     # cavities also see less of the sky
-    ratio *= occ * F32(0.45) + F32(0.55)
+    sky = occ * F32(0.45)
+    sky += F32(0.55)
+    ndl *= sky
+    ratio = np.add.reduce(ndl, axis=0)
     if shading.specular <= 0:
         return ratio, np.zeros_like(ratio)
     # the half vector (lx, ly, lz + 1)'s slopes
@@ -275,25 +241,31 @@ def _shade_across(
     r = max(shading.roughness, 1e-3)
     ia = 1.0 / r
     ic = 1.0 / (r * (1.0 + 3.0 * shading.anisotropy))
-    # along / ra and across / rc: a + gx b and c + gx d
+    # along / ra and across / rc: a0 + gx b and c0 + gx d, where b = ia Re(m) and
+    # d = -ic Im(m) with m = tan (sa - i ca) (the normal's cosine and sine to the grain)
     a0 = (hx * ca + hy * sa) * ia
     c0 = (-hx * sa + hy * ca) * ic
     flat_lobe = math.exp(-0.5 * (a0 * a0 + c0 * c0))
-    b = pnx * F32(ca * ia) + pny * F32(sa * ia)
-    d = pny * F32(ca * ic) - pnx * F32(sa * ic)
-    along = gx * b
-    along += F32(a0)
-    along *= along
-    across = gx * d
-    across += F32(c0)
-    across *= across
-    along += across
-    along *= F32(-0.5)
-    lobe = np.exp(along, out=along)
+    turn = complex(sa, -ca)
+    # E1 = -(a0 b + c0 d); E2 = -(b^2 + d^2) / 2 (|m| = 1)
+    e1 = (tan * np.complex64(turn * complex(-a0 * ia, -c0 * ic))).real
+    e2: np.ndarray | np.float32
+    if ic == ia:
+        e2 = F32(-0.5 * ia * ia)
+    else:
+        im = (tan * np.complex64(turn)).imag
+        e2 = im * im
+        e2 *= F32(0.5 * (ia * ia - ic * ic))
+        e2 += F32(-0.5 * ia * ia)
+    lobe = gx * e2
+    lobe += e1
+    lobe *= gx
+    np.exp(lobe, out=lobe)
     lobe *= occ
-    lobe -= F32(flat_lobe)
-    lobe *= F32(shading.specular)
-    return ratio, lobe
+    spec = np.add.reduce(lobe, axis=0)
+    spec -= F32(4.0)
+    spec *= F32(0.25 * shading.specular * flat_lobe)
+    return ratio, spec
 
 
 _MIN_SIDE = 24.0
@@ -314,17 +286,25 @@ class _Grooves(NamedTuple):
     """The main groove (first) and the micro-scratches, side by side, for evaluating all
     (groove, pixel) pairs at once."""
 
-    offset: np.ndarray  # (g,) sideways offset (px) from the stroke
-    reach: np.ndarray  # (g,) farthest distance (px) from ``offset`` it changes anything at
-    label: list[float]  # (g,) farthest distance (px) from ``offset`` it labels a pixel at
-    lo: np.ndarray  # (g,) arc length where it starts to matter
-    hi: np.ndarray  # (g,) and stops
-    # (7, g) start, 1/taper_in, stop, 1/taper_out, half-width, wall slope, and where its
-    # samples start in ``xp``
-    cols: np.ndarray
-    m: int  # samples of each groove's wave and drift, every 2 px of arc length
-    xp: np.ndarray  # (g * m,) 0, 2, 4, ...: arc length, each groove's 2 m further on
-    profile: np.ndarray  # (g * m,) complex: width modulation + i sideways offset (px)
+    offset: list[float]  # sideways offset (px) from the stroke, per groove
+    label: list[float]  # farthest distance (px) from ``offset`` it labels a pixel at
+    lo: list[float]  # arc length where it starts to matter
+    hi: list[float]  # and stops
+    # the main groove alone (no micro-scratches): 1/taper_in, stop, 1/taper_out, wall
+    # slope; else None
+    main: tuple[float, float, float, float] | None
+    # the grooves' window about the pixels' (arc length + i distance): its middle, (g,)
+    # complex64, and (2, g, 1) float32 half-length and reach (the farthest distance from
+    # ``offset`` a groove changes anything at); with the main groove alone, None
+    centre: np.ndarray | None
+    bounds: np.ndarray | None
+    # (7, g) float32: start and stop less the window's middle, 1/taper_in, 1/taper_out,
+    # wall slope, the middle / 2 and where its samples start in ``table``
+    cols: np.ndarray | None
+    # the grooves' half-width (+ i sideways offset from their own offset) every 2 px of
+    # arc length, each groove's m samples after the last's, with the step to the next
+    # sample: (g m, 2) complex64, or (m, 2) float32 half-widths for the main groove alone
+    table: np.ndarray
 
 
 @functools.lru_cache(maxsize=128)
@@ -340,15 +320,47 @@ def _wave_basis(n: int, nk: int) -> np.ndarray:
     return basis
 
 
-def _waves(rng: np.random.Generator, rows: int, length: float, amount: np.ndarray) -> np.ndarray:
+def _waves(
+    rng: np.random.Generator, rows: int, length: float, amount: float | np.ndarray
+) -> np.ndarray:
     """``rows`` random width modulations every 2 px of arc length: slow swells and a
     little fine jitter, down by up to ``amount`` (per row, a column) from 1, at least 0.1."""
     n = int(length / 2.0) + 3
     nk = max(3, n // 12 + 3)
     knots = rng.standard_normal((rows, nk))
-    # 0.8 x the knots interpolated, plus fine jitter, through a soft step
-    swell = np.tanh(rng.normal(0.0, 0.105, (rows, n)) + knots @ _wave_basis(n, nk))
-    return np.maximum((1.0 - 0.5 * amount) - (0.5 * amount) * swell, 0.1)
+    # 0.8 x the knots interpolated, plus fine jitter (normal(0, 0.105), the same draws),
+    # through a soft step
+    swell = rng.standard_normal((rows, n))
+    swell *= 0.105
+    swell += knots @ _wave_basis(n, nk)
+    np.tanh(swell, out=swell)
+    half = 0.5 * amount
+    swell *= -half
+    swell += 1.0 - half
+    return np.maximum(swell, 0.1, out=swell)
+
+
+def _lerp_table(values: np.ndarray, dtype: type) -> np.ndarray:
+    """(len, 2): ``values`` and the step from each to the next (0 after the last), for
+    linear interpolation between them by :func:`_lerp`."""
+    table: np.ndarray = np.empty((values.size, 2), dtype)
+    table[:, 0] = values
+    np.subtract(values[1:], values[:-1], out=table[:-1, 1])
+    table[-1, 1] = 0.0
+    return table
+
+
+def _lerp(table: np.ndarray, x: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
+    """``np.interp(x + first, arange(len), table[:, 0])`` for 0 <= x + first <= len - 1
+    (float32 x; ``first``: whole numbers, as float32, or None for 0)."""
+    whole = np.floor(x)
+    frac = x - whole
+    if first is not None:
+        whole += first
+    at = np.take(table, whole.astype(np.intp), axis=0)
+    value = at[:, 1] * frac
+    value += at[:, 0]
+    return value
 
 
 def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: float) -> _Grooves:
@@ -358,93 +370,285 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     g = k + 1
     u = rng.random((g, 9)).tolist()
     # width waves of all grooves, then the micro-scratches' sideways drifts
-    amount = np.full((g + k, 1), params.width_variation)
-    amount[g:] = 1.0
-    waves = _waves(rng, g + k, length, amount)
-    m = waves.shape[1]
-    widest = waves[:g].max(axis=1).tolist()
-    swing = np.abs(waves[g:] - 0.5).max(axis=1).tolist()
-    inf = float("inf")
     hw = params.width / 2.0
+    # a groove labels pixels out to hw (1 + burr) + 0.6 and its section (sampled up to
+    # 0.53 px either side of a pixel) spans 2 hw: nothing changes farther out
+    spread = max(1.0 + params.burr, 2.0)
+    # (and labels pixels out to hw (1 + burr) + 0.6 from its drifting middle)
+    sides = 1.0 + params.burr
     # the main groove: the whole stroke, tapering in over 3-20 % and out over 15-45 %
-    offset, lo, hi, amp = [0.0], [-inf], [inf], [0.0]
-    cols = [[0.0, 1.0 / (length * (0.03 + 0.17 * u[0][0])), length]]
-    cols[0] += [1.0 / (length * (0.15 + 0.3 * u[0][1])), hw, params.depth, 0.0]
+    inv_tin = 1.0 / (length * (0.03 + 0.17 * u[0][0]))
+    inv_tout = 1.0 / (length * (0.15 + 0.3 * u[0][1]))
+    if not k:
+        wave = _waves(rng, 1, length, params.width_variation)[0]
+        wave *= hw
+        top = float(wave.max())
+        return _Grooves(
+            offset=[0.0],
+            label=[top * sides + 0.6],
+            lo=[-math.inf],
+            hi=[math.inf],
+            main=(inv_tin, length, inv_tout, params.depth),
+            centre=None,
+            bounds=None,
+            cols=None,
+            table=_lerp_table(wave, F32),
+        )
+    waves = _waves(rng, g + k, length, np.array([params.width_variation] * g + [1.0] * k)[:, None])
+    m = waves.shape[1]
+    offset, lo, hi, half = [0.0], [-math.inf], [math.inf], [hw]
+    # window middles and half-lengths; the main groove's is everywhere
+    mid, span = [0.0], [math.inf]
+    cols = [[0.0, inv_tin, length, inv_tout, params.depth, 0.0, 0.0]]
+    # per row of waves: scale and shift (the drifts: 0.5-2.5 px about the offset)
+    mul, add = [], []
     lo_off = params.width * 0.9 + 1.0
-    for v in u[1:]:
+    for j, v in enumerate(u[1:], 1):
         off = (1.0 if v[0] < 0.5 else -1.0) * (lo_off + (hw * 2 + params.spread - lo_off) * v[1])
         a, b = min(v[2], v[3]) * length, max(v[2], v[3]) * length
         if b - a < 0.2 * length:
             b = min(length, a + 0.2 * length)
-        span = max(b - a, 1e-6)
+        d = max(b - a, 1e-6)
         offset.append(off)
         lo.append(a - 1.0)
         hi.append(b + 1.0)
-        # a micro-scratch wanders 0.5-2.5 px about its offset
-        amp.append(0.5 + 2.0 * v[8])
+        c = 0.5 * (a + b)
+        mid.append(c)
+        span.append(0.5 * (b - a) + 1.0)
+        amp = 0.5 + 2.0 * v[8]
+        mul.append(amp)
+        add.append(-0.5 * amp)
+        half.append(hw * (0.25 + 0.3 * v[6]))
         cols.append(
             [
-                a,
-                1.0 / (span * (0.05 + 0.25 * v[4])),
-                b,
-                1.0 / (span * (0.1 + 0.3 * v[5])),
-                hw * (0.25 + 0.3 * v[6]),
+                a - c,
+                1.0 / (d * (0.05 + 0.25 * v[4])),
+                b - c,
+                1.0 / (d * (0.1 + 0.3 * v[5])),
                 params.depth * (0.5 + 0.5 * v[7]),
-                2.0 * m * len(cols),
+                0.5 * c,
+                m * j,
             ]
         )
-    wander = [0.0] + [s * a for s, a in zip(swing, amp[1:])]
-    # a groove labels pixels out to hw (1 + burr) + 0.6 and its section (sampled up to
-    # 0.53 px either side of a pixel) spans 2 hw: nothing changes farther out
-    spread = max(1.0 + params.burr, 2.0)
-    reach = [c[4] * top * spread + wd + 0.7 for c, top, wd in zip(cols, widest, wander)]
-    # (and labels pixels out to hw (1 + burr) + 0.6 from its drifting middle)
-    sides = 1.0 + params.burr
-    label = [c[4] * top * sides + wd + 0.6 for c, top, wd in zip(cols, widest, wander)]
-    profile = np.empty((g, m), np.complex128)
+    top = waves.max(axis=1).tolist()
+    low = waves[g:].min(axis=1).tolist()
+    # how far each drift strays from its offset: |wave - 0.5| at most
+    wander = [0.0] + [max(t - 0.5, 0.5 - b) * a for t, b, a in zip(top[g:], low, mul)]
+    reach = [h * t * spread + wd + 0.7 for h, t, wd in zip(half, top, wander)]
+    label = [h * t * sides + wd + 0.6 for h, t, wd in zip(half, top, wander)]
+    # half-widths (+ i the drift) along each groove
+    coef = np.array([half + mul, [0.0] * g + add])
+    waves *= coef[0][:, None]
+    waves += coef[1][:, None]
+    profile = np.empty((g, m), np.complex64)
     profile.real = waves[:g]
     profile.imag[0] = 0.0
-    if k:
-        profile.imag[1:] = (waves[g:] - 0.5) * np.array(amp[1:])[:, None]
-        profile.imag[1:] += np.array(offset[1:])[:, None]
+    profile.imag[1:] = waves[g:]
     return _Grooves(
-        offset=np.array(offset, F32),
-        reach=np.array(reach, F32),
+        offset=offset,
         label=label,
-        lo=np.array(lo, F32),
-        hi=np.array(hi, F32),
+        lo=lo,
+        hi=hi,
+        main=None,
+        centre=np.array(mid, np.complex64) + np.array(offset, np.complex64) * np.complex64(1j),
+        bounds=np.array([span, reach], F32)[:, :, None],
         cols=np.array(cols, F32).T.copy(),
-        m=m,
-        xp=np.arange(0.0, 2.0 * m * g, 2.0),
-        profile=profile.ravel(),
+        table=_lerp_table(profile.ravel(), np.complex64),
+    )
+
+
+def _hits(
+    band: _Band, tab: _Grooves, burr: float
+) -> (
+    tuple[
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray | None,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray | float,
+    ]
+    | None
+):
+    """The labelled pixels and the (groove, pixel) pairs whose section reaches a
+    sub-sample of one: the pixels' flat indices, coverages and stroke tangents, then per
+    pair which labelled pixel it is at (None: the pairs are the labelled pixels, in
+    order, as they are unless grooves overlap), the offset from its groove's middle, the
+    groove's half-width and wall slope there. None if nothing is labelled."""
+    n = band.idx.size
+    if n == 0:
+        return None
+    pos = band.pos
+    arc, dist = pos.real, pos.imag
+    sides = F32(1.0 + burr)
+    if tab.main is not None:
+        # the main groove alone: one pair per pixel; it reaches as far as it labels
+        # (the arc length is clipped to the stroke, inside both ramps)
+        inv_tin, stop, inv_tout, wall = tab.main
+        ramp = arc * F32(inv_tin)
+        out = np.subtract(F32(stop), arc)
+        out *= F32(inv_tout)
+        np.minimum(ramp, out, out=ramp)
+        np.minimum(ramp, F32(1.0), out=ramp)
+        # tapered ends: sqrt(smoothstep(ramp)) = ramp sqrt(3 - 2 ramp) on 0..1
+        hw = ramp * F32(-2.0)
+        hw += F32(3.0)
+        np.sqrt(hw, out=hw)
+        hw *= ramp
+        hw *= _lerp(tab.table, arc * F32(0.5))
+        x = hw * sides
+        x -= np.abs(dist)
+        x += F32(0.6)
+        lab = np.flatnonzero((x > 0) & (hw > 0.05))
+        if lab.size == 0:
+            return None
+        return (
+            band.idx[lab],
+            _s01(x[lab]),
+            band.tan[lab],
+            None,
+            dist[lab],
+            hw[lab],
+            wall,
+        )
+    assert tab.centre is not None and tab.bounds is not None and tab.cols is not None
+    # every (groove, pixel) pair within the groove's reach and its window along the
+    # stroke, grooves in order; the pair's (arc length + i distance) less the window's
+    # middle
+    rel = pos[None, :] - tab.centre[:, None]
+    near = np.abs(rel.imag) < tab.bounds[1]
+    near &= np.abs(rel.real) < tab.bounds[0]
+    pair = np.flatnonzero(near)
+    rel = rel.ravel()[pair]
+    a_p, d_p = rel.real, rel.imag
+    start, inv_tin, stop, inv_tout, wall, half_mid, first = np.repeat(
+        tab.cols, np.add.reduce(near, axis=1), axis=1
+    )
+    # the grooves' half-width and sideways drift along them, sampled every 2 px
+    x = a_p * F32(0.5)
+    x += half_mid
+    prof = _lerp(tab.table, x, first)
+    # tapered ends: the two ramps never overlap (taper_in + taper_out < the length),
+    # so sqrt(smoothstep(ramp in) * smoothstep(ramp out)) is that of the nearer one
+    ramp = a_p - start
+    ramp *= inv_tin
+    out = stop - a_p
+    out *= inv_tout
+    np.minimum(ramp, out, out=ramp)
+    np.maximum(ramp, F32(0.0), out=ramp)
+    np.minimum(ramp, F32(1.0), out=ramp)
+    hw = ramp * F32(-2.0)
+    hw += F32(3.0)
+    np.sqrt(hw, out=hw)
+    hw *= ramp
+    hw *= prof.real
+    d0 = d_p - prof.imag
+    # (beyond the stroke's ends the arc length is clipped there, where the taper makes
+    # every groove 0 wide: nothing is drawn past the ends)
+    ad0 = np.abs(d0)
+    x = hw * sides
+    x -= ad0
+    x += F32(0.6)
+    lab = np.flatnonzero((x > 0) & (hw > 0.05))
+    if lab.size == 0:
+        return None
+    # only labelled pixels are drawn (the host keeps the region's own pixels where the
+    # coverage is 0), and only pairs whose section reaches a sub-sample there matter
+    pl = pair[lab] % n
+    at_lab = np.zeros(n, bool)
+    at_lab[pl] = True
+    nc = int(np.count_nonzero(at_lab))
+    if nc == lab.size and np.count_nonzero(near & at_lab) == nc:
+        # no two pairs at a labelled pixel: the labelled pairs are the pixels
+        return band.idx[pl], _s01(x[lab]), band.tan[pl], None, d0[lab], hw[lab], wall[lab]
+    pi = pair % n
+    cov_b = np.zeros(n, F32)
+    np.maximum.at(cov_b, pl, _s01(x[lab]))
+    cidx = np.flatnonzero(at_lab)
+    remap = np.full(n, -1, np.intp)
+    remap[cidx] = np.arange(nc)
+    pj = remap[pi]
+    keep = np.flatnonzero((pj >= 0) & (ad0 < hw * F32(2.0) + F32(0.6)))
+    return (
+        band.idx[cidx],
+        cov_b[cidx],
+        band.tan[cidx],
+        pj[keep],
+        d0[keep],
+        hw[keep],
+        wall[keep],
     )
 
 
 def _section(
-    d: np.ndarray, hw: np.ndarray, wall: np.ndarray, burr: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The slope across a groove at offsets ``d`` from its middle, whether they are inside
-    the groove proper, the offsets in half-widths and, inside, how deep the surface is
-    there as a fraction of the groove's depth ``wall * hw``.
+    d0: np.ndarray,
+    hw: np.ndarray,
+    wall: np.ndarray | float,
+    foot2: np.ndarray,
+    toward: np.ndarray,
+    rise: np.ndarray,
+    burr: float,
+    floor: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """At the 4 sub-samples across the footprint of every (groove, pixel) pair (rows):
+    the slope across the groove, the occlusion (cast shadow and the sky a cavity sees)
+    and, if ``floor``, how far inside the floor it is (1 - u^2 in the groove, else 0).
 
-    A raised-cosine groove of half-width ``hw`` (smooth at the floor and at the edges,
-    steepest half-way), then a burr ridge ``burr`` x as high, sin^2 over the next
-    half-width.
+    The groove is a raised cosine of half-width ``hw`` (smooth at the floor and at the
+    edges, steepest half-way), then a burr ridge ``burr`` x as high, sin^2 over the next
+    half-width; ``d0`` is the pixel's offset from its middle, ``foot2`` twice the
+    footprint's half-width across it, ``toward`` the sign of the light across it and
+    ``rise`` lz / |lperp| / 0.7 (all per pair).
     """
-    inv_hw = F32(1.0) / np.maximum(hw, F32(1e-3))
-    u = d * inv_hw
+    # v = pi u, u the offset in half-widths
+    inv_hw = np.maximum(hw, F32(1e-3))
+    np.divide(_PI, inv_hw, out=inv_hw)
+    d = _OFFS * foot2
+    d += d0
+    v = d * inv_hw
+    # inside the groove proper (as 0 / 1)
+    np.abs(d, out=d)
+    inside = np.less(d, hw, out=d)
     # sin(pi u) carries the side's sign; beyond 2 half-widths both terms vanish
-    t = np.maximum(u, F32(-2.0))
-    np.minimum(t, F32(2.0), out=t)
-    t *= F32(np.pi)
+    t = np.maximum(v, -2.0 * _PI)
+    np.minimum(t, 2.0 * _PI, out=t)
     c = np.cos(t)
     sn = np.sin(t, out=t)
-    inside = np.abs(d) < hw
-    sink = F32(0.5) + F32(0.5) * c
-    slope = np.where(inside, F32(0.5 * np.pi), F32(2.0 * np.pi * burr) * c)
+    # slope: inside pi/2 sin(pi u), on the burr 2 pi burr cos(pi u) sin(pi u), x the wall
+    # slope (less where the groove is thinner than 1e-3 px)
+    kc = c * F32(2.0 * burr)
+    slope = np.subtract(F32(0.5), kc)
+    slope *= inside
+    slope += kc
     slope *= sn
-    slope *= wall * (hw * inv_hw)
-    return slope, inside, u, sink
+    wpi = hw * inv_hw
+    wpi *= wall
+    slope *= wpi
+    # cast shadow: clear = max(1 - u toward, 0) rise / wall - sink, sink = (1 + cos) / 2
+    # of the depth; the shadow is smoothstep(clear / 0.7 + 0.5 - burr / 1.4)
+    run = v * (toward * F32(1.0 / math.pi))
+    np.subtract(F32(1.0), run, out=run)
+    np.maximum(run, F32(0.0), out=run)
+    run *= rise / wall
+    run += F32(0.5 - burr / 1.4 - 0.5 / 0.7)
+    run -= c * F32(0.5 / 0.7)
+    shadow = _s01(run)
+    # ...and a cavity sees less of the sky the deeper it is: x (1 - 0.3 sink)
+    sky = c * F32(-0.15)
+    sky += F32(0.85)
+    shadow *= sky
+    # occlusion 1 outside the groove
+    shadow -= F32(1.0)
+    shadow *= inside
+    shadow += F32(1.0)
+    flr = None
+    if floor:
+        flr = v * v
+        flr *= F32(-1.0 / (math.pi * math.pi))
+        flr += F32(1.0)
+        flr *= inside
+    return slope, shadow, flr
 
 
 class _Path(NamedTuple):
@@ -452,19 +656,20 @@ class _Path(NamedTuple):
 
     # (n, 4) complex64 per sample: x + iy; the conjugate unit tangent tx - i ty;
     # 1 / (arc length per sample index) + i curvature (1 / radius, positive turning
-    # towards the normal (-ty, tx)); arc length from the start
+    # towards the normal (-ty, tx)); arc length from the start + i (the index + 0.5)
     table: np.ndarray
     length: float
     # 1 / (the samples' spacing along the stroke's direction) x that direction's conjugate
     across: complex
+    kmax: float  # the largest |curvature|
 
 
 def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
     """The stroke's sideways offset at n evenly spaced values of the curve parameter t,
-    its first and its second difference (per sample), stacked: (3 n, 2 + nk) such that
-    ``basis @ [bend r1, bend r2, wobble * knots]`` gives them for a Bezier whose inner
+    its first and its second difference (per sample), stacked: (2 + nk, 3 n) such that
+    ``[bend r1, bend r2, wobble * knots] @ basis`` gives them for a Bezier whose inner
     control points are ``bend r1`` and ``bend r2`` off the line and a Catmull-Rom wander
-    through nk knots (ends extrapolated). Also t - 1/2."""
+    through nk knots (ends extrapolated). Also t - 1/2, as complex numbers."""
     t = np.arange(n) * (1.0 / (n - 1))
     basis = np.zeros((n, 2 + nk))
     # the Bezier's sideways offset is 3 bend t (1 - t) (r1 (1 - t) + r2 t)
@@ -496,14 +701,24 @@ def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
     first = np.gradient(basis, axis=0)
     second = np.zeros_like(basis)
     second[1:-1] = basis[2:] + basis[:-2] - 2.0 * basis[1:-1]
-    stacked = np.concatenate([basis, first, second])
+    # (transposed: the product then runs along contiguous rows)
+    stacked = np.ascontiguousarray(np.concatenate([basis, first, second]).T)
     stacked.flags.writeable = False
-    tm = t - 0.5
+    tm = (t - 0.5).astype(np.complex128)
     tm.flags.writeable = False
     return stacked, tm
 
 
 _stroke_basis_cached = functools.lru_cache(maxsize=24)(_stroke_basis)
+
+
+@functools.lru_cache(maxsize=64)
+def _half_index(n: int) -> np.ndarray:
+    """0.5, 1.5, ..., n - 0.5 (float32)."""
+    a = np.arange(n, dtype=F32)
+    a += F32(0.5)
+    a.flags.writeable = False
+    return a
 
 
 class _Shape(NamedTuple):
@@ -522,17 +737,15 @@ def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     bend = params.curvature * L
     coef = np.empty(2 + max(4, int(L / 25) + 4))
     coef[:2] = rng.uniform(-bend, bend, 2)
-    coef[2:] = rng.standard_normal(coef.size - 2)
+    rng.standard_normal(out=coef[2:])
     coef[2:] *= params.wobble
     n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
     # (strokes up to 512 px share cached bases, < 0.6 MB each)
     basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
-    both = np.einsum("ij,j->i", basis, coef)  # (no BLAS threads for a small product)
+    both = np.einsum("ji,j->i", basis, coef)  # (no BLAS threads for a small product)
     a = math.radians(params.angle)
     rot = complex(math.cos(a), math.sin(a))
-    z = np.empty(n, np.complex128)
-    z.real = tm
-    z.real *= L
+    z: np.ndarray = tm * L
     z.imag = both[:n]
     z *= rot
     box = (float(z.real.min()), float(z.real.max()), float(z.imag.min()), float(z.imag.max()))
@@ -543,23 +756,26 @@ def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
 # after); render() takes it when its params and rng state are those, else draws its own
 # (the same one). One entry, replaced whole (safe across threads)
 _AHEAD: list[tuple[object, Mapping[str, Any], _Shape, Mapping[str, Any]] | None] = [None]
-_SEED = np.random.SeedSequence(0)  # (a bit generator seeded from it is quick to make)
 
 
 def _stroke_ahead(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
-    """The stroke :func:`_stroke_drawn` will give for ``rng``, leaving ``rng`` as it is."""
-    before = rng.bit_generator.state
-    bits = type(rng.bit_generator)(_SEED)
-    bits.state = before
-    shape = _stroke_shape(params, np.random.Generator(bits))
-    _AHEAD[0] = (params, before, shape, bits.state)
+    """The stroke :func:`_stroke_drawn` will give for ``rng``, leaving ``rng`` as it is
+    (it draws from ``rng`` and puts its state back: quicker than drawing from a copy)."""
+    bits = rng.bit_generator
+    before = bits.state
+    try:
+        shape = _stroke_shape(params, rng)
+        after = bits.state
+    finally:
+        bits.state = before
+    _AHEAD[0] = (params, before, shape, after)
     return shape
 
 
 def _stroke_drawn(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
     """:func:`_stroke_shape`, or what :func:`_stroke_ahead` drew from this very rng state."""
     ahead = _AHEAD[0]
-    if ahead is not None and ahead[0] == params:
+    if ahead is not None and (ahead[0] is params or ahead[0] == params):
         if rng.bit_generator.state == ahead[1]:
             rng.bit_generator.state = ahead[3]
             return ahead[2]
@@ -580,50 +796,67 @@ def _stroke(
     h, w = shape
     L = params.length
     n, both, z, rot, (x0, x1, y0, y1) = _stroke_drawn(params, rng)
-    side = both[:n]
     scale = min(
         1.0,
         max(w - 2 * margin, 1.0) / max(x1 - x0, 1e-6),
         max(h - 2 * margin, 1.0) / max(y1 - y0, 1e-6),
     )
-    z = z.copy()  # (it may be extent()'s)
-    z *= scale
-    z += complex((w - 1) / 2, (h - 1) / 2) - complex((x0 + x1) / 2, (y0 + y1) / 2) * scale
+    shift = complex((w - 1) / 2, (h - 1) / 2) - complex((x0 + x1) / 2, (y0 + y1) / 2) * scale
     # per sample: the step along the direction, the sideways step and its change
     du = L * scale / (n - 1)
-    dv = both[n : 2 * n] * scale
-    norm = np.sqrt(dv * dv + du * du)
-    tan_c = np.empty(n, np.complex128)  # the conjugate unit tangent, tx - i ty
-    tan_c.real = du
-    tan_c.imag = -dv
-    tan_c /= norm
-    tan_c *= rot.conjugate()
-    # arc length: the chords between samples
-    arc = np.zeros(n)
-    dside = side[1:] - side[:-1]
-    np.cumsum(np.sqrt((dside * dside) * (scale * scale) + du * du), out=arc[1:])
+    dside = np.subtract(both[1:n], both[: n - 1])
+    dv = both[n : 2 * n]
+    if scale != 1.0:  # (z may be extent()'s: never in place)
+        z = np.multiply(z, scale)
+        z += shift
+        dv = dv * scale
+        dside *= scale
+    else:
+        z = z + shift
+    norm = dv * dv
+    norm += du * du
+    np.sqrt(norm, out=norm)
     table = np.empty((n, 4), np.complex64)
+    cols = table.view(F32)  # (n, 8): the columns' real and imaginary parts
     table[:, 0] = z
+    # the conjugate unit tangent, (du - i dv) / norm x the direction's conjugate
+    rc = rot.conjugate()
+    tan_c = dv * (-1j * rc)
+    tan_c += du * rc
+    tan_c /= norm
     table[:, 1] = tan_c
-    table[:, 2].real = 1.0 / norm
-    table[:, 2].imag = both[2 * n :] * (du * scale) / (norm * norm * norm)
-    table[:, 3] = arc
-    return _Path(table=table, length=max(float(arc[-1]), 1.0), across=rot.conjugate() / du)
+    np.divide(1.0, norm, out=cols[:, 4])
+    curv = both[2 * n :] * (du * scale)
+    norm *= norm * norm
+    np.divide(curv, norm, out=cols[:, 5])
+    # arc length: the chords between samples
+    dside *= dside
+    dside += du * du
+    arc = np.add.accumulate(np.sqrt(dside, out=dside))
+    cols[0, 6] = 0.0
+    cols[1:, 6] = arc
+    cols[:, 7] = _half_index(n)
+    kmax = float(np.abs(cols[:, 5]).max())
+    return _Path(
+        table=table,
+        length=max(float(arc[-1]), 1.0),
+        across=rc / du,
+        kmax=kmax,
+    )
 
 
 class _Band(NamedTuple):
     """Pixels within reach of the stroke and where they are relative to it (1-D arrays).
 
     ``idx``: flat pixel index; ``tan``: conjugate unit tangent of the stroke at the
-    nearest sample; ``dist``: signed distance from the stroke, positive towards the
-    normal ``(-ty, tx)``; ``arc``: arc length of the nearest stroke point, clipped to the
-    stroke's ends.
+    nearest sample; ``pos``: arc length of the nearest stroke point, clipped to the
+    stroke's ends, + i the signed distance from the stroke, positive towards the normal
+    ``(-ty, tx)`` (complex64).
     """
 
     idx: np.ndarray
     tan: np.ndarray
-    dist: np.ndarray
-    arc: np.ndarray
+    pos: np.ndarray
 
 
 _SLACK = 2.0  # px added to a strip's width for the pixel grid
@@ -639,55 +872,71 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     the stroke, 0.2 px at 20 px)."""
     h, w = shape
     table = path.table
+    cols = table.view(F32)
     top = table.shape[0] - 1
-    # every 16th sample (8 px apart: the chords stray < 0.3 px from a stroke in the
-    # usual range), and the unit normals there, i x the tangent
-    coarse = table[::16, 0].astype(np.complex128)
-    normal = np.conj(table[::16, 1]) * 1j
-    # where each micro-scratch starts and ends among them
-    found = np.searchsorted(table[::16, 3].real, np.concatenate([tab.lo[1:], tab.hi[1:]]))
-    ends = found.reshape(2, -1).tolist()
-    # the chords between them sag up to 8 px^2 x the curvature off the stroke (more on
-    # the outside of a bend)
-    kmax = float(np.abs(table[:, 2].imag).max())
+    # the chords between every 16th sample (8 px apart: they stray < 0.3 px from a
+    # stroke in the usual range) sag up to 8 px^2 x the curvature off the stroke (more
+    # on the outside of a bend)
+    kmax = path.kmax
     mask = np.zeros((h, w), np.uint8)
-    fixed = np.empty((coarse.size, 2), np.int32)
-    for i, (off, reach) in enumerate(zip(tab.offset.tolist(), tab.label)):
-        j0, j1 = 0, coarse.size
-        if i:  # a micro-scratch covers part of the stroke, off to one side
-            j0, j1 = max(ends[0][i - 1] - 1, 0), min(ends[1][i - 1] + 1, coarse.size)
-        strip = coarse[j0:j1] + off * normal[j0:j1]
-        m = strip.size
-        fixed[:m, 0] = np.rint(strip.real * 16.0)
-        fixed[:m, 1] = np.rint(strip.imag * 16.0)
-        sag = min(8.0 * kmax * (1.0 + abs(off) * kmax) ** 2, 2.0)
-        thick = int(math.ceil(2.0 * reach + _SLACK + 2.0 * sag))
-        cv2.polylines(mask, [fixed[:m]], False, 1, thick, cv2.LINE_8, 4)
+    m = top // 16 + 1
+    fixed = np.empty((m, 2), np.int32)
+    np.rint(cols[::16, 0:2] * F32(16.0), out=fixed, casting="unsafe")
+    sag = min(8.0 * kmax, 2.0)
+    thick = int(math.ceil(2.0 * tab.label[0] + _SLACK + 2.0 * sag))
+    cv2.polylines(mask, [fixed], False, 1, thick, cv2.LINE_8, 4)
+    if len(tab.label) > 1:
+        # the micro-scratches: each over part of the stroke, off to one side, along the
+        # unit normals i x the tangent
+        coarse = table[::16, 0].astype(np.complex128)
+        normal = np.conj(table[::16, 1]) * 1j
+        found = np.searchsorted(cols[::16, 6], tab.lo[1:] + tab.hi[1:])
+        ends = found.reshape(2, -1).tolist()
+        for i, (off, reach) in enumerate(zip(tab.offset[1:], tab.label[1:])):
+            j0, j1 = max(ends[0][i] - 1, 0), min(ends[1][i] + 1, m)
+            strip = coarse[j0:j1] + off * normal[j0:j1]
+            k = strip.size
+            fixed[:k, 0] = np.rint(strip.real * 16.0)
+            fixed[:k, 1] = np.rint(strip.imag * 16.0)
+            sag = min(8.0 * kmax * (1.0 + abs(off) * kmax) ** 2, 2.0)
+            thick = int(math.ceil(2.0 * reach + _SLACK + 2.0 * sag))
+            cv2.polylines(mask, [fixed[:k]], False, 1, thick, cv2.LINE_8, 4)
     idx = np.flatnonzero(mask.view(bool))
-    iy = idx // w
+    iy, ix = np.divmod(idx, w)
     p = np.empty(idx.size, np.complex64)
-    p.real = idx - iy * w
+    p.real = ix
     p.imag = iy
     # the sample index from the position along the stroke's direction, then two steps
     # along the tangent; the second allows for the curvature: a pixel on the outside of a
-    # bend is farther along than its offset along the tangent says, one on the inside less
-    fk = ((p - table[0, 0]) * np.complex64(path.across)).real
+    # bend is farther along than its offset along the tangent says, one on the inside
+    # less. Kept as index + 0.5 (clipped to 0.5 .. top + 0.5), so that truncating it
+    # rounds the index
+    lo, hi = F32(0.5), F32(top + 0.5)
+    across = complex(path.across)
+    fk = ((p - np.complex64(complex(table[0, 0]) - 0.5 / across)) * np.complex64(across)).real
+    fk = np.maximum(fk, lo)
     for step in range(3):
-        np.maximum(fk, F32(0.0), out=fk)
-        np.minimum(fk, F32(top), out=fk)
-        k = (fk + F32(0.5)).astype(np.intp)
+        np.minimum(fk, hi, out=fk)
+        k = fk.astype(np.intp)
         g = np.take(table, k, axis=0)
-        q = (p - g[:, 0]) * g[:, 1]
+        gc = g.view(F32)
+        q = p - g[:, 0]
+        q *= g[:, 1]
         if step == 2:
             break
-        fk = q.real * g[:, 2].real
+        fk = q.real * gc[:, 4]
         if step == 1:
-            fk /= np.maximum(F32(1.0) - g[:, 2].imag * q.imag, F32(0.3))
-        fk += k
-    s = g[:, 3].real + q.real
-    np.maximum(s, F32(0.0), out=s)
-    arc = np.minimum(s, F32(table[top, 3].real), out=s)
-    return _Band(idx=idx, tan=g[:, 1], dist=q.imag, arc=arc)
+            den = gc[:, 5] * q.imag
+            np.subtract(F32(1.0), den, out=den)
+            np.maximum(den, F32(0.3), out=den)
+            fk /= den
+        fk += gc[:, 7]
+        np.maximum(fk, lo, out=fk)
+    arc = q.real
+    arc += gc[:, 6]
+    np.maximum(arc, F32(0.0), out=arc)
+    np.minimum(arc, cols[top, 6], out=arc)
+    return _Band(idx=idx, tan=g[:, 1], pos=q)
 
 
 @hookimpl
