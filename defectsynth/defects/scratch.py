@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections.abc import Callable, Mapping
@@ -11,7 +12,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
+from defectsynth import DefectGenerator, Layer, Light, Region, hookimpl, param
 from defectsynth.textures import (
     Shading,
     luminance,
@@ -119,7 +120,7 @@ class ScratchGenerator(DefectGenerator):
         exposure = max(params.exposure, min(max(steep, 0.0), 0.7))
         # per labelled pixel: the light across the stroke, whose unit normal (-ty, tx) is
         # i x conj(tan) (tan = tx - i ty), and the pixel's footprint across it
-        lx, ly, lz_raw = region.light.vector.tolist()
+        lx, ly, lz_raw = _light_vector(region.light)
         lperp = (tan * np.complex64(complex(ly, -lx))).real
         foot = np.abs(tan.view(F32))
         foot2 = foot[0::2] + foot[1::2]  # 2 x the footprint's half-width
@@ -178,6 +179,13 @@ class ScratchGenerator(DefectGenerator):
 
 _OFFS = np.array([-0.375, -0.125, 0.125, 0.375], F32)[:, None]
 _PI = F32(math.pi)
+
+
+@functools.lru_cache(maxsize=16)
+def _light_vector(light: Light) -> tuple[float, float, float]:
+    """``light.vector`` as floats (one light per image, several scratches)."""
+    lx, ly, lz = light.vector.tolist()
+    return lx, ly, lz
 
 
 @functools.lru_cache(maxsize=8)
@@ -436,24 +444,25 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     wander = [0.0] + [max(t - 0.5, 0.5 - b) * a for t, b, a in zip(top[g:], low, mul)]
     reach = [h * t * spread + wd + 0.7 for h, t, wd in zip(half, top, wander)]
     label = [h * t * sides + wd + 0.6 for h, t, wd in zip(half, top, wander)]
-    # half-widths (+ i the drift) along each groove
+    # half-widths (+ i the drift) along each groove, and the steps to the next sample
+    # (none after a groove's last)
     coef = np.array([half + mul, [0.0] * g + add])
     waves *= coef[0][:, None]
     waves += coef[1][:, None]
-    profile = np.empty((g, m), np.complex64)
-    profile.real = waves[:g]
-    profile.imag[0] = 0.0
-    profile.imag[1:] = waves[g:]
+    table = np.zeros((g, m, 2), np.complex64)
+    table[:, :, 0].real = waves[:g]
+    table[1:, :, 0].imag = waves[g:]
+    np.subtract(table[:, 1:, 0], table[:, :-1, 0], out=table[:, :-1, 1])
     return _Grooves(
         offset=offset,
         label=label,
         lo=lo,
         hi=hi,
         main=None,
-        centre=np.array(mid, np.complex64) + np.array(offset, np.complex64) * np.complex64(1j),
+        centre=np.array([complex(c, o) for c, o in zip(mid, offset)], np.complex64),
         bounds=np.array([span, reach], F32)[:, :, None],
-        cols=np.array(cols, F32).T.copy(),
-        table=_lerp_table(profile.ravel(), np.complex64),
+        cols=np.array(cols, F32).T,
+        table=table.reshape(g * m, 2),
     )
 
 
@@ -559,9 +568,17 @@ def _hits(
     at_lab = np.zeros(n, bool)
     at_lab[pl] = True
     nc = int(np.count_nonzero(at_lab))
-    if nc == lab.size and np.count_nonzero(near & at_lab) == nc:
-        # no two pairs at a labelled pixel: the labelled pairs are the pixels
-        return band.idx[pl], _s01(x[lab]), band.tan[pl], None, d0[lab], hw[lab], wall[lab]
+    if nc == lab.size:
+        # no two labelled pairs at a pixel; if no other pair there reaches a sub-sample
+        # either, the labelled pairs are the pixels
+        alone = np.count_nonzero(near & at_lab) == nc
+        if not alone:
+            pi = pair % n
+            reaches = hw * F32(2.0)
+            reaches += F32(0.6)
+            alone = np.count_nonzero(at_lab[pi] & (ad0 < reaches)) == nc
+        if alone:
+            return band.idx[pl], _s01(x[lab]), band.tan[pl], None, d0[lab], hw[lab], wall[lab]
     pi = pair % n
     cov_b = np.zeros(n, F32)
     np.maximum.at(cov_b, pl, _s01(x[lab]))
@@ -626,10 +643,10 @@ def _section(
     wpi *= wall
     slope *= wpi
     # cast shadow: clear = max(1 - u toward, 0) rise / wall - sink, sink = (1 + cos) / 2
-    # of the depth; the shadow is smoothstep(clear / 0.7 + 0.5 - burr / 1.4)
-    run = v * (toward * F32(1.0 / math.pi))
-    np.subtract(F32(1.0), run, out=run)
-    np.maximum(run, F32(0.0), out=run)
+    # of the depth; the shadow is smoothstep(clear / 0.7 + 0.5 - burr / 1.4). It only
+    # matters inside the groove, where |u| < 1: there 1 - u toward > 0
+    run = v * (toward * F32(-1.0 / math.pi))
+    run += F32(1.0)
     run *= rise / wall
     run += F32(0.5 - burr / 1.4 - 0.5 / 0.7)
     run -= c * F32(0.5 / 0.7)
@@ -665,11 +682,11 @@ class _Path(NamedTuple):
 
 
 def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
-    """The stroke's sideways offset at n evenly spaced values of the curve parameter t,
-    its first and its second difference (per sample), stacked: (2 + nk, 3 n) such that
-    ``[bend r1, bend r2, wobble * knots] @ basis`` gives them for a Bezier whose inner
-    control points are ``bend r1`` and ``bend r2`` off the line and a Catmull-Rom wander
-    through nk knots (ends extrapolated). Also t - 1/2, as complex numbers."""
+    """The stroke's sideways offset at n evenly spaced values of the curve parameter t:
+    (2 + nk, n) such that ``[bend r1, bend r2, wobble * knots] @ basis`` gives it for a
+    Bezier whose inner control points are ``bend r1`` and ``bend r2`` off the line and a
+    Catmull-Rom wander through nk knots (ends extrapolated). Also t - 1/2, as complex
+    numbers."""
     t = np.arange(n) * (1.0 / (n - 1))
     basis = np.zeros((n, 2 + nk))
     # the Bezier's sideways offset is 3 bend t (1 - t) (r1 (1 - t) + r2 t)
@@ -698,15 +715,12 @@ def _stroke_basis(n: int, nk: int) -> tuple[np.ndarray, np.ndarray]:
         np.add.at(flat, rows[lo] * width + 3, -wj[lo])
         np.add.at(flat, rows[hi] * width + 2 + nk - 1, 2.0 * wj[hi])
         np.add.at(flat, rows[hi] * width + 2 + nk - 2, -wj[hi])
-    first = np.gradient(basis, axis=0)
-    second = np.zeros_like(basis)
-    second[1:-1] = basis[2:] + basis[:-2] - 2.0 * basis[1:-1]
     # (transposed: the product then runs along contiguous rows)
-    stacked = np.ascontiguousarray(np.concatenate([basis, first, second]).T)
-    stacked.flags.writeable = False
+    basis = np.ascontiguousarray(basis.T)
+    basis.flags.writeable = False
     tm = (t - 0.5).astype(np.complex128)
     tm.flags.writeable = False
-    return stacked, tm
+    return basis, tm
 
 
 _stroke_basis_cached = functools.lru_cache(maxsize=24)(_stroke_basis)
@@ -725,7 +739,7 @@ class _Shape(NamedTuple):
     """The stroke about its middle, before it is placed in the region."""
 
     n: int  # samples
-    both: np.ndarray  # (3 n,) sideways offset, its first and second difference
+    side: np.ndarray  # (n,) sideways offset
     z: np.ndarray  # (n,) complex128 samples, x + iy
     rot: complex  # the stroke's direction
     box: tuple[float, float, float, float]  # x0, x1, y0, y1 of ``z``
@@ -736,20 +750,22 @@ def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     L = params.length
     bend = params.curvature * L
     coef = np.empty(2 + max(4, int(L / 25) + 4))
-    coef[:2] = rng.uniform(-bend, bend, 2)
+    # rng.uniform(-bend, bend, 2), the same draws: low + (high - low) x random()
+    r1, r2 = rng.random(2).tolist()
+    coef[:2] = (-bend + (bend + bend) * r1, -bend + (bend + bend) * r2)
     rng.standard_normal(out=coef[2:])
     coef[2:] *= params.wobble
     n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
-    # (strokes up to 512 px share cached bases, < 0.6 MB each)
+    # (strokes up to 512 px share cached bases, < 0.2 MB each)
     basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
-    both = np.einsum("ji,j->i", basis, coef)  # (no BLAS threads for a small product)
+    side = np.einsum("ji,j->i", basis, coef)  # (no BLAS threads for a small product)
     a = math.radians(params.angle)
     rot = complex(math.cos(a), math.sin(a))
     z: np.ndarray = tm * L
-    z.imag = both[:n]
+    z.imag = side
     z *= rot
     box = (float(z.real.min()), float(z.real.max()), float(z.imag.min()), float(z.imag.max()))
-    return _Shape(n, both, z, rot, box)
+    return _Shape(n, side, z, rot, box)
 
 
 # the stroke extent() drew ahead of render(): (params, rng state before, shape, rng state
@@ -795,7 +811,7 @@ def _stroke(
     """
     h, w = shape
     L = params.length
-    n, both, z, rot, (x0, x1, y0, y1) = _stroke_drawn(params, rng)
+    n, side, z, rot, (x0, x1, y0, y1) = _stroke_drawn(params, rng)
     scale = min(
         1.0,
         max(w - 2 * margin, 1.0) / max(x1 - x0, 1e-6),
@@ -804,12 +820,19 @@ def _stroke(
     shift = complex((w - 1) / 2, (h - 1) / 2) - complex((x0 + x1) / 2, (y0 + y1) / 2) * scale
     # per sample: the step along the direction, the sideways step and its change
     du = L * scale / (n - 1)
-    dside = np.subtract(both[1:n], both[: n - 1])
-    dv = both[n : 2 * n]
+    dside = np.subtract(side[1:], side[:-1])
+    # the sideways offset's first (np.gradient) and second difference
+    dv = np.empty(n)
+    np.add(dside[1:], dside[:-1], out=dv[1:-1])
+    dv[1:-1] *= 0.5
+    dv[0], dv[-1] = dside[0], dside[-1]
+    dd = np.empty(n)
+    np.subtract(dside[1:], dside[:-1], out=dd[1:-1])
+    dd[0] = dd[-1] = 0.0
     if scale != 1.0:  # (z may be extent()'s: never in place)
         z = np.multiply(z, scale)
         z += shift
-        dv = dv * scale
+        dv *= scale
         dside *= scale
     else:
         z = z + shift
@@ -826,7 +849,7 @@ def _stroke(
     tan_c /= norm
     table[:, 1] = tan_c
     np.divide(1.0, norm, out=cols[:, 4])
-    curv = both[2 * n :] * (du * scale)
+    curv = dd * (du * scale)
     norm *= norm * norm
     np.divide(curv, norm, out=cols[:, 5])
     # arc length: the chords between samples
@@ -888,16 +911,16 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     if len(tab.label) > 1:
         # the micro-scratches: each over part of the stroke, off to one side, along the
         # unit normals i x the tangent
-        coarse = table[::16, 0].astype(np.complex128)
-        normal = np.conj(table[::16, 1]) * 1j
-        found = np.searchsorted(cols[::16, 6], tab.lo[1:] + tab.hi[1:])
-        ends = found.reshape(2, -1).tolist()
-        for i, (off, reach) in enumerate(zip(tab.offset[1:], tab.label[1:])):
-            j0, j1 = max(ends[0][i] - 1, 0), min(ends[1][i] + 1, m)
-            strip = coarse[j0:j1] + off * normal[j0:j1]
+        # (x 16: the points' fixed-point fraction)
+        coarse = np.multiply(table[::16, 0], 16.0, dtype=np.complex128)
+        normal = np.conj(table[::16, 1]) * 16j
+        arcs = cols[::16, 6].tolist()
+        for off, reach, a0, a1 in zip(tab.offset[1:], tab.label[1:], tab.lo[1:], tab.hi[1:]):
+            j0 = max(bisect.bisect_left(arcs, a0) - 1, 0)
+            j1 = min(bisect.bisect_left(arcs, a1) + 1, m)
+            strip = coarse[j0:j1] + normal[j0:j1] * off
             k = strip.size
-            fixed[:k, 0] = np.rint(strip.real * 16.0)
-            fixed[:k, 1] = np.rint(strip.imag * 16.0)
+            np.rint(strip.view(np.float64).reshape(k, 2), out=fixed[:k], casting="unsafe")
             sag = min(8.0 * kmax * (1.0 + abs(off) * kmax) ** 2, 2.0)
             thick = int(math.ceil(2.0 * reach + _SLACK + 2.0 * sag))
             cv2.polylines(mask, [fixed[:k]], False, 1, thick, cv2.LINE_8, 4)
