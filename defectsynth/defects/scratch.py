@@ -118,20 +118,29 @@ class ScratchGenerator(DefectGenerator):
         # texture's contrast
         steep = (texture_contrast(lum) - 0.04) * 7
         exposure = max(params.exposure, min(max(steep, 0.0), 0.7))
-        # per labelled pixel: the light across the stroke, whose unit normal (-ty, tx) is
-        # i x conj(tan) (tan = tx - i ty), and the pixel's footprint across it
-        lx, ly, lz_raw = _light_vector(region.light)
-        lperp = (tan * np.complex64(complex(ly, -lx))).real
+        # per labelled pixel, from the stroke's direction there (tan = tx - i ty, the
+        # normal (-ty, tx) = i conj(tan)): the light across the stroke and the glint's
+        # terms (see _shade_across), in one product; the footprint across the stroke
+        light = _light_vector(region.light)
+        lobe = _lobe_terms(light, shading)
+        turns = tan * lobe.turns
+        lperp = turns[0].real
         foot = np.abs(tan.view(F32))
         foot2 = foot[0::2] + foot[1::2]  # 2 x the footprint's half-width
         # cast shadow: does the ray to the light from `sink` (of the depth) below the surface
         # clear the near edge, raised burr / 2 by the burr? Per unit depth it rises
         # rise / wall over the run to the edge
         toward = np.sign(lperp)
-        rise = np.maximum(np.abs(lperp), F32(1e-3))
-        np.divide(F32(max(lz_raw, 0.05) / 0.7), rise, out=rise)
+        toward *= -1.0 / math.pi
+        rise = np.maximum(np.abs(lperp), 1e-3)
+        if isinstance(wall, float):
+            np.divide(max(light[2], 0.05) / (0.7 * wall), rise, out=rise)
+        else:
+            np.divide(max(light[2], 0.05) / 0.7, rise, out=rise)
         if at is not None:  # pairs -> their pixels' values
             foot2, toward, rise = foot2[at], toward[at], rise[at]
+        if not isinstance(wall, float):
+            rise /= wall
         slope, occ_p, flr = _section(d0, hw, wall, foot2, toward, rise, params.burr, exposure > 0)
         # sum the grooves' slopes, multiply their occlusions, keep the deepest floor
         nc = pix.size
@@ -147,32 +156,32 @@ class ScratchGenerator(DefectGenerator):
                 fl = np.zeros((4, nc), F32)
                 np.maximum.at(fl.reshape(-1), where, flr.ravel())
         # the groove tilts the normal across the stroke only
-        ratio, spec = _shade_across(gx, occ, tan, lperp, (lx, ly, lz_raw), shading)
+        ratio, spec = _shade_across(gx, occ, lperp, turns, light, shading, lobe)
         flat = out.reshape(h * w, -1)
-        base = np.take(flat, pix, axis=0)
+        lit = flat.take(pix, axis=0)
         surf = surface_colour(pixels)
         spec_col = specular_colour(pixels, colour=surf)
-        gain = np.minimum(spec, F32(0.0))
-        gain *= F32(1.6)
+        gain = np.minimum(spec, 0.0)
+        gain *= 1.6
         gain += ratio
-        lit = base * gain[:, None]
-        np.maximum(spec, F32(0.0), out=spec)
+        lit *= gain[:, None]
+        np.maximum(spec, 0.0, out=spec)
         lit += spec[:, None] * spec_col
         if fl is not None:
             sv = surf.tolist()
             lum_s = sv[0] if len(sv) == 1 else sv[0] * 0.114 + sv[1] * 0.587 + sv[2] * 0.299
             sub = min(0.95, max(lum_s + 0.3, 0.65))
             e = np.add.reduce(fl, axis=0)
-            e *= F32(0.25 * exposure)
-            ratio *= F32(sub)
+            e *= 0.25 * exposure
+            ratio *= sub
             mix = np.subtract(ratio[:, None], lit)
             mix *= e[:, None]
             lit += mix
-        np.maximum(lit, F32(0.0), out=lit)
-        np.minimum(lit, F32(1.0), out=lit)
+        np.maximum(lit, 0.0, out=lit)
+        np.minimum(lit, 1.0, out=lit)
         # whole pixels as single items: a 1-D scatter instead of a row scatter
         item = _pixel_item(lit.shape[1])
-        np.put(flat.view(item), pix, lit.view(item))
+        flat.view(item).put(pix, lit.view(item))
         cov_full.reshape(-1)[pix] = cov
         return Layer(out, cov_full)
 
@@ -197,82 +206,109 @@ def _pixel_item(channels: int) -> np.dtype[Any]:
 def _s01(x: np.ndarray) -> np.ndarray:
     """Hermite step from 0 at 0 to 1 at 1 (``smoothstep(0, 1, x)``); ``x`` is clipped in
     place and the step returned in a new array."""
-    t = np.maximum(x, F32(0.0), out=x)
-    np.minimum(t, F32(1.0), out=t)
-    s = t * F32(-2.0)
-    s += F32(3.0)
+    t = np.maximum(x, 0.0, out=x)
+    np.minimum(t, 1.0, out=t)
+    s = t * -2.0
+    s += 3.0
     s *= t
     s *= t
     return s
 
 
-def _shade_across(
-    gx: np.ndarray,
-    occ: np.ndarray,
-    tan: np.ndarray,
-    lperp: np.ndarray,
-    light: tuple[float, float, float],
-    shading: Shading,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The mean over the sub-samples (rows) of :func:`defectsynth.textures.shade` of
-    ``normals_from_slopes(gx * pnx, gx * pny)`` with ``occlusion=occ``: the surface
-    tilted by slopes ``gx`` (sub-samples, pixels) across the stroke only, whose unit
-    normal is ``(pnx, pny) = i x conj(tan)`` per pixel (``lperp``: the light's component
-    along it). The same model, written for a tilt in one direction: with
-    ``s = 1 / sqrt(1 + gx^2)`` the normal is ``s (-gx pnx, -gx pny, 1)``, so
-    ``n . l = s (lz - gx lperp)`` and the lobe's slope-space offset from the half vector
-    is linear in ``gx``: its exponent is a quadratic ``E0 + gx (E1 + gx E2)``."""
+class _Lobe(NamedTuple):
+    """The specular lobe's terms for a light and a surface (see :func:`_shade_across`)."""
+
+    # (2, 1) or (3, 1) complex64: tan x these gives the light across the stroke (real
+    # part), E1 (real part) and, when the lobe is anisotropic, the normal's sine to the
+    # grain (imaginary part)
+    turns: np.ndarray
+    e2: float  # E2 where the lobe is round, else its value along the grain
+    e2_across: float  # E2's change with the sine^2
+    gain: float  # strength x the flat surface's lobe value / 4
+
+
+def _lobe_terms(light: tuple[float, float, float], shading: Shading) -> _Lobe:
+    """The lobe's slope-space offset from the half vector along / ra and across / rc is
+    a0 + gx b and c0 + gx d, where b = ia Re(m) and d = -ic Im(m) with m = tan (sa - i ca)
+    (the normal's cosine and sine to the grain), so its exponent is
+    E0 + gx (E1 + gx E2): E1 = -(a0 b + c0 d), E2 = -(b^2 + d^2) / 2 (|m| = 1)."""
     lx, ly, lz = light
     lz = max(lz, 0.02)
-    amb = shading.ambient
-    flat = amb + (1.0 - amb) * lz
-    # (the mean's 1/4 folded into the constants)
-    scale = 0.25 * (1.0 - amb) / flat
-    ndl = gx * (lperp * F32(scale))
-    np.subtract(F32(lz * scale), ndl, out=ndl)
-    root = gx * gx
-    root += F32(1.0)
-    ndl /= np.sqrt(root, out=root)
-    np.maximum(ndl, F32(0.0), out=ndl)
-    ndl *= occ
-    ndl += F32(0.25 * amb / flat)
-    # cavities also see less of the sky
-    sky = occ * F32(0.45)
-    sky += F32(0.55)
-    ndl *= sky
-    ratio = np.add.reduce(ndl, axis=0)
-    if shading.specular <= 0:
-        return ratio, np.zeros_like(ratio)
     # the half vector (lx, ly, lz + 1)'s slopes
     hx, hy = lx / (lz + 1.0), ly / (lz + 1.0)
     ca, sa = math.cos(shading.grain_angle), math.sin(shading.grain_angle)
     r = max(shading.roughness, 1e-3)
     ia = 1.0 / r
     ic = 1.0 / (r * (1.0 + 3.0 * shading.anisotropy))
-    # along / ra and across / rc: a0 + gx b and c0 + gx d, where b = ia Re(m) and
-    # d = -ic Im(m) with m = tan (sa - i ca) (the normal's cosine and sine to the grain)
     a0 = (hx * ca + hy * sa) * ia
     c0 = (-hx * sa + hy * ca) * ic
     flat_lobe = math.exp(-0.5 * (a0 * a0 + c0 * c0))
     turn = complex(sa, -ca)
-    # E1 = -(a0 b + c0 d); E2 = -(b^2 + d^2) / 2 (|m| = 1)
-    e1 = (tan * np.complex64(turn * complex(-a0 * ia, -c0 * ic))).real
-    e2: np.ndarray | np.float32
-    if ic == ia:
-        e2 = F32(-0.5 * ia * ia)
+    # (the light across the stroke: Re(tan (ly - i lx)) = pnx lx + pny ly)
+    turns = [complex(ly, -lx), turn * complex(-a0 * ia, -c0 * ic)]
+    if ic != ia:
+        turns.append(turn)
+    return _Lobe(
+        turns=np.array(turns, np.complex64)[:, None],
+        e2=-0.5 * ia * ia,
+        e2_across=0.5 * (ia * ia - ic * ic),
+        gain=0.25 * shading.specular * flat_lobe,
+    )
+
+
+def _shade_across(
+    gx: np.ndarray,
+    occ: np.ndarray,
+    lperp: np.ndarray,
+    turns: np.ndarray,
+    light: tuple[float, float, float],
+    shading: Shading,
+    lobe: _Lobe,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean over the sub-samples (rows) of :func:`defectsynth.textures.shade` of
+    ``normals_from_slopes(gx * pnx, gx * pny)`` with ``occlusion=occ``: the surface
+    tilted by slopes ``gx`` (sub-samples, pixels) across the stroke only, whose unit
+    normal is ``(pnx, pny)`` per pixel (``lperp``: the light's component along it;
+    ``turns``: the stroke's direction times ``lobe.turns``). The same model, written for
+    a tilt in one direction: with ``s = 1 / sqrt(1 + gx^2)`` the normal is
+    ``s (-gx pnx, -gx pny, 1)``, so ``n . l = s (lz - gx lperp)`` and the lobe's
+    slope-space offset from the half vector is linear in ``gx`` (see :func:`_lobe_terms`)."""
+    lz = max(light[2], 0.02)
+    amb = shading.ambient
+    flat = amb + (1.0 - amb) * lz
+    # (the mean's 1/4 folded into the constants)
+    scale = 0.25 * (1.0 - amb) / flat
+    ndl = gx * (lperp * scale)
+    np.subtract((lz * scale), ndl, out=ndl)
+    root = gx * gx
+    root += 1.0
+    ndl /= np.sqrt(root, out=root)
+    np.maximum(ndl, 0.0, out=ndl)
+    ndl *= occ
+    ndl += 0.25 * amb / flat
+    # cavities also see less of the sky
+    sky = occ * 0.45
+    sky += 0.55
+    ndl *= sky
+    ratio = np.add.reduce(ndl, axis=0)
+    if shading.specular <= 0:
+        return ratio, np.zeros_like(ratio)
+    e2: np.ndarray | float
+    if turns.shape[0] == 2:
+        e2 = lobe.e2
     else:
-        im = (tan * np.complex64(turn)).imag
+        im = turns[2].imag
         e2 = im * im
-        e2 *= F32(0.5 * (ia * ia - ic * ic))
-        e2 += F32(-0.5 * ia * ia)
-    lobe = gx * e2
-    lobe += e1
-    lobe *= gx
-    np.exp(lobe, out=lobe)
-    lobe *= occ
-    spec = np.add.reduce(lobe, axis=0)
-    spec -= F32(4.0)
-    spec *= F32(0.25 * shading.specular * flat_lobe)
+        e2 *= lobe.e2_across
+        e2 += lobe.e2
+    glint = gx * e2
+    glint += turns[1].real
+    glint *= gx
+    np.exp(glint, out=glint)
+    glint *= occ
+    spec = np.add.reduce(glint, axis=0)
+    spec -= 4.0
+    spec *= lobe.gain
     return ratio, spec
 
 
@@ -365,7 +401,7 @@ def _lerp(table: np.ndarray, x: np.ndarray, first: np.ndarray | None = None) -> 
     frac = x - whole
     if first is not None:
         whole += first
-    at = np.take(table, whole.astype(np.intp), axis=0)
+    at = table.take(whole.astype(np.intp), axis=0)
     value = at[:, 1] * frac
     value += at[:, 0]
     return value
@@ -390,7 +426,7 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     if not k:
         wave = _waves(rng, 1, length, params.width_variation)[0]
         wave *= hw
-        top = float(wave.max())
+        top = float(np.maximum.reduce(wave))
         return _Grooves(
             offset=[0.0],
             label=[top * sides + 0.6],
@@ -438,8 +474,8 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
                 m * j,
             ]
         )
-    top = waves.max(axis=1).tolist()
-    low = waves[g:].min(axis=1).tolist()
+    top = np.maximum.reduce(waves, axis=1).tolist()
+    low = np.minimum.reduce(waves[g:], axis=1).tolist()
     # how far each drift strays from its offset: |wave - 0.5| at most
     wander = [0.0] + [max(t - 0.5, 0.5 - b) * a for t, b, a in zip(top[g:], low, mul)]
     reach = [h * t * spread + wd + 0.7 for h, t, wd in zip(half, top, wander)]
@@ -490,26 +526,26 @@ def _hits(
         return None
     pos = band.pos
     arc, dist = pos.real, pos.imag
-    sides = F32(1.0 + burr)
+    sides = 1.0 + burr
     if tab.main is not None:
         # the main groove alone: one pair per pixel; it reaches as far as it labels
         # (the arc length is clipped to the stroke, inside both ramps)
         inv_tin, stop, inv_tout, wall = tab.main
-        ramp = arc * F32(inv_tin)
-        out = np.subtract(F32(stop), arc)
-        out *= F32(inv_tout)
+        ramp = arc * inv_tin
+        out = np.subtract(stop, arc)
+        out *= inv_tout
         np.minimum(ramp, out, out=ramp)
-        np.minimum(ramp, F32(1.0), out=ramp)
+        np.minimum(ramp, 1.0, out=ramp)
         # tapered ends: sqrt(smoothstep(ramp)) = ramp sqrt(3 - 2 ramp) on 0..1
-        hw = ramp * F32(-2.0)
-        hw += F32(3.0)
+        hw = ramp * -2.0
+        hw += 3.0
         np.sqrt(hw, out=hw)
         hw *= ramp
-        hw *= _lerp(tab.table, arc * F32(0.5))
+        hw *= _lerp(tab.table, arc * 0.5)
         x = hw * sides
         x -= np.abs(dist)
-        x += F32(0.6)
-        lab = np.flatnonzero((x > 0) & (hw > 0.05))
+        x += 0.6
+        lab = ((x > 0) & (hw > 0.05)).nonzero()[0]
         if lab.size == 0:
             return None
         return (
@@ -528,14 +564,14 @@ def _hits(
     rel = pos[None, :] - tab.centre[:, None]
     near = np.abs(rel.imag) < tab.bounds[1]
     near &= np.abs(rel.real) < tab.bounds[0]
-    pair = np.flatnonzero(near)
+    pair = near.ravel().nonzero()[0]
     rel = rel.ravel()[pair]
     a_p, d_p = rel.real, rel.imag
-    start, inv_tin, stop, inv_tout, wall, half_mid, first = np.repeat(
-        tab.cols, np.add.reduce(near, axis=1), axis=1
+    start, inv_tin, stop, inv_tout, wall, half_mid, first = tab.cols.repeat(
+        np.add.reduce(near, axis=1), axis=1
     )
     # the grooves' half-width and sideways drift along them, sampled every 2 px
-    x = a_p * F32(0.5)
+    x = a_p * 0.5
     x += half_mid
     prof = _lerp(tab.table, x, first)
     # tapered ends: the two ramps never overlap (taper_in + taper_out < the length),
@@ -545,10 +581,10 @@ def _hits(
     out = stop - a_p
     out *= inv_tout
     np.minimum(ramp, out, out=ramp)
-    np.maximum(ramp, F32(0.0), out=ramp)
-    np.minimum(ramp, F32(1.0), out=ramp)
-    hw = ramp * F32(-2.0)
-    hw += F32(3.0)
+    np.maximum(ramp, 0.0, out=ramp)
+    np.minimum(ramp, 1.0, out=ramp)
+    hw = ramp * -2.0
+    hw += 3.0
     np.sqrt(hw, out=hw)
     hw *= ramp
     hw *= prof.real
@@ -558,8 +594,8 @@ def _hits(
     ad0 = np.abs(d0)
     x = hw * sides
     x -= ad0
-    x += F32(0.6)
-    lab = np.flatnonzero((x > 0) & (hw > 0.05))
+    x += 0.6
+    lab = ((x > 0) & (hw > 0.05)).nonzero()[0]
     if lab.size == 0:
         return None
     # only labelled pixels are drawn (the host keeps the region's own pixels where the
@@ -574,8 +610,8 @@ def _hits(
         alone = np.count_nonzero(near & at_lab) == nc
         if not alone:
             pi = pair % n
-            reaches = hw * F32(2.0)
-            reaches += F32(0.6)
+            reaches = hw * 2.0
+            reaches += 0.6
             alone = np.count_nonzero(at_lab[pi] & (ad0 < reaches)) == nc
         if alone:
             return band.idx[pl], _s01(x[lab]), band.tan[pl], None, d0[lab], hw[lab], wall[lab]
@@ -586,7 +622,7 @@ def _hits(
     remap = np.full(n, -1, np.intp)
     remap[cidx] = np.arange(nc)
     pj = remap[pi]
-    keep = np.flatnonzero((pj >= 0) & (ad0 < hw * F32(2.0) + F32(0.6)))
+    keep = np.flatnonzero((pj >= 0) & (ad0 < hw * 2.0 + 0.6))
     return (
         band.idx[cidx],
         cov_b[cidx],
@@ -615,11 +651,11 @@ def _section(
     The groove is a raised cosine of half-width ``hw`` (smooth at the floor and at the
     edges, steepest half-way), then a burr ridge ``burr`` x as high, sin^2 over the next
     half-width; ``d0`` is the pixel's offset from its middle, ``foot2`` twice the
-    footprint's half-width across it, ``toward`` the sign of the light across it and
-    ``rise`` lz / |lperp| / 0.7 (all per pair).
+    footprint's half-width across it, ``toward`` -1/pi x the sign of the light across it
+    and ``rise`` lz / |lperp| / 0.7 / the wall slope (all per pair).
     """
     # v = pi u, u the offset in half-widths
-    inv_hw = np.maximum(hw, F32(1e-3))
+    inv_hw = np.maximum(hw, 1e-3)
     np.divide(_PI, inv_hw, out=inv_hw)
     d = _OFFS * foot2
     d += d0
@@ -634,8 +670,8 @@ def _section(
     sn = np.sin(t, out=t)
     # slope: inside pi/2 sin(pi u), on the burr 2 pi burr cos(pi u) sin(pi u), x the wall
     # slope (less where the groove is thinner than 1e-3 px)
-    kc = c * F32(2.0 * burr)
-    slope = np.subtract(F32(0.5), kc)
+    kc = c * (2.0 * burr)
+    slope = np.subtract(0.5, kc)
     slope *= inside
     slope += kc
     slope *= sn
@@ -645,25 +681,25 @@ def _section(
     # cast shadow: clear = max(1 - u toward, 0) rise / wall - sink, sink = (1 + cos) / 2
     # of the depth; the shadow is smoothstep(clear / 0.7 + 0.5 - burr / 1.4). It only
     # matters inside the groove, where |u| < 1: there 1 - u toward > 0
-    run = v * (toward * F32(-1.0 / math.pi))
-    run += F32(1.0)
-    run *= rise / wall
-    run += F32(0.5 - burr / 1.4 - 0.5 / 0.7)
-    run -= c * F32(0.5 / 0.7)
+    run = v * toward
+    run += 1.0
+    run *= rise
+    run += 0.5 - burr / 1.4 - 0.5 / 0.7
+    run -= c * (0.5 / 0.7)
     shadow = _s01(run)
     # ...and a cavity sees less of the sky the deeper it is: x (1 - 0.3 sink)
-    sky = c * F32(-0.15)
-    sky += F32(0.85)
+    sky = c * -0.15
+    sky += 0.85
     shadow *= sky
     # occlusion 1 outside the groove
-    shadow -= F32(1.0)
+    shadow -= 1.0
     shadow *= inside
-    shadow += F32(1.0)
+    shadow += 1.0
     flr = None
     if floor:
         flr = v * v
-        flr *= F32(-1.0 / (math.pi * math.pi))
-        flr += F32(1.0)
+        flr *= -1.0 / (math.pi * math.pi)
+        flr += 1.0
         flr *= inside
     return slope, shadow, flr
 
@@ -730,7 +766,7 @@ _stroke_basis_cached = functools.lru_cache(maxsize=24)(_stroke_basis)
 def _half_index(n: int) -> np.ndarray:
     """0.5, 1.5, ..., n - 0.5 (float32)."""
     a = np.arange(n, dtype=F32)
-    a += F32(0.5)
+    a += 0.5
     a.flags.writeable = False
     return a
 
@@ -764,7 +800,8 @@ def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     z: np.ndarray = tm * L
     z.imag = side
     z *= rot
-    box = (float(z.real.min()), float(z.real.max()), float(z.imag.min()), float(z.imag.max()))
+    lo, hi = np.minimum.reduce, np.maximum.reduce
+    box = (float(lo(z.real)), float(hi(z.real)), float(lo(z.imag)), float(hi(z.imag)))
     return _Shape(n, side, z, rot, box)
 
 
@@ -859,7 +896,7 @@ def _stroke(
     cols[0, 6] = 0.0
     cols[1:, 6] = arc
     cols[:, 7] = _half_index(n)
-    kmax = float(np.abs(cols[:, 5]).max())
+    kmax = float(np.maximum.reduce(np.abs(cols[:, 5])))
     return _Path(
         table=table,
         length=max(float(arc[-1]), 1.0),
@@ -904,7 +941,7 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     mask = np.zeros((h, w), np.uint8)
     m = top // 16 + 1
     fixed = np.empty((m, 2), np.int32)
-    np.rint(cols[::16, 0:2] * F32(16.0), out=fixed, casting="unsafe")
+    np.rint(cols[::16, 0:2] * 16.0, out=fixed, casting="unsafe")
     sag = min(8.0 * kmax, 2.0)
     thick = int(math.ceil(2.0 * tab.label[0] + _SLACK + 2.0 * sag))
     cv2.polylines(mask, [fixed], False, 1, thick, cv2.LINE_8, 4)
@@ -924,7 +961,7 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
             sag = min(8.0 * kmax * (1.0 + abs(off) * kmax) ** 2, 2.0)
             thick = int(math.ceil(2.0 * reach + _SLACK + 2.0 * sag))
             cv2.polylines(mask, [fixed[:k]], False, 1, thick, cv2.LINE_8, 4)
-    idx = np.flatnonzero(mask.view(bool))
+    idx = mask.view(bool).ravel().nonzero()[0]
     iy, ix = np.divmod(idx, w)
     p = np.empty(idx.size, np.complex64)
     p.real = ix
@@ -934,14 +971,14 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
     # bend is farther along than its offset along the tangent says, one on the inside
     # less. Kept as index + 0.5 (clipped to 0.5 .. top + 0.5), so that truncating it
     # rounds the index
-    lo, hi = F32(0.5), F32(top + 0.5)
+    lo, hi = 0.5, (top + 0.5)
     across = complex(path.across)
     fk = ((p - np.complex64(complex(table[0, 0]) - 0.5 / across)) * np.complex64(across)).real
     fk = np.maximum(fk, lo)
     for step in range(3):
         np.minimum(fk, hi, out=fk)
         k = fk.astype(np.intp)
-        g = np.take(table, k, axis=0)
+        g = table.take(k, axis=0)
         gc = g.view(F32)
         q = p - g[:, 0]
         q *= g[:, 1]
@@ -950,14 +987,14 @@ def _band(path: _Path, shape: tuple[int, int], tab: _Grooves) -> _Band:
         fk = q.real * gc[:, 4]
         if step == 1:
             den = gc[:, 5] * q.imag
-            np.subtract(F32(1.0), den, out=den)
-            np.maximum(den, F32(0.3), out=den)
+            np.subtract(1.0, den, out=den)
+            np.maximum(den, 0.3, out=den)
             fk /= den
         fk += gc[:, 7]
         np.maximum(fk, lo, out=fk)
     arc = q.real
     arc += gc[:, 6]
-    np.maximum(arc, F32(0.0), out=arc)
+    np.maximum(arc, 0.0, out=arc)
     np.minimum(arc, cols[top, 6], out=arc)
     return _Band(idx=idx, tan=g[:, 1], pos=q)
 
