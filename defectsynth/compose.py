@@ -52,8 +52,9 @@ def check_layer(
     return layer
 
 
-def check_pixels(name: str, px: np.ndarray) -> None:
-    """Raise GeneratorFailure unless the layer pixels ``px`` are finite and in 0..1."""
+def check_pixels(name: str, px: np.ndarray) -> tuple[float, float]:
+    """Raise GeneratorFailure unless the layer pixels ``px`` are finite and in 0..1 (within
+    0.01); return their (min, max)."""
     plo, phi = _range(px)
     if not (math.isfinite(plo) and math.isfinite(phi)):
         raise GeneratorFailure(f"generator {name!r}: Layer.pixels contains NaN or inf")
@@ -61,6 +62,7 @@ def check_pixels(name: str, px: np.ndarray) -> None:
         raise GeneratorFailure(
             f"generator {name!r}: pixels outside [0, 1] (min {plo:.4g}, max {phi:.4g})"
         )
+    return plo, phi
 
 
 def _range(a: np.ndarray) -> tuple[float, float]:

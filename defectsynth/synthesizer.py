@@ -459,10 +459,13 @@ class Synthesizer:
             if box is None:
                 return "dropped_visibility"
             b = (slice(box[0], box[1]), slice(box[2], box[3]))
-            cov = np.clip(layer.coverage[sl][b], 0.0, 1.0) * prod[sl][b]
+            # (no clip: check_layer allows coverage 1e-6 beyond 0..1, which moves a blended
+            # value by under 0.07 of a 16-bit step, and rounding takes that back)
+            cov = layer.coverage[sl][b] * prod[sl][b]
             lay_px = layer.pixels[sl][b]
-            check_pixels(name, lay_px)  # alpha blending reads only these
-            lay_px = np.clip(lay_px, 0.0, 1.0)
+            lo, hi = check_pixels(name, lay_px)  # alpha blending reads only these
+            if lo < 0.0 or hi > 1.0:
+                lay_px = np.clip(lay_px, 0.0, 1.0)
             base = cur[b].astype(np.float32) * np.float32(scale)
             blended = alpha_blend(base if base.ndim == 3 else base[:, :, None], lay_px, cov)
             changed = cov > 0
