@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -112,12 +112,19 @@ class ScratchGenerator(DefectGenerator):
         pix, cov, tan, at, d0, hw, wall = hits
         # the region's statistics (one luminance image for the grain and the contrast)
         lum = luminance(pixels)[:, :, None]
-        shading = surface_shading(lum, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28)
+        if params.gloss > 0:
+            shading = surface_shading(
+                lum, ambient=0.5, specular=0.45 * params.gloss, roughness=0.28
+            )
+        else:  # (no glints: the grain does not matter)
+            shading = Shading(ambient=0.5, specular=0.0, roughness=0.28)
         # on strong relief (knurls, weave) the tool shaves the tips flat: fresh material
         # shows in the groove whatever the coating, so the floor exposure rises with the
-        # texture's contrast
-        steep = (texture_contrast(lum) - 0.04) * 7
-        exposure = max(params.exposure, min(max(steep, 0.0), 0.7))
+        # texture's contrast (up to 0.7)
+        exposure = params.exposure
+        if exposure < 0.7:
+            steep = (texture_contrast(lum) - 0.04) * 7
+            exposure = max(exposure, min(max(steep, 0.0), 0.7))
         # per labelled pixel, from the stroke's direction there (tan = tx - i ty, the
         # normal (-ty, tx) = i conj(tan)): the light across the stroke and the glint's
         # terms (see _shade_across), in one product; the footprint across the stroke
@@ -342,8 +349,8 @@ class _Grooves(NamedTuple):
     # ``offset`` a groove changes anything at); with the main groove alone, None
     centre: np.ndarray | None
     bounds: np.ndarray | None
-    # (7, g) float32: start and stop less the window's middle, 1/taper_in, 1/taper_out,
-    # wall slope, the middle / 2 and where its samples start in ``table``
+    # (7, g) float32: start less the window's middle, 1/taper_in, stop less the middle,
+    # 1/taper_out, wall slope, the middle / 2 and where its samples start in ``table``
     cols: np.ndarray | None
     # the grooves' half-width (+ i sideways offset from their own offset) every 2 px of
     # arc length, each groove's m samples after the last's, with the step to the next
@@ -365,23 +372,27 @@ def _wave_basis(n: int, nk: int) -> np.ndarray:
 
 
 def _waves(
-    rng: np.random.Generator, rows: int, length: float, amount: float | np.ndarray
+    rng: np.random.Generator,
+    rows: int,
+    length: float,
+    scale: float | np.ndarray,
+    shift: float | np.ndarray,
+    low: float | np.ndarray,
 ) -> np.ndarray:
-    """``rows`` random width modulations every 2 px of arc length: slow swells and a
-    little fine jitter, down by up to ``amount`` (per row, a column) from 1, at least 0.1."""
+    """``rows`` random modulations every 2 px of arc length: slow swells and a little fine
+    jitter through a soft step (-1..1), x ``scale`` + ``shift``, at least ``low`` (each a
+    float or per row, a column)."""
     n = int(length / 2.0) + 3
     nk = max(3, n // 12 + 3)
     knots = rng.standard_normal((rows, nk))
-    # 0.8 x the knots interpolated, plus fine jitter (normal(0, 0.105), the same draws),
-    # through a soft step
+    # 0.8 x the knots interpolated, plus fine jitter (normal(0, 0.105), the same draws)
     swell = rng.standard_normal((rows, n))
     swell *= 0.105
     swell += knots @ _wave_basis(n, nk)
     np.tanh(swell, out=swell)
-    half = 0.5 * amount
-    swell *= -half
-    swell += 1.0 - half
-    return np.maximum(swell, 0.1, out=swell)
+    swell *= scale
+    swell += shift
+    return np.maximum(swell, low, out=swell)
 
 
 def _lerp_table(values: np.ndarray, dtype: type) -> np.ndarray:
@@ -413,7 +424,6 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     k = params.micro_scratches
     g = k + 1
     u = rng.random((g, 9)).tolist()
-    # width waves of all grooves, then the micro-scratches' sideways drifts
     hw = params.width / 2.0
     # a groove labels pixels out to hw (1 + burr) + 0.6 and its section (sampled up to
     # 0.53 px either side of a pixel) spans 2 hw: nothing changes farther out
@@ -423,9 +433,11 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     # the main groove: the whole stroke, tapering in over 3-20 % and out over 15-45 %
     inv_tin = 1.0 / (length * (0.03 + 0.17 * u[0][0]))
     inv_tout = 1.0 / (length * (0.15 + 0.3 * u[0][1]))
+    # a width wave is hw (1 - a/2 - a/2 swell), at least hw / 10, down by up to the width
+    # variation a from hw
+    var = 0.5 * params.width_variation
     if not k:
-        wave = _waves(rng, 1, length, params.width_variation)[0]
-        wave *= hw
+        wave = _waves(rng, 1, length, -var * hw, (1.0 - var) * hw, 0.1 * hw)[0]
         top = float(np.maximum.reduce(wave))
         return _Grooves(
             offset=[0.0],
@@ -438,14 +450,14 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
             cols=None,
             table=_lerp_table(wave, F32),
         )
-    waves = _waves(rng, g + k, length, np.array([params.width_variation] * g + [1.0] * k)[:, None])
-    m = waves.shape[1]
+    m = int(length / 2.0) + 3  # (the waves' samples)
     offset, lo, hi, half = [0.0], [-math.inf], [math.inf], [hw]
     # window middles and half-lengths; the main groove's is everywhere
     mid, span = [0.0], [math.inf]
-    cols = [[0.0, inv_tin, length, inv_tout, params.depth, 0.0, 0.0]]
-    # per row of waves: scale and shift (the drifts: 0.5-2.5 px about the offset)
-    mul, add = [], []
+    # start, 1/taper_in, stop, 1/taper_out, wall slope, the window's middle / 2, and the
+    # first sample
+    cols = [[0.0], [inv_tin], [length], [inv_tout], [params.depth], [0.0], [0.0]]
+    amp = []
     lo_off = params.width * 0.9 + 1.0
     for j, v in enumerate(u[1:], 1):
         off = (1.0 if v[0] < 0.5 else -1.0) * (lo_off + (hw * 2 + params.spread - lo_off) * v[1])
@@ -459,12 +471,12 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
         c = 0.5 * (a + b)
         mid.append(c)
         span.append(0.5 * (b - a) + 1.0)
-        amp = 0.5 + 2.0 * v[8]
-        mul.append(amp)
-        add.append(-0.5 * amp)
+        # a micro-scratch wanders 0.5-2.5 px about its offset
+        amp.append(0.5 + 2.0 * v[8])
         half.append(hw * (0.25 + 0.3 * v[6]))
-        cols.append(
-            [
+        for col, value in zip(
+            cols,
+            (
                 a - c,
                 1.0 / (d * (0.05 + 0.25 * v[4])),
                 b - c,
@@ -472,19 +484,27 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
                 params.depth * (0.5 + 0.5 * v[7]),
                 0.5 * c,
                 m * j,
-            ]
-        )
+            ),
+        ):
+            col.append(value)
+    # the grooves' half-widths, then the micro-scratches' sideways drifts about their
+    # offsets, amp (0.5 - wave), the wave 0.5 - swell / 2 and at least 0.1
+    coef = np.array(
+        [
+            [-var * h for h in half] + [-0.5 * a for a in amp],
+            [(1.0 - var) * h for h in half] + [0.0] * k,
+            [0.1 * h for h in half] + [-0.4 * a for a in amp],
+        ]
+    )[:, :, None]
+    waves = _waves(rng, g + k, length, coef[0], coef[1], coef[2])
     top = np.maximum.reduce(waves, axis=1).tolist()
-    low = np.minimum.reduce(waves[g:], axis=1).tolist()
-    # how far each drift strays from its offset: |wave - 0.5| at most
-    wander = [0.0] + [max(t - 0.5, 0.5 - b) * a for t, b, a in zip(top[g:], low, mul)]
-    reach = [h * t * spread + wd + 0.7 for h, t, wd in zip(half, top, wander)]
-    label = [h * t * sides + wd + 0.6 for h, t, wd in zip(half, top, wander)]
+    drop = np.minimum.reduce(waves[g:], axis=1).tolist()
+    # how far each drift strays from its offset
+    wander = [0.0] + [max(t, -b) for t, b in zip(top[g:], drop)]
+    reach = [t * spread + wd + 0.7 for t, wd in zip(top, wander)]
+    label = [t * sides + wd + 0.6 for t, wd in zip(top, wander)]
     # half-widths (+ i the drift) along each groove, and the steps to the next sample
     # (none after a groove's last)
-    coef = np.array([half + mul, [0.0] * g + add])
-    waves *= coef[0][:, None]
-    waves += coef[1][:, None]
     table = np.zeros((g, m, 2), np.complex64)
     table[:, :, 0].real = waves[:g]
     table[1:, :, 0].imag = waves[g:]
@@ -497,7 +517,7 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
         main=None,
         centre=np.array([complex(c, o) for c, o in zip(mid, offset)], np.complex64),
         bounds=np.array([span, reach], F32)[:, :, None],
-        cols=np.array(cols, F32).T,
+        cols=np.array(cols, F32),
         table=table.reshape(g * m, 2),
     )
 
@@ -781,8 +801,9 @@ class _Shape(NamedTuple):
     box: tuple[float, float, float, float]  # x0, x1, y0, y1 of ``z``
 
 
-def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
-    """The stroke's random draws and what they make of it (see :func:`_stroke`)."""
+def _stroke_draws(params: ScratchGenerator.Params, rng: np.random.Generator) -> np.ndarray:
+    """The stroke's random draws: the bend of its two inner control points and the
+    wander's knots (see :func:`_stroke`)."""
     L = params.length
     bend = params.curvature * L
     coef = np.empty(2 + max(4, int(L / 25) + 4))
@@ -791,6 +812,12 @@ def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     coef[:2] = (-bend + (bend + bend) * r1, -bend + (bend + bend) * r2)
     rng.standard_normal(out=coef[2:])
     coef[2:] *= params.wobble
+    return coef
+
+
+def _stroke_shape(params: ScratchGenerator.Params, coef: np.ndarray) -> _Shape:
+    """What the stroke's draws make of it (see :func:`_stroke`)."""
+    L = params.length
     n = 32 * int(math.ceil(2.0 * L / 32.0)) + 1
     # (strokes up to 512 px share cached bases, < 0.2 MB each)
     basis, tm = (_stroke_basis_cached if n <= 1025 else _stroke_basis)(n, coef.size - 2)
@@ -805,10 +832,10 @@ def _stroke_shape(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     return _Shape(n, side, z, rot, box)
 
 
-# the stroke extent() drew ahead of render(): (params, rng state before, shape, rng state
-# after); render() takes it when its params and rng state are those, else draws its own
+# the stroke extent() drew ahead of render(): (params, the draws, shape); render() takes
+# it when its params and its own draws (the same rng state) are those, else makes its own
 # (the same one). One entry, replaced whole (safe across threads)
-_AHEAD: list[tuple[object, Mapping[str, Any], _Shape, Mapping[str, Any]] | None] = [None]
+_AHEAD: list[tuple[object, bytes, _Shape] | None] = [None]
 
 
 def _stroke_ahead(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
@@ -817,22 +844,23 @@ def _stroke_ahead(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     bits = rng.bit_generator
     before = bits.state
     try:
-        shape = _stroke_shape(params, rng)
-        after = bits.state
+        coef = _stroke_draws(params, rng)
     finally:
         bits.state = before
-    _AHEAD[0] = (params, before, shape, after)
+    shape = _stroke_shape(params, coef)
+    _AHEAD[0] = (params, coef.tobytes(), shape)
     return shape
 
 
 def _stroke_drawn(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
-    """:func:`_stroke_shape`, or what :func:`_stroke_ahead` drew from this very rng state."""
+    """The stroke for ``rng``'s draws: what :func:`_stroke_ahead` made of the same draws,
+    or :func:`_stroke_shape`."""
+    coef = _stroke_draws(params, rng)
     ahead = _AHEAD[0]
     if ahead is not None and (ahead[0] is params or ahead[0] == params):
-        if rng.bit_generator.state == ahead[1]:
-            rng.bit_generator.state = ahead[3]
+        if ahead[1] == coef.tobytes():
             return ahead[2]
-    return _stroke_shape(params, rng)
+    return _stroke_shape(params, coef)
 
 
 def _stroke(
@@ -866,25 +894,21 @@ def _stroke(
     dd = np.empty(n)
     np.subtract(dside[1:], dside[:-1], out=dd[1:-1])
     dd[0] = dd[-1] = 0.0
+    table = np.empty((n, 4), np.complex64)
+    cols = table.view(F32)  # (n, 8): the columns' real and imaginary parts
     if scale != 1.0:  # (z may be extent()'s: never in place)
         z = np.multiply(z, scale)
-        z += shift
         dv *= scale
         dside *= scale
-    else:
-        z = z + shift
+    np.add(z, shift, out=table[:, 0])
     norm = dv * dv
     norm += du * du
     np.sqrt(norm, out=norm)
-    table = np.empty((n, 4), np.complex64)
-    cols = table.view(F32)  # (n, 8): the columns' real and imaginary parts
-    table[:, 0] = z
     # the conjugate unit tangent, (du - i dv) / norm x the direction's conjugate
     rc = rot.conjugate()
     tan_c = dv * (-1j * rc)
     tan_c += du * rc
-    tan_c /= norm
-    table[:, 1] = tan_c
+    np.divide(tan_c, norm, out=table[:, 1])
     np.divide(1.0, norm, out=cols[:, 4])
     curv = dd * (du * scale)
     norm *= norm * norm
