@@ -593,7 +593,7 @@ def _texture_scale(src: np.ndarray, product: np.ndarray) -> float:
     # the product's median row and column (np.nonzero gives the rows sorted)
     k = ys.size // 2
     cy, cx = int(ys[k]) * step_y, int(np.partition(xs, k)[k]) * step_x
-    s = 64  # a 128x128 crop: 16k pixels are plenty for two standard deviations
+    s = 48  # a 96x96 crop: 9k pixels are plenty for two standard deviations
     y0, x0 = max(0, min(cy - s, h - 2 * s)), max(0, min(cx - s, w - 2 * s))
     crop = src[y0:y0 + 2 * s, x0:x0 + 2 * s]
     if crop.ndim == 3:
