@@ -286,7 +286,7 @@ def _shade_across(
     # (the mean's 1/4 folded into the constants)
     scale = 0.25 * (1.0 - amb) / flat
     ndl = gx * (lperp * scale)
-    np.subtract((lz * scale), ndl, out=ndl)
+    np.subtract(lz * scale, ndl, out=ndl)
     root = gx * gx
     root += 1.0
     ndl /= np.sqrt(root, out=root)
@@ -452,41 +452,41 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
         )
     m = int(length / 2.0) + 3  # (the waves' samples)
     offset, lo, hi, half = [0.0], [-math.inf], [math.inf], [hw]
-    # window middles and half-lengths; the main groove's is everywhere
-    mid, span = [0.0], [math.inf]
-    # start, 1/taper_in, stop, 1/taper_out, wall slope, the window's middle / 2, and the
-    # first sample
-    cols = [[0.0], [inv_tin], [length], [inv_tout], [params.depth], [0.0], [0.0]]
+    # window middles (+ i the offset) and half-lengths; the main groove's is everywhere
+    centre, span = [0j], [math.inf]
+    # per groove: start, 1/taper_in, stop, 1/taper_out, wall slope (start and stop less
+    # the window's middle), the window's middle / 2, and its first sample
+    cols = [(0.0, inv_tin, length, inv_tout, params.depth, 0.0, 0.0)]
     amp = []
     lo_off = params.width * 0.9 + 1.0
+    far = hw * 2 + params.spread - lo_off
+    depth = params.depth
     for j, v in enumerate(u[1:], 1):
-        off = (1.0 if v[0] < 0.5 else -1.0) * (lo_off + (hw * 2 + params.spread - lo_off) * v[1])
+        off = (1.0 if v[0] < 0.5 else -1.0) * (lo_off + far * v[1])
         a, b = min(v[2], v[3]) * length, max(v[2], v[3]) * length
         if b - a < 0.2 * length:
             b = min(length, a + 0.2 * length)
         d = max(b - a, 1e-6)
+        c = 0.5 * (a + b)
         offset.append(off)
         lo.append(a - 1.0)
         hi.append(b + 1.0)
-        c = 0.5 * (a + b)
-        mid.append(c)
+        centre.append(complex(c, off))
         span.append(0.5 * (b - a) + 1.0)
         # a micro-scratch wanders 0.5-2.5 px about its offset
         amp.append(0.5 + 2.0 * v[8])
         half.append(hw * (0.25 + 0.3 * v[6]))
-        for col, value in zip(
-            cols,
+        cols.append(
             (
                 a - c,
                 1.0 / (d * (0.05 + 0.25 * v[4])),
                 b - c,
                 1.0 / (d * (0.1 + 0.3 * v[5])),
-                params.depth * (0.5 + 0.5 * v[7]),
+                depth * (0.5 + 0.5 * v[7]),
                 0.5 * c,
                 m * j,
-            ),
-        ):
-            col.append(value)
+            )
+        )
     # the grooves' half-widths, then the micro-scratches' sideways drifts about their
     # offsets, amp (0.5 - wave), the wave 0.5 - swell / 2 and at least 0.1
     coef = np.array(
@@ -515,9 +515,9 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
         lo=lo,
         hi=hi,
         main=None,
-        centre=np.array([complex(c, o) for c, o in zip(mid, offset)], np.complex64),
+        centre=np.array(centre, np.complex64),
         bounds=np.array([span, reach], F32)[:, :, None],
-        cols=np.array(cols, F32),
+        cols=np.array(cols, F32).T,
         table=table.reshape(g * m, 2),
     )
 
@@ -701,10 +701,8 @@ def _section(
     # cast shadow: clear = max(1 - u toward, 0) rise / wall - sink, sink = (1 + cos) / 2
     # of the depth; the shadow is smoothstep(clear / 0.7 + 0.5 - burr / 1.4). It only
     # matters inside the groove, where |u| < 1: there 1 - u toward > 0
-    run = v * toward
-    run += 1.0
-    run *= rise
-    run += 0.5 - burr / 1.4 - 0.5 / 0.7
+    run = v * (toward * rise)
+    run += rise + (0.5 - burr / 1.4 - 0.5 / 0.7)
     run -= c * (0.5 / 0.7)
     shadow = _s01(run)
     # ...and a cavity sees less of the sky the deeper it is: x (1 - 0.3 sink)
@@ -809,7 +807,8 @@ def _stroke_draws(params: ScratchGenerator.Params, rng: np.random.Generator) -> 
     coef = np.empty(2 + max(4, int(L / 25) + 4))
     # rng.uniform(-bend, bend, 2), the same draws: low + (high - low) x random()
     r1, r2 = rng.random(2).tolist()
-    coef[:2] = (-bend + (bend + bend) * r1, -bend + (bend + bend) * r2)
+    coef[0] = -bend + (bend + bend) * r1
+    coef[1] = -bend + (bend + bend) * r2
     rng.standard_normal(out=coef[2:])
     coef[2:] *= params.wobble
     return coef
