@@ -267,6 +267,31 @@ def test_product_mask_pattern_and_list(recipe_path: Path, host: PluginHost) -> N
         assert not t["masks"][:, :6].any() and not t["masks"][:, :, -6:].any()
 
 
+def test_cache_keeps_file_and_auto_masks_and_changes_no_byte(
+    recipe_path: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import defectsynth.placement as placement
+
+    reads: list[str] = []
+    real = placement.load_mask_file
+    monkeypatch.setattr(placement, "load_mask_file",
+                        lambda path, shape: reads.append(str(path)) or real(path, shape))
+    plain = DefectDataset(None, recipe_path, host=host, defect_fraction=1.0)
+    cached = DefectDataset(None, recipe_path, host=host, defect_fraction=1.0, cache=True)
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        expected = [digest(plain[i]) for i in range(len(plain))]
+        del reads[:]
+        assert [digest(cached[i]) for i in range(len(cached))] == expected
+        # each of the 3 sources' mask files was decoded once, in the first epoch only
+        assert len(reads) == (3 if epoch == 0 else 0) and len(set(reads)) == len(reads)
+    folder = recipe_path.parent / "images"
+    auto = [DefectDataset(folder, _synth(host), product_mask="auto", length=3, cache=c)
+            for c in (False, True)]
+    assert [digest(auto[0][i]) for i in range(3)] == [digest(auto[1][i]) for i in range(3)]
+
+
 def test_transform_and_target_options(recipe_path: Path, host: PluginHost) -> None:
     def flip(image: np.ndarray, target: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         return image[:, ::-1], {**target, "flipped": True}

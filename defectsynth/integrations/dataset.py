@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InputImageError
 from ..imagefile import DEFAULT_MAX_PIXELS, decode_image, read_file_bytes
+from ..placement import resolve_product_mask
 from ..sample import BOX_FORMATS, Sample, category_ids
 from ..synthesizer import Synthesizer, source_id
 
@@ -137,7 +138,8 @@ class DefectDataset:
         :meth:`Sample.to_target <defectsynth.Sample.to_target>`.
     :param rgb: images in memory are RGB and items come out RGB (files are read BGR and
         converted); the synthesizer itself always works in BGR.
-    :param cache: keep decoded source images in memory (per worker process).
+    :param cache: keep decoded source images, and their product masks when those come
+        from files or ``auto``, in memory (per worker process).
     :param host: plugin host for a recipe (default: the process-wide one).
     """
 
@@ -220,6 +222,7 @@ class DefectDataset:
         self.rgb = bool(rgb)
         self.cache = bool(cache)
         self._cached: dict[int, np.ndarray] = {}
+        self._cached_masks: dict[int, np.ndarray] = {}
 
     # -- sources --------------------------------------------------------------------------
 
@@ -351,13 +354,30 @@ class DefectDataset:
             self._cached[position] = image
         return image
 
+    def _source_mask(self, position: int, image: np.ndarray) -> Any:
+        """The product-mask spec of a source; with ``cache``, a mask from a file or from
+        ``auto`` is resolved once (decoding or estimating it costs more than a sample)."""
+        spec = self._sources[position].mask
+        if not self.cache or spec is None or isinstance(spec, np.ndarray) or spec == "full":
+            return spec
+        cached = self._cached_masks.get(position)
+        if cached is None:
+            try:
+                colour = image[:, :, :3] if image.ndim == 3 else image  # as apply() sees it
+                cached = resolve_product_mask(spec, np.ascontiguousarray(colour))
+            except InputImageError as exc:
+                src = self._sources[position]
+                raise InputImageError(f"{src.path or src.rel}: {exc}") from None
+            self._cached_masks[position] = cached
+        return cached
+
     def sample(self, index: int, epoch: int | None = None) -> Sample:
         """The synthesized :class:`~defectsynth.Sample` of an item (BGR, before transform)."""
         index, epoch = self._check_index(index, epoch)
         pos, variant, defective = self.streams(index, epoch)
         src = self._sources[pos]
         image = self.source_image(pos)
-        mask = src.mask
+        mask = self._source_mask(pos, image)
         try:
             return self.synthesizer.apply(
                 image,
@@ -411,6 +431,7 @@ class DefectDataset:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_cached"] = {}
+        state["_cached_masks"] = {}
         if state["_recipe"] is not None:
             # rebuilt from the recipe in the worker: plugin hosts and file-plugin classes
             # do not pickle
