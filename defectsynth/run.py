@@ -309,15 +309,31 @@ class TaskRunner:
         self.out = Path(spec.out_dir)
         self.synth = spec.recipe.synthesizer(host, on_failure="reject")
         self._cache: tuple[str, tuple[int, int, int], np.ndarray, str] | None = None
+        self._mask_cache: tuple[str, tuple[int, ...], np.ndarray] | None = None
+
+    @staticmethod
+    def _signature(path: str) -> tuple[int, int, int]:
+        try:
+            st = os.stat(path)
+            return st.st_size, st.st_mtime_ns, st.st_ino
+        except OSError:
+            return -1, -1, -1
+
+    def read_mask(self, path: str, shape: tuple[int, int]) -> np.ndarray:
+        """The decoded product mask of a source, kept like the source itself."""
+        sig = (*self._signature(path), *shape)
+        if self._mask_cache is not None and self._mask_cache[:2] == (path, sig):
+            return self._mask_cache[2]
+        shown = _shown_path(path, self.recipe.base_dir)
+        mask = read_product_mask(path, shape, shown, self.recipe.inputs.max_pixels)
+        mask.flags.writeable = False  # shared by the variants of a source
+        self._mask_cache = (path, sig, mask)
+        return mask
 
     def read(self, path: str) -> tuple[np.ndarray, str]:
         """The decoded source and its sha256; the last one is kept, since consecutive
         tasks are usually variants of the same source (the image is never modified)."""
-        try:
-            st = os.stat(path)
-            sig = (st.st_size, st.st_mtime_ns, st.st_ino)
-        except OSError:
-            sig = (-1, -1, -1)
+        sig = self._signature(path)
         if self._cache is not None and self._cache[0] == path and self._cache[1] == sig:
             return self._cache[2], self._cache[3]
         image, sha = read_image(path, self.recipe.inputs.max_pixels)
@@ -339,8 +355,7 @@ class TaskRunner:
             )
         product: Any = None
         if task.mask is not None:
-            shown = _shown_path(task.mask, r.base_dir)
-            product = read_product_mask(task.mask, (h, w), shown, r.inputs.max_pixels)
+            product = self.read_mask(task.mask, (h, w))
         sample = self.synth.apply(
             image,
             product_mask=product,

@@ -110,6 +110,24 @@ def test_identical_for_any_worker_count(tmp_path: Path, host: PluginHost) -> Non
     assert tree_bytes(two) == tree_bytes(tmp_path / "ref")
 
 
+def test_each_product_mask_is_decoded_once_for_all_its_variants(
+    tmp_path: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import defectsynth.run as run_mod
+
+    make_inputs(tmp_path, n=3)
+    write_recipe(tmp_path)  # 3 variants per source
+    ref = _run(tmp_path, host, workers=1)
+    ref.rename(tmp_path / "ref")
+    reads: list[str] = []
+    real = run_mod.read_product_mask
+    monkeypatch.setattr(run_mod, "read_product_mask",
+                        lambda path, *a: reads.append(path) or real(path, *a))
+    again = _run(tmp_path, host, workers=1)
+    assert sorted(reads) == sorted(set(reads)) and len(reads) == 3
+    assert tree_bytes(again) == tree_bytes(tmp_path / "ref")
+
+
 def test_output_folder_in_use_is_refused(tmp_path: Path, host: PluginHost) -> None:
     make_inputs(tmp_path, n=1)
     write_recipe(tmp_path, variants=1)
