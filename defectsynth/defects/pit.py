@@ -75,33 +75,51 @@ class PitGenerator(DefectGenerator):
         pits[:, 0] -= x0  # whole pixels: the subsample grid stays aligned
         pits[:, 1] -= y0
         hh, ww = bh * SS, bw * SS
-        height = np.zeros((hh, ww), F32)
-        shadow = np.ones((hh, ww), F32)
-        cavity = np.zeros((hh, ww), F32)
+        # The canvases get a margin wide enough for every pit's window, so that stamps are
+        # drawn by plain slices and flat indices; only the box inside it is used.
+        over = max(
+            -float(pits[:, 0].min()),
+            -float(pits[:, 1].min()),
+            float(pits[:, 0].max()) - bw,
+            float(pits[:, 1].max()) - bh,
+        )
+        pad = max(0, int(math.ceil(over + _RIM_REACH * r_max)) + 2)
+        hp, wp = hh + 2 * pad * SS, ww + 2 * pad * SS
+        inside = (slice(pad * SS, pad * SS + hh), slice(pad * SS, pad * SS + ww))
+        height = np.zeros((hp, wp), F32)
+        # slopes x and y (filled later), cast shadow (min over pits), cavity (max): one
+        # array, so that a pixel's subsamples of all four are gathered by one indexing
+        planes = np.empty((4, hp, wp), F32)
+        planes[2] = 1.0
+        planes[3] = 0.0
         # signed distance (px) beyond each crater's labelled edge, nearest crater wins
-        beyond = np.full((bh, bw), F32(1e3), F32)
+        beyond = np.full((bh + 2 * pad, bw + 2 * pad), F32(1e3), F32)
         light = region.light.vector
         lxy = math.hypot(float(light[0]), float(light[1]))
         lx, ly = (float(light[0]) / lxy, float(light[1]) / lxy) if lxy > 1e-6 else (1.0, 0.0)
         tan_el = float(light[2]) / max(lxy, 1e-3)
-        # The pits are drawn as stamps: one window per pit, all of one size, evaluated
-        # together (a few numpy passes however many pits), then merged into the canvases.
-        n_ss = int(math.ceil((2 * r_max * 1.6 + 2.0) * SS)) + 8
-        n_px = int(math.ceil(2 * (r_max * 1.6 + 3.0))) + 2
-        per_chunk = max(1, _STAMP_BUDGET // (n_ss * n_ss))
+        n_rim = int(math.ceil(2 * _RIM_REACH * r_max * SS)) + 5
+        per_chunk = max(1, _STAMP_BUDGET // (n_rim * n_rim))
         for k0 in range(0, len(pits), per_chunk):
             chunk = pits[k0 : k0 + per_chunk]
-            _stamp_relief(chunk, params, (lx, ly, tan_el), height, shadow, cavity)
-            _stamp_edge(chunk, params, n_px, beyond)
+            _stamp_relief(chunk, params, (lx, ly, tan_el), pad * SS, height, planes[2:])
+            _stamp_edge(chunk, params, pad, beyond)
+        beyond = beyond[pad : pad + bh, pad : pad + bw]
         cov_b = F32(1.0) - smoothstep(0.0, 1.2, beyond)
+        relief = height[inside]
+        cv2.Sobel(relief, cv2.CV_32F, 1, 0, dst=planes[0][inside], ksize=3, scale=0.125)
+        cv2.Sobel(relief, cv2.CV_32F, 0, 1, dst=planes[1][inside], ksize=3, scale=0.125)
         # light only the pixels the pits touch: their 3x3 subsamples, gathered pixel-major
-        iy, ix = np.nonzero(cov_b > 0)
+        iy, ix = np.nonzero(beyond < F32(1.2))
         sub = np.arange(SS)
-        offs = (sub[:, None] * ww + sub[None, :]).ravel()
-        idx = (iy * (SS * ww) + ix * SS)[:, None] + offs[None, :]
-        gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125).ravel()[idx]
-        gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125).ravel()[idx]
-        occ = shadow.ravel()[idx] * (F32(1.0) - F32(0.85 * params.darkness) * cavity.ravel()[idx])
+        offs = (sub[:, None] * wp + sub[None, :]).ravel()
+        idx = ((iy + pad) * (SS * wp) + (ix + pad) * SS)[:, None] + offs[None, :]
+        # four takes: ~2x faster than one fancy index of the (4, n) planes
+        flat = planes.reshape(4, -1)
+        gx, gy, occ, cav = (flat[i].take(idx) for i in range(4))
+        cav *= F32(-0.85 * params.darkness)
+        cav += F32(1.0)
+        occ *= cav
         shading = surface_shading(pixels, ambient=0.45, specular=0.25, roughness=0.35)
         ratio, spec = shade_slopes(gx, gy, light, shading, occlusion=occ)
         # box filter back to pixels (the 3x3 subsamples of a pixel are one row; OpenCV's
@@ -130,129 +148,137 @@ def _row_means(a: np.ndarray) -> np.ndarray:
 
 # elements per batch of stamps (float32): bounds the memory of huge pits or clusters
 _STAMP_BUDGET = 1 << 18
+# the rim (a Gaussian ring at 1.08 r, width 0.22 r) is below 1e-4 of its height beyond
+# 1.74 r: its window stops there
+_RIM_REACH = 1.74
 
 
 def _stamp_relief(
     pits: np.ndarray,
     params: PitGenerator.Params,
     light: tuple[float, float, float],
+    pad: int,
     height: np.ndarray,
-    shadow: np.ndarray,
-    cavity: np.ndarray,
+    occl: np.ndarray,
 ) -> None:
-    """Add the bowls and rims of ``pits`` (rows x, y, r, d) to the supersampled height
-    map, and their cast shadows and cavity darkness to ``shadow`` (min) and ``cavity``
-    (max).
+    """Add the bowls and rims of ``pits`` (rows x, y, r, d; px in the box) to the padded
+    supersampled height map, and their cast shadows and cavity darkness to ``occl[0]``
+    (min) and ``occl[1]`` (max); ``pad`` is the canvases' margin in subsamples.
 
-    Each pit is a square window of subsamples around it, the same size for every pit so
-    that all of them are evaluated at once; the bowl, its shadow and cavity are computed
-    on the window's middle part that holds the crater, the rim on the whole window.
+    Every pit gets a square window of subsamples, one size for all so that they are
+    evaluated together: the rim on the whole window (added by slices), the bowl, shadow
+    and cavity only on the subsamples inside its crater (in the window's middle part),
+    gathered and scattered back by flat index.
     """
     lx, ly, tan_el = light
-    hh, ww = height.shape
-    cx, cy, r, d = (pits[:, i] for i in range(4))
-    r_max = float(r.max())
-    n_in = int(math.ceil(2 * r_max * SS)) + 3
-    m = int(math.ceil((0.6 * r_max + 1.0) * SS))  # rim margin around it
+    wp = height.shape[1]
+    k = len(pits)
+    cx, cy, r, d = (pits[:, i].tolist() for i in range(4))
+    r_max = max(r)
+    n_in = int(math.ceil(2 * r_max * SS)) + 3  # the craters' part
+    m = int(math.ceil((_RIM_REACH - 1.0) * r_max * SS)) + 1 if params.rim > 0 else 0
     n = n_in + 2 * m
-    x0 = np.floor((cx - r_max) * SS).astype(np.int64) - m
-    y0 = np.floor((cy - r_max) * SS).astype(np.int64) - m
-    step = np.arange(n, dtype=F32)
-    # subsample centres in output pixel coordinates, relative to each pit: (k, n)
-    px = (x0.astype(F32)[:, None] + step + F32(0.5)) / F32(SS) - F32(0.5)
-    px -= cx.astype(F32)[:, None]
-    py = (y0.astype(F32)[:, None] + step + F32(0.5)) / F32(SS) - F32(0.5)
-    py -= cy.astype(F32)[:, None]
-    per = (slice(None), None, None)  # a per-pit value against (k, n, n)
-    dist2 = (py * py)[:, :, None] + (px * px)[:, None, :]
-    lip = None
-    if params.rim > 0:
-        u = np.sqrt(dist2)
-        u -= (1.08 * r).astype(F32)[per]
-        u *= (1.0 / (0.22 * r)).astype(F32)[per]
-        np.square(u, out=u)
-        np.negative(u, out=u)
-        lip = np.exp(u)
-        lip *= (d * params.rim).astype(F32)[per]
+    # first subsample of each window (x of every pit, then y), in the box
+    start = [math.floor((c - r_max + 0.5) * SS - 0.5) - m for c in cx + cy]
+    # subsample centres relative to the pit, (2k, n): as the canvas has them, px
+    rel = np.array(start, F32)[:, None] + np.arange(n, dtype=F32)
+    rel += F32(0.5)
+    rel /= F32(SS)
+    rel -= F32(0.5)
+    rel -= np.array(cx + cy, F32)[:, None]
+    sq = rel * rel
+    dist2 = sq[k:, :, None] + sq[:k, None, :]  # (k, n, n)
     mid = (slice(None), slice(m, m + n_in), slice(m, m + n_in))
-    d2 = dist2[mid]
-    px, py = px[:, m : m + n_in], py[:, m : m + n_in]
-    inner = F32(1.0) - d2 * (1.0 / (r * r)).astype(F32)[per]  # 1 - rho^2
-    np.maximum(inner, F32(0.0), out=inner)  # 0 outside the crater
-    # inner ** 0.7 as exp(0.7 log inner): ~6x faster than numpy's float32 pow, same to
-    # 1 ulp (log 0 = -inf gives exactly 0 outside the crater)
-    with np.errstate(divide="ignore"):
-        bowl = np.log(inner)
+    per = (slice(None), None, None)  # a per-pit value against (k, n, n)
+    const = np.array(
+        [
+            [-1.0 / (ri * ri) for ri in r],
+            [1.0 / (0.22 * ri) for ri in r],
+            [math.log(di * params.rim) if params.rim > 0 else 0.0 for di in d],
+        ],
+        F32,
+    )
+    inner = dist2[mid] * const[0][per]
+    inner += F32(1.0)  # 1 - rho^2, > 0 inside the crater
+    if params.rim > 0:
+        # rim = d rim exp(-((rho - 1.08 r) / 0.22 r)^2), the factor folded into the exp
+        u = np.sqrt(dist2, out=dist2)
+        u *= const[1][per]
+        u -= F32(1.08 / 0.22)
+        np.square(u, out=u)
+        np.subtract(const[2][per], u, out=u)
+        lip = np.exp(u, out=u)
+        for i in range(k):
+            y, x = start[k + i] + pad, start[i] + pad
+            height[y : y + n, x : x + n] += lip[i]
+    crater = inner > 0
+    count = np.add.reduce(crater.reshape(k, -1), axis=1, dtype=np.intp)
+    at = np.flatnonzero(crater)
+    # flat index in the canvas of each crater subsample
+    step = np.arange(m, m + n_in)
+    rows = (np.array(start[k:], np.intp) + pad)[:, None] + step
+    cols = (np.array(start[:k], np.intp) + pad)[:, None] + step
+    spot = (rows * wp)[:, :, None] + cols[:, None, :]
+    spot = spot.take(at)
+    inner = inner.take(at)
+    # cast shadow: distance towards the light to the rim, and the height gained there
+    b = rel[k:, m : m + n_in, None] * F32(ly) + rel[:k, None, m : m + n_in] * F32(lx)
+    b = b.take(at)
+    # per-pit constants, one per subsample: r^2, tan(el) / (0.35 d), -d, cavity depth
+    each = np.array(
+        [
+            [ri * ri for ri in r],
+            [tan_el / (0.35 * di) for di in d],
+            [-di for di in d],
+            [min(1.0, di / ri) for ri, di in zip(r, d)],
+        ],
+        F32,
+    )
+    r2, slope, neg_d, deep = np.repeat(each, count, axis=1)
+    # inner ** 0.7 as exp(0.7 log inner): ~6x faster than numpy's float32 pow
+    bowl = np.log(inner)
     bowl *= F32(0.7)
     np.exp(bowl, out=bowl)
-    bowl *= (-d).astype(F32)[per]
-    # cast shadow: distance towards the light to the rim, and the height gained there
-    b = (py * F32(ly))[:, :, None] + (px * F32(lx))[:, None, :]
-    disc = b * b
-    disc -= d2
-    disc += (r * r).astype(F32)[per]
-    np.maximum(disc, F32(0.0), out=disc)
-    clear = np.sqrt(disc)
+    # smoothstep(-0.25 d, 0.1 d, clear) with the 1 / (0.35 d) folded into its terms
+    clear = b * b
+    clear += inner * r2  # b^2 - rho^2 + r^2
+    np.sqrt(clear, out=clear)
     clear -= b
-    clear *= F32(tan_el)
-    clear += bowl
-    # smoothstep(-0.25 d, 0.1 d, clear), per pit
-    clear += (0.25 * d).astype(F32)[per]
-    clear *= (1.0 / (0.35 * d)).astype(F32)[per]
-    t = np.clip(clear, 0.0, 1.0, out=clear)
-    lit = F32(3.0) - F32(2.0) * t
+    clear *= slope
+    clear -= bowl * F32(1.0 / 0.35)
+    clear += F32(0.25 / 0.35)
+    t = np.maximum(clear, F32(0.0), out=clear)
+    np.minimum(t, F32(1.0), out=t)
+    lit = t * F32(-2.0)
+    lit += F32(3.0)
+    t *= t
     lit *= t
-    lit *= t
-    lit = np.maximum(lit, inner <= 0)  # fully lit outside the crater
-    cav = inner * np.minimum(1.0, d / r).astype(F32)[per]
-    if lip is not None:
-        lip[mid] += bowl
-        relief, off = lip, 0
-    else:
-        relief, off = bowl, m
-    shape = (hh, ww)
-    for k in range(len(pits)):
-        cut = _window(int(y0[k]) + off, int(x0[k]) + off, relief.shape[1], shape)
-        if cut is not None:
-            height[cut[0]] += relief[k][cut[1]]
-        cut = _window(int(y0[k]) + m, int(x0[k]) + m, n_in, shape)
-        if cut is not None:
-            win, part = cut
-            np.minimum(shadow[win], lit[k][part], out=shadow[win])
-            np.maximum(cavity[win], cav[k][part], out=cavity[win])
+    bowl *= neg_d
+    inner *= deep
+    np.add.at(height.reshape(-1), spot, bowl)
+    np.minimum.at(occl[0].reshape(-1), spot, lit)
+    np.maximum.at(occl[1].reshape(-1), spot, inner)
 
 
 def _stamp_edge(
-    pits: np.ndarray, params: PitGenerator.Params, n: int, beyond: np.ndarray
+    pits: np.ndarray, params: PitGenerator.Params, pad: int, beyond: np.ndarray
 ) -> None:
-    """Lower ``beyond`` to each pixel's distance outside the nearest crater's edge (an
-    ``n`` x ``n`` window of pixels around each pit)."""
+    """Lower ``beyond`` (a canvas of pixels with a margin of ``pad``) to each pixel's
+    distance outside the nearest crater's edge."""
     cx, cy, r = pits[:, 0], pits[:, 1], pits[:, 2]
+    # the edge's fade ends 1.2 px beyond r (1 + rim / 2) - 0.2
+    n = int(math.ceil(2 * (float(r.max()) * (1.0 + 0.5 * params.rim) + 1.0))) + 2
     x0 = np.floor(cx - (n - 1) / 2).astype(np.int64)
     y0 = np.floor(cy - (n - 1) / 2).astype(np.int64)
     step = np.arange(n, dtype=F32)
     gx = (x0.astype(F32)[:, None] + step) - cx.astype(F32)[:, None]
     gy = (y0.astype(F32)[:, None] + step) - cy.astype(F32)[:, None]
-    dist = np.sqrt((gy * gy)[:, :, None] + (gx * gx)[:, None, :])
+    dist = (gy * gy)[:, :, None] + (gx * gx)[:, None, :]
+    np.sqrt(dist, out=dist)
     dist -= (r * (1.0 + 0.5 * params.rim) - 0.2).astype(F32)[:, None, None]
-    for k in range(len(pits)):
-        cut = _window(int(y0[k]), int(x0[k]), n, beyond.shape)
-        if cut is not None:
-            win, part = cut
-            np.minimum(beyond[win], dist[k][part], out=beyond[win])
-
-
-_Cut = tuple[tuple[slice, slice], tuple[slice, slice]]
-
-
-def _window(y0: int, x0: int, n: int, shape: tuple[int, ...]) -> _Cut | None:
-    """The part of an ``n`` x ``n`` window at (y0, x0) inside an array of ``shape``: its
-    slices in the array and in the window (None if it falls outside)."""
-    y1, x1 = min(y0 + n, shape[0]), min(x0 + n, shape[1])
-    ya, xa = max(y0, 0), max(x0, 0)
-    if ya >= y1 or xa >= x1:
-        return None
-    return (slice(ya, y1), slice(xa, x1)), (slice(ya - y0, y1 - y0), slice(xa - x0, x1 - x0))
+    for k, (y, x) in enumerate(zip((y0 + pad).tolist(), (x0 + pad).tolist())):
+        win = beyond[y : y + n, x : x + n]
+        np.minimum(win, dist[k], out=win)
 
 
 def _scatter(
