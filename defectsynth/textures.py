@@ -13,6 +13,7 @@ light. A flat height map therefore leaves the pixels exactly as they were.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -319,6 +320,58 @@ def _draw_fbm(
         amp *= gain
     k = 1.33 / math.sqrt(max(norm, 1e-12))
     return [(a * k, o) for a, o in drawn]
+
+
+def fbm_pixels(
+    shape: tuple[int, int],
+    scale: float,
+    rng: np.random.Generator,
+    *,
+    octaves: int = 2,
+    gain: float = 0.5,
+) -> np.ndarray:
+    """:func:`fbm` with every cell rounded to whole pixels (``scale``, ``scale / 2``, ...)
+    and the random offsets on the pixel grid: the same value noise, normalised the same
+    way, but the interpolation weights repeat from call to call and are cached, which
+    makes it ~3x cheaper on small fields (building them is most of fbm's cost there).
+    For noise whose exact feature size does not matter (a rough outline, say).
+    """
+    h, w = int(shape[0]), int(shape[1])
+    cells: list[int] = []
+    for k in range(max(1, int(octaves))):
+        c = max(round(scale / 2**k), 1)
+        if cells and c == cells[-1]:
+            break  # (finer octaves than a pixel add nothing)
+        cells.append(c)
+    amps = [gain**k for k in range(len(cells))]
+    norm = 1.33 / math.sqrt(sum(a * a for a in amps))
+    # 4 knots more than the field spans: the window starts past the first 1.5 cells,
+    # where the interpolation would reach beyond the grid
+    shapes = [(-(-h // c) + 4, -(-w // c) + 4) for c in cells]
+    # all knots and offsets in two calls (at these sizes a call costs more than numbers)
+    knots = rng.standard_normal(sum(gh * gw for gh, gw in shapes), dtype=F32)
+    offsets = rng.random(2 * len(cells)).tolist()
+    out = np.zeros((h, w), dtype=F32)
+    start = 0
+    for k, (cell, (gh, gw)) in enumerate(zip(cells, shapes)):
+        grid = knots[start : start + gh * gw].reshape(gh, gw)
+        start += gh * gw
+        grid *= F32(amps[k] * norm)
+        oy, ox = (int(u * cell) + (3 * cell + 1) // 2 for u in offsets[2 * k : 2 * k + 2])
+        wy = _pixel_cubic_weights(gh, cell)[oy : oy + h]
+        mid = _matmul(grid, _pixel_cubic_weights(gw, cell)[ox : ox + w].T)
+        out += _matmul(wy, mid)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _pixel_cubic_weights(knots: int, cell: int) -> np.ndarray:
+    """(knots * cell, knots) matrix: cv2.resize's bicubic interpolation of ``knots``
+    values one per ``cell`` px (knot i centred on pixel cell * i + (cell - 1) / 2), as
+    the resize of an identity matrix."""
+    wts = cv2.resize(np.eye(knots, dtype=F32), (knots, knots * cell), interpolation=cv2.INTER_CUBIC)
+    wts.flags.writeable = False
+    return wts
 
 
 def grain(shape: tuple[int, int], rng: np.random.Generator, sigma: float = 0.6) -> np.ndarray:

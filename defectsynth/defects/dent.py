@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     ellipse_extent,
     elliptic_radius,
+    fbm_pixels,
     shade_slopes,
     smoothstep,
     specular_colour,
@@ -87,7 +87,7 @@ class DentGenerator(DefectGenerator):
         q = elliptic_radius(dx[None, :], dy[:, None], math.radians(params.angle),
                             params.radius, params.radius * params.aspect)
         # a rough outline: perturb the radial coordinate with low-frequency noise
-        noise = _outline_noise(h, w, max(params.radius * 0.9, 4.0), rng)
+        noise = fbm_pixels((h, w), max(params.radius * 0.9, 4.0), rng, octaves=2)
         noise *= F32(params.irregularity * 0.35)
         noise += F32(1.0)
         q *= noise
@@ -188,55 +188,6 @@ def _tinted(a: np.ndarray, colour: np.ndarray) -> np.ndarray:
         # three scaled planes merged: cv2.multiply by a Scalar takes twice as long
         return cv2.merge([a * F32(colour[0]), a * F32(colour[1]), a * F32(colour[2])])
     return (a * F32(colour[0]))[:, :, None]
-
-
-def _outline_noise(h: int, w: int, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """:func:`~defectsynth.textures.fbm` with 2 octaves (cells ``scale`` and ``scale`` / 2
-    px, rounded to whole pixels): the same value noise, normalised the same way, but each
-    octave's bicubic interpolation is two small products with cached weights. With
-    whole-pixel cells and offsets the weights repeat from call to call; building them is
-    what costs fbm most on fields this small."""
-    cells = (max(round(scale), 1), max(round(scale / 2), 1))
-    # 4 knots more than the field spans: the window starts past the first 1.5 cells,
-    # where the interpolation would reach beyond the grid
-    shapes = [(-(-h // c) + 4, -(-w // c) + 4) for c in cells]
-    # all knots and offsets in two calls (at these sizes a call costs more than numbers)
-    knots = rng.standard_normal(sum(gh * gw for gh, gw in shapes), dtype=F32)
-    offsets = rng.random(4).tolist()
-    out = np.empty((h, w), dtype=F32)
-    start = 0
-    for k, (cell, (gh, gw)) in enumerate(zip(cells, shapes)):
-        grid = knots[start : start + gh * gw].reshape(gh, gw)
-        start += gh * gw
-        # fbm's amplitudes 1 and 1/2 with its normalisation (unit deviation after the
-        # interpolation)
-        grid *= F32((1.0, 0.5)[k] * 1.33 / math.sqrt(1.25))
-        oy, ox = (int(u * cell) + (3 * cell + 1) // 2 for u in offsets[2 * k : 2 * k + 2])
-        wy = _cubic_weights(gh, cell)[oy : oy + h]
-        mid = grid @ _cubic_weights(gw, cell)[ox : ox + w].T  # (gh, w)
-        # in bands of rows under OpenBLAS's threading threshold (as in textures: a
-        # thread pool woken on a busy machine costs more than the product)
-        rows = max(1, _PRODUCT_BUDGET // mid.size)
-        for r in range(0, h, rows):
-            if k == 0:
-                np.matmul(wy[r : r + rows], mid, out=out[r : r + rows])
-            else:
-                out[r : r + rows] += wy[r : r + rows] @ mid
-    return out
-
-
-# multiply-adds per matrix product (see _outline_noise)
-_PRODUCT_BUDGET = 250_000
-
-
-@functools.lru_cache(maxsize=256)
-def _cubic_weights(knots: int, cell: int) -> np.ndarray:
-    """(knots * cell, knots) matrix: cv2.resize's bicubic interpolation of ``knots``
-    values one per ``cell`` px (knot i centred on pixel cell * i + (cell - 1) / 2), as
-    the resize of an identity matrix."""
-    wts = cv2.resize(np.eye(knots, dtype=F32), (knots, knots * cell), interpolation=cv2.INTER_CUBIC)
-    wts.flags.writeable = False
-    return wts
 
 
 _Box = tuple[int, int, int, int]  # y0, y1, x0, x1
