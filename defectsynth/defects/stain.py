@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import elliptic_radius, fbm_fields, luminance, median_rows, smoothstep
+from defectsynth.textures import elliptic_radius, fbm_pixels, luminance, median_rows, smoothstep
 
 F32 = np.float32
 
@@ -224,14 +224,9 @@ def _spot(
                         a, size, size * aspect)
     # a drying front pins on surface flaws: a wavy, fractal rim
     # (and a patchy thickness inside: both fields drawn together)
-    wav, inner = fbm_fields(
-        shape,
-        [
-            {"scale": max(size * 0.7, 3.0), "octaves": 3, "gain": 0.4},
-            {"scale": max(size * 0.5, 2.0), "octaves": 3},
-        ],
-        rng,
-    )
+    # (on whole-pixel cells: the exact feature size of either does not matter)
+    wav = fbm_pixels(shape, max(size * 0.7, 3.0), rng, octaves=3, gain=0.4)
+    inner = fbm_pixels(shape, max(size * 0.5, 2.0), rng, octaves=3)
     wav *= F32(0.09)
     wav += F32(1.0)
     q *= wav
