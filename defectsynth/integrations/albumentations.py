@@ -178,7 +178,7 @@ class AddDefects(DualTransform):
             return masks
         masks = np.asarray(masks)
         if masks.size == 0:
-            return new * np.uint8(self.mask_value)
+            return self._scaled(new)
         add = new.astype(masks.dtype) * masks.dtype.type(self.mask_value)
         if masks.ndim == 4:  # (N, H, W, C)
             add = np.repeat(add[..., None], masks.shape[3], axis=3)
@@ -261,8 +261,14 @@ class AddDefects(DualTransform):
             and new is not None
             and len(new) > 0
         ):
-            res["masks"] = new * np.uint8(self.mask_value)
+            res["masks"] = self._scaled(new)
         return res
+
+    def _scaled(self, new: np.ndarray) -> np.ndarray:
+        """The new 0/1 instance masks holding ``mask_value``: themselves for the default 1
+        (they are this call's own arrays; a product over N x H x W costs more than the
+        rest of the adapter)."""
+        return new if self.mask_value == 1 else new * np.uint8(self.mask_value)
 
     # -- pickling (DataLoader workers started with spawn) -----------------------------------
 
