@@ -13,8 +13,7 @@ from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     ellipse_extent,
     elliptic_radius,
-    fbm,
-    fbm_fields,
+    fbm_pixels,
     smoothstep,
 )
 
@@ -105,7 +104,9 @@ class DiscolorationGenerator(DefectGenerator):
             {"scale": max(params.size * 0.8, 4.0) / f, "octaves": 4, "gain": 0.55},
             {"scale": max(params.size * 0.45, 3.0) / f, "octaves": 3},
         ]
-        noise, mottle = fbm_fields((-(-h // f), -(-w // f)), specs, rng)
+        coarse = (-(-h // f), -(-w // f))
+        noise, mottle = (fbm_pixels(coarse, sp["scale"], rng, octaves=int(sp["octaves"]),
+                                    gain=float(sp.get("gain", 0.5))) for sp in specs)
         noise *= F32(0.32 * params.roughness)  # the ragged outline
         noise += F32(1.0)  # (before upsampling: its weights sum to 1)
         field = _upsample(noise, f, (0, h, 0, w)) - q
@@ -133,7 +134,7 @@ class DiscolorationGenerator(DefectGenerator):
         hue_amount = amount
         if params.kind == "oxidation":
             # corrosion is spotty: a speckle of stronger colour on top of the mottling
-            speck = fbm((bh, bw), 4.0, rng, octaves=2)
+            speck = fbm_pixels((bh, bw), 4.0, rng, octaves=2)
             speck *= F32(0.45)
             speck += F32(0.75)
             hue_amount = amount * np.clip(speck, 0.2, 1.3, out=speck)
