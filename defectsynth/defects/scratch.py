@@ -522,25 +522,23 @@ def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: 
     )
 
 
-def _hits(
-    band: _Band, tab: _Grooves, burr: float
-) -> (
-    tuple[
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray | None,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray | float,
-    ]
-    | None
-):
-    """The labelled pixels and the (groove, pixel) pairs whose section reaches a
-    sub-sample of one: the pixels' flat indices, coverages and stroke tangents, then per
-    pair which labelled pixel it is at (None: the pairs are the labelled pixels, in
-    order, as they are unless grooves overlap), the offset from its groove's middle, the
-    groove's half-width and wall slope there. None if nothing is labelled."""
+class _Hits(NamedTuple):
+    """The labelled pixels, and the (groove, pixel) pairs whose section reaches a
+    sub-sample of one."""
+
+    pix: np.ndarray  # the pixels' flat indices
+    cov: np.ndarray  # their coverage
+    tan: np.ndarray  # the stroke's conjugate unit tangent at each
+    # per pair, which labelled pixel it is at (None: the pairs are the labelled pixels,
+    # in order, as they are unless grooves overlap)
+    at: np.ndarray | None
+    d0: np.ndarray  # per pair, the offset from its groove's middle
+    hw: np.ndarray  # the groove's half-width there
+    wall: np.ndarray | float  # and its wall slope (one float for the main groove alone)
+
+
+def _hits(band: _Band, tab: _Grooves, burr: float) -> _Hits | None:
+    """:class:`_Hits` of the grooves in the band; None if nothing is labelled."""
     n = band.idx.size
     if n == 0:
         return None
@@ -568,15 +566,7 @@ def _hits(
         lab = ((x > 0) & (hw > 0.05)).nonzero()[0]
         if lab.size == 0:
             return None
-        return (
-            band.idx[lab],
-            _s01(x[lab]),
-            band.tan[lab],
-            None,
-            dist[lab],
-            hw[lab],
-            wall,
-        )
+        return _Hits(band.idx[lab], _s01(x[lab]), band.tan[lab], None, dist[lab], hw[lab], wall)
     assert tab.centre is not None and tab.bounds is not None and tab.cols is not None
     # every (groove, pixel) pair within the groove's reach and its window along the
     # stroke, grooves in order; the pair's (arc length + i distance) less the window's
@@ -634,7 +624,8 @@ def _hits(
             reaches += 0.6
             alone = np.count_nonzero(at_lab[pi] & (ad0 < reaches)) == nc
         if alone:
-            return band.idx[pl], _s01(x[lab]), band.tan[pl], None, d0[lab], hw[lab], wall[lab]
+            return _Hits(band.idx[pl], _s01(x[lab]), band.tan[pl], None, d0[lab], hw[lab],
+                         wall[lab])
     pi = pair % n
     cov_b = np.zeros(n, F32)
     np.maximum.at(cov_b, pl, _s01(x[lab]))
@@ -643,15 +634,8 @@ def _hits(
     remap[cidx] = np.arange(nc)
     pj = remap[pi]
     keep = np.flatnonzero((pj >= 0) & (ad0 < hw * 2.0 + 0.6))
-    return (
-        band.idx[cidx],
-        cov_b[cidx],
-        band.tan[cidx],
-        pj[keep],
-        d0[keep],
-        hw[keep],
-        wall[keep],
-    )
+    return _Hits(band.idx[cidx], cov_b[cidx], band.tan[cidx], pj[keep], d0[keep], hw[keep],
+                 wall[keep])
 
 
 def _section(
