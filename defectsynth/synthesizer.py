@@ -332,7 +332,10 @@ class Synthesizer:
                 out[by1:by2, bx1:bx2] = new_patch
                 footprint[by1:by2, bx1:bx2] |= changed
                 for ki, (new_crop, box, new_vis) in reduced.items():
-                    annotations[ki] = _reannotate(annotations[ki], new_crop, box, new_vis)
+                    # what remains of an earlier instance: its new box, mask and visibility
+                    annotations[ki] = dataclasses.replace(
+                        annotations[ki], box=box, mask_crop=new_crop, visibility=new_vis
+                    )
                 annotations.append(ann)
                 stats["placed"] += 1
                 break
@@ -557,13 +560,6 @@ def _writes_read_only(exc: BaseException) -> bool:
     OpenCV's "... marked as readonly"."""
     text = str(exc).lower()
     return isinstance(exc, ValueError | cv2.error) and ("read-only" in text or "readonly" in text)
-
-
-def _reannotate(
-    old: Annotation, mask_crop: np.ndarray, box: tuple[int, int, int, int], vis: float
-) -> Annotation:
-    """``old`` with what remains of it: a new box, its mask there, its visibility."""
-    return dataclasses.replace(old, box=box, mask_crop=mask_crop, visibility=vis)
 
 
 def _params_dict(params: Any) -> dict[str, Any]:

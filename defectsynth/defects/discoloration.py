@@ -96,17 +96,12 @@ class DiscolorationGenerator(DefectGenerator):
         q = elliptic_radius(dx[None, :], dy[:, None], math.radians(params.angle),
                             params.size, params.size * params.aspect)
         # The outline's noise and the mottle are drawn on a grid f times coarser and
-        # upsampled bicubically (see _coarseness), both in one fbm_fields call. The
-        # ellipse and its border term stay exact: interpolated, their curvature would
-        # roughen the outline.
+        # upsampled bicubically (see _coarseness). The ellipse and its border term stay
+        # exact: interpolated, their curvature would roughen the outline.
         f = _coarseness(params.size)
-        specs = [
-            {"scale": max(params.size * 0.8, 4.0) / f, "octaves": 4, "gain": 0.55},
-            {"scale": max(params.size * 0.45, 3.0) / f, "octaves": 3},
-        ]
         coarse = (-(-h // f), -(-w // f))
-        noise, mottle = (fbm_pixels(coarse, sp["scale"], rng, octaves=int(sp["octaves"]),
-                                    gain=float(sp.get("gain", 0.5))) for sp in specs)
+        noise = fbm_pixels(coarse, max(params.size * 0.8, 4.0) / f, rng, octaves=4, gain=0.55)
+        mottle = fbm_pixels(coarse, max(params.size * 0.45, 3.0) / f, rng, octaves=3)
         noise *= F32(0.32 * params.roughness)  # the ragged outline
         noise += F32(1.0)  # (before upsampling: its weights sum to 1)
         field = _upsample(noise, f, (0, h, 0, w)) - q
@@ -157,8 +152,7 @@ def _coarseness(size: float) -> int:
     drawn: the cells of their finest octaves (0.1 x size px) keep at least 1 px of the
     grid, and the bicubic upsampling interpolates between those knots as their own
     octave would (outline and mottle statistics over hundreds of seeds match the
-    full-resolution fields). For most sizes from 30 px the coarsest cells also stay
-    under 10 px: fbm's cheapest path (small resizes, no weight build)."""
+    full-resolution fields)."""
     return max(1, int(0.1 * size))
 
 

@@ -222,9 +222,8 @@ def _spot(
     a = float(rng.uniform(0, math.pi))
     q = elliptic_radius(_coords(shape[1], x0, px0)[None, :], _coords(shape[0], y0, py0)[:, None],
                         a, size, size * aspect)
-    # a drying front pins on surface flaws: a wavy, fractal rim
-    # (and a patchy thickness inside: both fields drawn together)
-    # (on whole-pixel cells: the exact feature size of either does not matter)
+    # a drying front pins on surface flaws: a wavy, fractal rim, and a patchy thickness
+    # inside (on whole-pixel cells: the exact feature size of either does not matter)
     wav = fbm_pixels(shape, max(size * 0.7, 3.0), rng, octaves=3, gain=0.4)
     inner = fbm_pixels(shape, max(size * 0.5, 2.0), rng, octaves=3)
     wav *= F32(0.09)
