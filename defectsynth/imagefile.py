@@ -27,6 +27,7 @@ import hashlib
 import os
 import stat
 import struct
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,30 @@ class ImageHeader:
     @property
     def size_text(self) -> str:
         return f"{self.width}x{self.height} px"
+
+
+class UnexpectedInputError(InputImageError):
+    """An error that no check foresaw, raised while one input was read, decoded or had
+    its product mask estimated. It becomes that input's skip reason, never the end of a
+    run; ``traceback_text`` keeps where it came from (for ``--verbose`` and bug reports).
+    """
+
+    def __init__(self, message: str, traceback_text: str = "") -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+    def __reduce__(self) -> tuple[type[UnexpectedInputError], tuple[str, str]]:
+        return type(self), (str(self), self.traceback_text)
+
+
+def unexpected_input_error(exc: BaseException, doing: str) -> UnexpectedInputError:
+    """``exc`` (an exception no check foresaw) as the reason an input is skipped:
+    ``unexpected error while {doing}: IndexError: ...; please report it``."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    err = UnexpectedInputError(f"unexpected error while {doing}: {what}; please report it", text)
+    err.__cause__ = exc
+    return err
 
 
 def max_file_bytes(max_pixels: int) -> int:
@@ -234,6 +259,20 @@ def _probe_bmp(data: bytes) -> ImageHeader:
 
 
 _TIFF_TYPES = {1: ("B", 1), 3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}
+_TIFF_TAGS = {
+    256: "ImageWidth",
+    257: "ImageLength",
+    273: "StripOffsets",
+    279: "StripByteCounts",
+    324: "TileOffsets",
+    325: "TileByteCounts",
+}
+_TIFF_MAX_ENTRIES = 4096  # a real first directory has a few dozen
+_TIFF_MAX_VALUES = 1 << 20  # strips or tiles of one image
+
+
+def _tiff_corrupt(what: str) -> InputImageError:
+    return InputImageError(f"is corrupt: TIFF {what}")
 
 
 def _probe_tiff(data: bytes) -> ImageHeader:
@@ -244,21 +283,34 @@ def _probe_tiff(data: bytes) -> ImageHeader:
 
 
 def _parse_tiff(data: bytes) -> ImageHeader:
+    """Width and height from the first directory (IFD), with every count, offset and type
+    that the header gives checked against the file before it is used."""
     n = len(data)
     e = "<" if data[:2] == b"II" else ">"
     big = data[2:4] in (b"+\x00", b"\x00+")
     try:
         if big:
             (ifd,) = struct.unpack(e + "Q", data[8:16])
+            header = 16
+        else:
+            (ifd,) = struct.unpack(e + "I", data[4:8])
+            header = 8
+    except struct.error:
+        raise _truncated("TIFF", "before its first directory", n) from None
+    if ifd < header:
+        raise _tiff_corrupt(f"first directory offset {ifd} points into the file header")
+    try:
+        if big:
             (count,) = struct.unpack(e + "Q", data[ifd : ifd + 8])
             entry, first, inline = 20, ifd + 8, 8
         else:
-            (ifd,) = struct.unpack(e + "I", data[4:8])
             (count,) = struct.unpack(e + "H", data[ifd : ifd + 2])
             entry, first, inline = 12, ifd + 2, 4
     except struct.error:
         raise _truncated("TIFF", "before its first directory", n) from None
-    if count > 4096 or first + count * entry > n:
+    if count > _TIFF_MAX_ENTRIES:
+        raise _tiff_corrupt(f"first directory claims {count} entries")
+    if first + count * entry > n:
         raise _truncated("TIFF", "inside its first directory", n)
     tags: dict[int, list[int]] = {}
     for k in range(count):
@@ -269,15 +321,22 @@ def _parse_tiff(data: bytes) -> ImageHeader:
         else:
             tag, typ, num = struct.unpack(e + "HHI", data[at : at + 8])
             value_at = at + 8
-        if tag not in (256, 257, 273, 279, 324, 325) or typ not in _TIFF_TYPES:
+        if tag not in _TIFF_TAGS:
             continue
+        name = f"tag {tag} ({_TIFF_TAGS[tag]})"
+        if typ not in _TIFF_TYPES:
+            raise _tiff_corrupt(f"{name} has type {typ}, not an unsigned integer type")
+        if num == 0:
+            raise _tiff_corrupt(f"{name} has no value")
+        if num > _TIFF_MAX_VALUES:
+            raise _tiff_corrupt(f"{name} claims {num} values")
         code, width = _TIFF_TYPES[typ]
-        if num > 1 << 20:
-            raise _corrupt("TIFF", f"tag {tag} has {num} values")
         nbytes = num * width
         if nbytes > inline:
             ptr = e + ("Q" if big else "I")
             (value_at,) = struct.unpack(ptr, data[value_at : value_at + inline])
+            if value_at < header:
+                raise _tiff_corrupt(f"{name}: its values at offset {value_at} overlap the header")
         if value_at + nbytes > n:
             raise _truncated("TIFF", f"inside the values of tag {tag}", n)
         tags[tag] = list(struct.unpack(f"{e}{num}{code}", data[value_at : value_at + nbytes]))
@@ -285,6 +344,11 @@ def _parse_tiff(data: bytes) -> ImageHeader:
         raise _corrupt("TIFF", "its first directory gives no width or height")
     for offsets, counts in ((273, 279), (324, 325)):
         if offsets in tags and counts in tags:
+            if len(tags[offsets]) != len(tags[counts]):
+                raise _tiff_corrupt(
+                    f"tag {offsets} ({_TIFF_TAGS[offsets]}) has {len(tags[offsets])} values "
+                    f"but tag {counts} ({_TIFF_TAGS[counts]}) has {len(tags[counts])}"
+                )
             end = max((o + c for o, c in zip(tags[offsets], tags[counts])), default=0)
             if end > n:
                 raise _truncated("TIFF", "inside its image data", n)

@@ -37,7 +37,14 @@ import numpy as np
 
 from . import __version__
 from .errors import GeneratorFailure, InputImageError, RunError, RunStopped
-from .imagefile import DEFAULT_MAX_PIXELS, read_image_file, read_mask_file
+from .imagefile import (
+    DEFAULT_MAX_PIXELS,
+    UnexpectedInputError,
+    read_image_file,
+    read_mask_file,
+    unexpected_input_error,
+)
+from .placement import resolve_product_mask
 from .recipe import Recipe, SourceImage
 from .sample import Annotation, Sample
 from .synthesizer import source_id
@@ -344,32 +351,59 @@ class TaskRunner:
         """Read the task's source and synthesize its sample (nothing is written).
 
         Raises InputImageError (bad source) or GeneratorFailure (a plugin misbehaved).
+        Anything else raised while the source is read, decoded, its product mask read or
+        estimated, or its sample made is a bug somewhere below: it is raised as an
+        :class:`~defectsynth.imagefile.UnexpectedInputError` (an InputImageError), so one
+        bad file is skipped with that reason and never ends the run.
         Returns the sample and the sha256 of the source file.
         """
         r = self.recipe
-        image, sha = self.read(task.source)
-        h, w = image.shape[:2]
-        if min(h, w) < r.inputs.min_side:
-            raise InputImageError(
-                f"is {w}x{h} px, smaller than inputs.min_side = {r.inputs.min_side}"
+        doing = "reading"
+        try:
+            image, sha = self.read(task.source)
+            h, w = image.shape[:2]
+            if min(h, w) < r.inputs.min_side:
+                raise InputImageError(
+                    f"is {w}x{h} px, smaller than inputs.min_side = {r.inputs.min_side}"
+                )
+            product: Any = None
+            if task.mask is not None:
+                doing = "reading the product mask"
+                product = self.read_mask(task.mask, (h, w))
+            elif not _whole_image(self.synth.product_mask):
+                # estimated here rather than inside apply(), so that a failure of the
+                # estimate is this source's, named as such (the same mask either way)
+                doing = "estimating the product mask"
+                colour = image[:, :, :3] if image.ndim == 3 and image.shape[2] == 4 else image
+                product = resolve_product_mask(
+                    self.synth.product_mask, np.ascontiguousarray(colour)
+                )
+            doing = "making its sample"
+            sample = self.synth.apply(
+                image,
+                product_mask=product,
+                seed=r.seed,
+                source_id=source_id(task.rel),
+                variant=task.variant,
+                instances=0 if task.negative else None,
             )
-        product: Any = None
-        if task.mask is not None:
-            product = self.read_mask(task.mask, (h, w))
-        sample = self.synth.apply(
-            image,
-            product_mask=product,
-            seed=r.seed,
-            source_id=source_id(task.rel),
-            variant=task.variant,
-            instances=0 if task.negative else None,
-        )
+        except (InputImageError, GeneratorFailure):
+            raise
+        except Exception as exc:  # the per-source boundary: see the docstring
+            raise unexpected_input_error(exc, doing) from exc
         return sample, sha
 
     def __call__(self, task: Task) -> dict[str, Any]:
         r = self.recipe
         try:
             sample, sha = self.sample(task)
+        except UnexpectedInputError as exc:
+            return {
+                "task": task.index,
+                "source": task.rel,
+                "skipped": str(exc),
+                "traceback": exc.traceback_text,
+            }
         except InputImageError as exc:
             return {"task": task.index, "source": task.rel, "skipped": str(exc)}
         except GeneratorFailure as exc:
@@ -455,6 +489,10 @@ def summarize_calls(log: Iterable[tuple[str, str | None]]) -> dict[str, dict[str
         s["trail"] += 1
         s["most"] = max(s["most"], s["trail"])
     return out
+
+
+def _whole_image(spec: Any) -> bool:
+    return spec is None or (isinstance(spec, str) and spec == "full")
 
 
 def _shown_path(path: str, base: str) -> str:
@@ -726,6 +764,8 @@ class RunResult:
 class _Tally:
     skipped: dict[str, str] = field(default_factory=dict)
     skipped_tasks: Counter[str] = field(default_factory=Counter)
+    #: where an unexpected error came from, per source (report.json; a bug report)
+    tracebacks: dict[str, str] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -844,6 +884,7 @@ def build_report(out: Path, plan: Plan, tally: _Tally, categories: list[str]) ->
         "dropped": dict(dropped),
         "skipped_sources": [
             {"source": s, "reason": tally.skipped[s], "tasks": tally.skipped_tasks[s]}
+            | ({"traceback": tally.tracebacks[s]} if s in tally.tracebacks else {})
             for s in sorted(tally.skipped)
         ],
         "failed_tasks": sorted(tally.failed, key=lambda d: int(d["task"])),
@@ -963,6 +1004,8 @@ def generate(
                 elif "skipped" in result:
                     src = str(result["source"])
                     tally.skipped.setdefault(src, str(result["skipped"]))
+                    if result.get("traceback"):
+                        tally.tracebacks.setdefault(src, str(result["traceback"]))
                     tally.skipped_tasks[src] += 1
                 elif "write_error" in result:
                     stop.fail(_stopped(str(result["write_error"]), result.get("errno")))

@@ -1104,3 +1104,160 @@ def test_resume_accepts_another_failure_limit(tmp_path: Path) -> None:
     ws.recipe["seed"] = 6  # a recipe change that matters is still refused
     refused = run_cli(ws, "--resume")
     assert refused.exit == 1 and "differs in: seed" in refused.output
+
+
+# -- one bad file never stops a run (issue 20) -------------------------------------------------
+
+CRASHES = Path(__file__).parent / "fuzz-crashes"
+EXPLODING = Path(__file__).parent / "plugins_exploding"
+BACKENDS = [
+    pytest.param(["-j", "1"], id="workers-1"),
+    pytest.param(["-j", "2"], id="workers-2"),
+    pytest.param(["--dask-local", "2"], id="dask-local-2", marks=pytest.mark.dask),
+]
+
+
+def _run_with(ws: Ws, backend: list[str]) -> Outcome:
+    if "--dask-local" in backend:
+        pytest.importorskip("distributed")
+    path = ws.write_recipe()
+    args = ["generate", str(path), "-o", str(ws.out), "--no-progress", *backend]
+    res = CliRunner().invoke(cli, args)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return Outcome(res.exit_code, res.output)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_tiff_that_crashed_generate_is_skipped_and_the_rest_written(
+    backend: list[str], tmp_path: Path
+) -> None:
+    ws = base(tmp_path / "ws", n=1)
+    shutil.copy(CRASHES / "image" / "tiff-imagelength-count-0.tif", ws.images / "bad.tif")
+    outcome = _run_with(ws, backend)
+    assert outcome.exit == 0, outcome.output
+    assert "bad.tif: is corrupt: TIFF tag 257 (ImageLength) has no value" in outcome.output
+    check_consistent(ws, outcome)
+    check_skipped("bad.tif")(ws)
+    assert [r["source"] for r in ws.records()] == ["p0.png"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_reader_that_raises_anything_skips_only_its_source(
+    backend: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the plugin patches the decoder in every process that loads it; restored here after
+    monkeypatch.setattr(imagefile, "decode_image", imagefile.decode_image)
+    ws = base(tmp_path / "ws", n=2)
+    ws.recipe["plugin_dirs"] = [str(PLUGINS), str(EXPLODING)]
+    (ws.images / "boom.png").write_bytes(encoded(textured(seed=31)) + b"EXPLODE")
+    outcome = _run_with(ws, backend)
+    assert outcome.exit == 0, outcome.output
+    assert (
+        "boom.png: unexpected error while reading: RuntimeError: the decoder exploded on "
+        "this file; please report it" in outcome.output
+    ), outcome.output
+    check_consistent(ws, outcome)
+    assert sorted(r["source"] for r in ws.records()) == ["p0.png", "p1.png"]
+    (skip,) = ws.report()["skipped_sources"]
+    assert skip["source"] == "boom.png"
+    assert "Traceback" in skip["traceback"] and "exploding_decoder.py" in skip["traceback"]
+
+
+def test_an_estimate_of_the_product_mask_that_raises_skips_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from defectsynth import run as run_module
+
+    ws = base(tmp_path / "ws", n=2)
+    ws.recipe["inputs"]["product_mask"] = "auto"
+    (ws.images / "odd.png").write_bytes(encoded(textured(h=80, seed=32)))
+    real = run_module.resolve_product_mask
+
+    def fragile(spec: Any, image: np.ndarray) -> np.ndarray:
+        if image.shape[0] == 80:
+            raise ZeroDivisionError("division by zero")
+        return real(spec, image)
+
+    monkeypatch.setattr(run_module, "resolve_product_mask", fragile)
+    outcome = run_cli(ws)
+    assert outcome.exit == 0, outcome.output
+    assert (
+        "odd.png: unexpected error while estimating the product mask: ZeroDivisionError: "
+        "division by zero; please report it" in outcome.output
+    ), outcome.output
+    check_consistent(ws, outcome)
+    assert sorted(r["source"] for r in ws.records()) == ["p0.png", "p1.png"]
+
+
+def test_the_product_mask_estimated_by_the_worker_is_the_one_apply_would_make(
+    tmp_path: Path,
+) -> None:
+    """The worker estimates an ``auto`` product mask itself (to name its failures); the
+    dataset must be the one the synthesizer makes alone."""
+    from defectsynth.run import Plan, TaskRunner, WorkerSpec
+
+    ws = base(tmp_path / "ws", n=1)
+    ws.recipe["inputs"]["product_mask"] = "auto"
+    img = textured(seed=33)
+    img[:, :30] = 0  # a dark margin: not product
+    alpha = np.full(img.shape[:2], 255, np.uint8)
+    alpha[:10] = 0
+    (ws.images / "p0.png").write_bytes(encoded(np.dstack([img, alpha])))
+    recipe = load_recipe(ws.write_recipe())
+    runner = TaskRunner(WorkerSpec(recipe=recipe, out_dir=str(ws.out)))
+    task = Plan.build(recipe).task(0)
+    sample, _ = runner.sample(task)
+    alone = recipe.synthesizer().apply(
+        read_image(task.source)[0], seed=recipe.seed, source_id=sample.source_id,
+        variant=task.variant, instances=0 if task.negative else None,
+    )
+    assert np.array_equal(sample.image, alone.image)
+    assert [a.box for a in sample.annotations] == [a.box for a in alone.annotations]
+
+
+def test_defect_dataset_names_the_file_whose_reader_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from defectsynth.errors import InputImageError
+    from defectsynth.integrations import dataset as dataset_module
+    from defectsynth.integrations.dataset import DefectDataset
+
+    ws = base(tmp_path / "ws", n=1)
+    boom = ws.images / "boom.png"
+    boom.write_bytes(encoded(textured(seed=34)))
+    real = dataset_module.decode_image
+
+    def exploding(data: bytes, max_pixels: int) -> np.ndarray:
+        if data == boom.read_bytes():
+            raise RuntimeError("the decoder exploded on this file")
+        return real(data, max_pixels)
+
+    monkeypatch.setattr(dataset_module, "decode_image", exploding)
+    ds = DefectDataset(ws.images, load_recipe(ws.write_recipe()))
+    ds[ds.sources.index("p0.png")]  # the good one still works
+    with pytest.raises(InputImageError) as info:
+        ds[ds.sources.index("boom.png")]
+    assert str(info.value) == (
+        f"{boom}: unexpected error while reading: RuntimeError: the decoder exploded on this "
+        "file; please report it"
+    )
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def _crash_inputs(kind: str) -> list[Path]:
+    return sorted(p for p in (CRASHES / kind).glob("*") if p.is_file() and p.suffix != ".md")
+
+
+@pytest.mark.parametrize("path", _crash_inputs("image"), ids=lambda p: p.name)
+def test_every_image_crash_ever_found_is_refused_with_a_reason(path: Path) -> None:
+    with pytest.raises(imagefile.InputImageError) as info:
+        imagefile.decode_image(path.read_bytes())
+    assert str(info.value).startswith(("is ", "decoded to ", "has "))
+
+
+def test_a_tiff_tag_without_a_value_is_a_corrupt_file() -> None:
+    data = (CRASHES / "image" / "tiff-imagelength-count-0.tif").read_bytes()
+    with pytest.raises(imagefile.InputImageError, match=r"^is corrupt: TIFF tag 257 "
+                       r"\(ImageLength\) has no value$"):
+        imagefile.probe_image(data)

@@ -23,8 +23,13 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from ..errors import InputImageError
-from ..imagefile import DEFAULT_MAX_PIXELS, decode_image, read_file_bytes
+from ..errors import GeneratorFailure, InputImageError
+from ..imagefile import (
+    DEFAULT_MAX_PIXELS,
+    decode_image,
+    read_file_bytes,
+    unexpected_input_error,
+)
 from ..placement import resolve_product_mask
 from ..sample import BOX_FORMATS, Sample, category_ids
 from ..synthesizer import Synthesizer, source_id
@@ -60,12 +65,17 @@ def read_image(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     applied. The same untrusted-file reader as ``defectsynth generate``: only regular
     files, the header checked against ``max_pixels`` before anything is decoded.
 
-    :raises InputImageError: naming the file when it cannot be read or decoded.
+    :raises InputImageError: naming the file when it cannot be read or decoded, also
+        when the reader failed in a way no check foresaw (``unexpected error while
+        reading: ...; please report it``, with the original exception as its cause).
     """
     try:
         return decode_image(read_file_bytes(path, max_pixels), max_pixels)
     except InputImageError as exc:
         raise InputImageError(f"{os.fspath(path)}: {exc}") from None
+    except Exception as exc:  # one bad file: a clear error that names it
+        err = unexpected_input_error(exc, "reading")
+        raise InputImageError(f"{os.fspath(path)}: {err}") from exc
 
 
 def _swap_rb(image: np.ndarray) -> np.ndarray:
@@ -362,17 +372,28 @@ class DefectDataset:
             return spec
         cached = self._cached_masks.get(position)
         if cached is None:
+            src = self._sources[position]
             try:
                 colour = image[:, :, :3] if image.ndim == 3 else image  # as apply() sees it
                 cached = resolve_product_mask(spec, np.ascontiguousarray(colour))
             except InputImageError as exc:
-                src = self._sources[position]
                 raise InputImageError(f"{src.path or src.rel}: {exc}") from None
+            except Exception as exc:
+                err = unexpected_input_error(exc, "reading or estimating the product mask")
+                raise InputImageError(f"{src.path or src.rel}: {err}") from exc
             self._cached_masks[position] = cached
         return cached
 
     def sample(self, index: int, epoch: int | None = None) -> Sample:
-        """The synthesized :class:`~defectsynth.Sample` of an item (BGR, before transform)."""
+        """The synthesized :class:`~defectsynth.Sample` of an item (BGR, before transform).
+
+        :raises InputImageError: naming the source file, when it cannot be read, its
+            product mask cannot be read or estimated, or anything else fails on it
+            (``unexpected error while ...; please report it``, the original exception
+            as its cause). Items are never skipped silently: a map-style dataset has a
+            fixed length, so a bad source stops the epoch with its name.
+        :raises GeneratorFailure: a generator failed (unless the synthesizer rejects).
+        """
         index, epoch = self._check_index(index, epoch)
         pos, variant, defective = self.streams(index, epoch)
         src = self._sources[pos]
@@ -387,8 +408,13 @@ class DefectDataset:
                 variant=variant,
                 instances=None if defective else 0,
             )
+        except GeneratorFailure:
+            raise
         except InputImageError as exc:
             raise InputImageError(f"{src.path or src.rel}: {exc}") from None
+        except Exception as exc:
+            err = unexpected_input_error(exc, "making its sample")
+            raise InputImageError(f"{src.path or src.rel}: {err}") from exc
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any]:
         """Item ``key``: an index (of the current epoch) or an ``(index, epoch)`` pair.
