@@ -1261,3 +1261,80 @@ def test_a_tiff_tag_without_a_value_is_a_corrupt_file() -> None:
     with pytest.raises(imagefile.InputImageError, match=r"^is corrupt: TIFF tag 257 "
                        r"\(ImageLength\) has no value$"):
         imagefile.probe_image(data)
+
+
+# -- labeled folders: a bad label file is skipped with its reason or a SourceError ----------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import fuzz_inputs  # noqa: E402
+
+from defectsynth.transplant import sources  # noqa: E402
+from defectsynth.transplant.sources import SourceError, read_source  # noqa: E402
+
+
+@pytest.mark.parametrize("path", _crash_inputs("labels"), ids=lambda p: p.name)
+def test_every_label_crash_ever_found_is_a_skip_or_a_source_error(path: Path) -> None:
+    fuzz_inputs.replay_label_file(path)  # raises anything but SourceError
+
+
+@pytest.fixture
+def label_folders() -> Iterator[fuzz_inputs.LabelFolders]:
+    folders = fuzz_inputs.LabelFolders()
+    yield folders
+    folders.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "skipped"),
+    [
+        ("coco-bbox-nan.json", "instances.json: annotation 1: bbox value is nan, not a finite "
+         "number"),
+        ("coco-rle-size-lies.json", "instances.json: annotation 1: RLE size 100000x100000 "
+         "(h x w) is not the image's 24x32"),
+        ("coco-rle-huge-image.json", "instances.json: image 0: image 'a.png' size 100000x100000 "
+         "px is not a usable image size"),
+        ("coco-rle-string-ends-mid-count.json", "instances.json: annotation 1: compressed RLE "
+         "counts end in the middle of a count"),
+        ("coco-file-name-nul.json", "instances.json: image 'a\\x00.png' not found"),
+        ("yolo-nan-box.txt", "labels/a.txt:1: a value is not a finite number"),
+        ("yolo-not-utf8.txt", "labels/a.txt: is not UTF-8 text (byte 0)"),
+        ("yaml-names-alias-bomb.yaml", "data.yaml: names: a class name is list, not a string"),
+        ("voc-height-not-a-number.xml", "Annotations/a.xml: height 'abc' is not a number"),
+        ("voc-billion-laughs.xml", "Annotations/a.xml: has a document type declaration (DTD), "
+         "refused: its entities could expand without bound"),
+        ("voc-external-entity.xml", "Annotations/a.xml: has a document type declaration (DTD), "
+         "refused"),
+    ],
+)
+def test_a_bad_label_is_skipped_with_its_reason(
+    name: str, skipped: str, label_folders: fuzz_inputs.LabelFolders
+) -> None:
+    path = CRASHES / "labels" / name
+    kind = next(k for k, v in fuzz_inputs.LABEL_LAYOUT.items() if v[2] == path.suffix)
+    root = label_folders.write(kind, path.read_bytes())
+    try:
+        listing = read_source(root, fuzz_inputs.LABEL_LAYOUT[kind][1])
+        reasons = listing.skipped
+    except SourceError as exc:
+        reasons = [str(exc).split(" (", 1)[1]]  # "no ... labels found in ROOT (why; ...)"
+    assert any(r.startswith(skipped) for r in reasons), reasons
+
+
+def test_a_label_file_whose_reader_raises_anything_is_skipped_and_the_rest_read(
+    label_folders: fuzz_inputs.LabelFolders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seeds = fuzz_inputs.label_seeds()
+    root = label_folders.write("coco", seeds["coco"])
+    (root / "broken.json").write_bytes(seeds["coco"])
+    real = sources._read_coco_doc
+
+    def fragile(root: Path, rel: str, data: dict[str, Any], listing: Any) -> None:
+        if rel == "broken.json":
+            raise IndexError("list index out of range")
+        real(root, rel, data, listing)
+
+    monkeypatch.setattr(sources, "_read_coco_doc", fragile)
+    listing = read_source(root, "coco")
+    assert "broken.json: unexpected error while reading: IndexError: list index out of range; " \
+        "please report it" in listing.skipped
+    assert len(listing.defects) == 4  # instances.json, read in full

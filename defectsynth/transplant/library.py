@@ -38,6 +38,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import InputImageError
+from ..imagefile import DEFAULT_MAX_PIXELS, probe_image, read_file_bytes
 from .extract import Box, mask_from_box, mask_from_label, mask_from_reference, polygon_mask
 from .sources import (
     SourceDefect,
@@ -262,8 +264,16 @@ def build_library(root: str | os.PathLike[str], fmt: str = "auto", digest: str =
 
 
 def _read_image(path: Path) -> np.ndarray | None:
-    """float32 (h, w, c) 0..1 with c = 1 or 3; alpha dropped."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """float32 (h, w, c) 0..1 with c = 1 or 3; alpha dropped. None when the file is not
+    a complete image within the default pixel limit (its header is checked before
+    anything is decoded, as for every untrusted image)."""
+    try:
+        data = read_file_bytes(path, DEFAULT_MAX_PIXELS)
+        if probe_image(data).pixels > DEFAULT_MAX_PIXELS:
+            return None
+    except InputImageError:
+        return None
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         return None
     scale = 1.0 / (65535.0 if raw.dtype == np.uint16 else 255.0)

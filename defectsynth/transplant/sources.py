@@ -27,6 +27,15 @@ Layouts understood (``format="auto"`` tries COCO, then YOLO, then VOC):
 
 Clean references: an image ``.../name.ext`` is paired with ``clean/name.*`` at the top of
 the source folder (same stem, any image extension), when it exists.
+
+Label files are untrusted input, read as carefully as images (docs/robustness.md): a label
+that is wrong (a NaN or negative box, a segmentation whose size or counts lie, a value of
+the wrong type) is skipped with its reason in ``SourceListing.skipped``; so is a whole file
+that cannot be used (not UTF-8, larger than :data:`MAX_LABEL_BYTES`, nested too deep, an
+XML document type declaration, whose entities could expand without bound). Anything else
+raised while one label file is read is a bug: that file is skipped with ``unexpected error
+while reading: ...; please report it`` and the others are read. Image sizes come from the
+image headers (:mod:`defectsynth.imagefile`), never from decoding a file.
 """
 
 from __future__ import annotations
@@ -35,14 +44,17 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
+import xml.parsers.expat as expat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
+
+from ..errors import InputImageError
+from ..imagefile import DEFAULT_MAX_PIXELS, decode_image, probe_image, read_file_bytes
 
 Box = tuple[int, int, int, int]
 
@@ -51,9 +63,99 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 REFERENCE_FOLDER = "clean"
 IGNORED_FOLDERS = (REFERENCE_FOLDER,)
 
+MAX_LABEL_BYTES = 64 << 20
+"""Largest label file read (COCO json, VOC xml, YOLO txt); larger ones are skipped."""
+MAX_NAMES_BYTES = 1 << 20
+"""Largest ``data.yaml`` / ``classes.txt`` read (class names only)."""
+MAX_POLYGON_VALUES = 1 << 20
+"""Most coordinates one instance's polygons may have."""
+
 
 class SourceError(ValueError):
     """A source folder cannot be read as the format asked for."""
+
+
+class _Skip(Exception):
+    """One label, or one label file, is unusable: the message says why (internal)."""
+
+
+def _unexpected(exc: Exception) -> str:
+    """The skip reason of a label file whose reader raised something no check foresaw.
+    (``benchmarks/fuzz_inputs.py`` replaces it to see the traceback.)"""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"unexpected error while reading: {what}; please report it"
+
+
+def _read_text(path: Path, limit: int = MAX_LABEL_BYTES) -> str:
+    """A label file's text, or :class:`_Skip` saying why not."""
+    raw = _read_bytes(path, limit)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _Skip(f"is not UTF-8 text (byte {exc.start})") from None
+
+
+def _read_bytes(path: Path, limit: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise _Skip(f"is {size} bytes, more than the {limit} a label file may have")
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise _Skip(f"cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise _Skip(f"grew beyond {limit} bytes while it was read")
+    return raw
+
+
+def _parse_xml(raw: bytes) -> ET.Element:
+    """An XML document without a document type declaration: a DTD's entities could
+    expand without bound ("billion laughs") or name other files, so none is read."""
+
+    def refuse(*_: Any) -> None:
+        raise _Skip(
+            "has a document type declaration (DTD), refused: its entities could expand "
+            "without bound"
+        )
+
+    tree = ET.TreeBuilder()
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = tree.start
+    parser.EndElementHandler = tree.end
+    parser.CharacterDataHandler = tree.data
+    parser.Parse(raw, True)
+    return tree.close()
+
+
+def _finite(v: Any, what: str) -> float:
+    """A JSON/YAML/text value as a finite float, or :class:`_Skip`."""
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise _Skip(f"{what} is {type(v).__name__}, not a number")
+    try:
+        x = float(v)
+    except (ValueError, OverflowError):
+        raise _Skip(f"{what} {str(v)[:40]!r} is not a number") from None
+    if not math.isfinite(x):
+        raise _Skip(f"{what} is {x}, not a finite number")
+    return x
+
+
+def _whole(v: Any, what: str) -> int:
+    x = _finite(v, what)
+    if x != int(x):
+        raise _Skip(f"{what} {x} is not a whole number")
+    return int(x)
+
+
+def _size(h: Any, w: Any, what: str) -> tuple[int, int]:
+    """A sane image size (positive, at most DEFAULT_MAX_PIXELS pixels), or :class:`_Skip`."""
+    hh, ww = _whole(h, f"{what} height"), _whole(w, f"{what} width")
+    if hh <= 0 or ww <= 0 or hh * ww > DEFAULT_MAX_PIXELS:
+        raise _Skip(f"{what} size {ww}x{hh} px is not a usable image size")
+    return hh, ww
 
 
 @dataclass(frozen=True)
@@ -105,6 +207,7 @@ def read_source(root: str | os.PathLike[str], fmt: str = "auto") -> SourceListin
     files = sorted(_walk(base))
     readers = {"coco": _read_coco, "yolo": _read_yolo, "voc": _read_voc}
     order = ("coco", "yolo", "voc") if fmt == "auto" else (fmt,)
+    skipped: list[str] = []
     for name in order:
         listing = readers[name](base, files)
         if listing is not None and listing.defects:
@@ -113,8 +216,14 @@ def read_source(root: str | os.PathLike[str], fmt: str = "auto") -> SourceListin
                 (_with_reference(d, refs) for d in listing.defects), key=SourceDefect.sort_key
             )
             return listing
+        if listing is not None:
+            skipped += listing.skipped
     what = "COCO, YOLO or VOC labels" if fmt == "auto" else f"{fmt.upper()} labels"
-    raise SourceError(f"no {what} with at least one defect found in {str(base)!r}")
+    why = ""
+    if skipped:  # every label was bad: say why
+        more = f"; and {len(skipped) - 1} more skipped" if len(skipped) > 1 else ""
+        why = f" ({skipped[0]}{more})"
+    raise SourceError(f"no {what} with at least one defect found in {str(base)!r}{why}")
 
 
 # -- folders -------------------------------------------------------------------------------
@@ -173,24 +282,30 @@ def _with_reference(d: SourceDefect, refs: dict[str, str]) -> SourceDefect:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise SourceError(f"cannot read image {str(path)!r}")
-    return int(img.shape[0]), int(img.shape[1])
+    """(height, width) of an image file, from its header (nothing is decoded; the file
+    must be a complete image within the default pixel limit)."""
+    try:
+        header = probe_image(read_file_bytes(path, DEFAULT_MAX_PIXELS))
+    except InputImageError as exc:
+        raise SourceError(f"cannot read image {str(path)!r}: it {exc}") from None
+    if header.pixels > DEFAULT_MAX_PIXELS:
+        raise SourceError(f"image {str(path)!r} is {header.size_text}, too large to use")
+    return header.height, header.width
 
 
 def _first_existing(root: Path, candidates: list[Path]) -> str | None:
     for c in candidates:
-        if c.is_file():
-            try:
+        try:
+            if c.is_file():
                 return c.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                continue  # outside the source folder: not ours to read
+        except (OSError, ValueError):
+            continue  # outside the source folder, or a name no file can have
     return None
 
 
 def _clip_box(x1: float, y1: float, x2: float, y2: float, hw: tuple[int, int]) -> Box | None:
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        return None
     h, w = hw
     b = (
         int(np.clip(round(x1), 0, w)),
@@ -206,30 +321,69 @@ def _clip_box(x1: float, y1: float, x2: float, y2: float, hw: tuple[int, int]) -
 
 def _read_coco(root: Path, files: list[str]) -> SourceListing | None:
     docs: list[tuple[str, dict[str, Any]]] = []
+    unusable: list[str] = []
     for rel in files:
         if not rel.lower().endswith(".json"):
             continue
         try:
-            data = json.loads((root / rel).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(_read_text(root / rel))
+        except _Skip as exc:
+            unusable.append(f"{rel}: {exc}")
             continue
+        except (ValueError, RecursionError):
+            continue  # not JSON (or absurdly nested): not a COCO file
         if isinstance(data, dict) and all(k in data for k in ("images", "annotations")):
             docs.append((rel, data))
     if not docs:
-        return None
-    listing = SourceListing(root, "coco", [], [])
+        return SourceListing(root, "coco", [], [], unusable) if unusable else None
+    listing = SourceListing(root, "coco", [], [], unusable)
     for rel, data in docs:
-        json_dir = (root / rel).parent
-        stem = Path(rel).stem
-        split = stem.split("_", 1)[1] if stem.startswith("instances_") else None
-        cats: dict[int, str] = {}
-        for c in sorted(data.get("categories", []), key=lambda c: c.get("id", 0)):
-            cats[int(c["id"])] = str(c.get("name", c["id"]))
-            if cats[int(c["id"])] not in listing.categories:
-                listing.categories.append(cats[int(c["id"])])
-        images: dict[int, tuple[str, int, int]] = {}
-        for im in data["images"]:
-            fn = str(im["file_name"])
+        try:
+            _read_coco_doc(root, rel, data, listing)
+        except _Skip as exc:
+            listing.skipped.append(f"{rel}: {exc}")
+        except Exception as exc:  # a bug: this file is skipped, the others are read
+            listing.skipped.append(f"{rel}: {_unexpected(exc)}")
+    return listing
+
+
+def _entries(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise _Skip(f"{key!r} is {type(value).__name__}, not a list")
+    return value
+
+
+def _read_coco_doc(root: Path, rel: str, data: dict[str, Any], listing: SourceListing) -> None:
+    json_dir = (root / rel).parent
+    stem = Path(rel).stem
+    split = stem.split("_", 1)[1] if stem.startswith("instances_") else None
+    cats: dict[int, str] = {}
+    raw_cats = []
+    for k, c in enumerate(_entries(data, "categories")):
+        try:
+            if not isinstance(c, dict):
+                raise _Skip("is not an object")
+            cid = _whole(c.get("id"), "id")
+            name = c.get("name", cid)
+            if not isinstance(name, str | int | float) or isinstance(name, bool):
+                raise _Skip(f"name is {type(name).__name__}, not a string")
+            raw_cats.append((cid, str(name)))
+        except _Skip as exc:
+            listing.skipped.append(f"{rel}: category {k}: {exc}")
+    for cid, name in sorted(raw_cats, key=lambda c: c[0]):
+        cats[cid] = name
+        if name not in listing.categories:
+            listing.categories.append(name)
+    images: dict[int, tuple[str, int, int]] = {}
+    for k, im in enumerate(_entries(data, "images")):
+        try:
+            if not isinstance(im, dict):
+                raise _Skip("is not an object")
+            fn = im.get("file_name")
+            if not isinstance(fn, str) or not fn:
+                raise _Skip("has no file_name")
+            iid = _whole(im.get("id"), "id")
             cands = [json_dir / fn, json_dir / "images" / fn, root / fn, root / "images" / fn]
             if split:
                 cands += [root / "images" / split / fn, json_dir.parent / "images" / split / fn]
@@ -237,42 +391,90 @@ def _read_coco(root: Path, files: list[str]) -> SourceListing | None:
             if found is None:
                 listing.skipped.append(f"{rel}: image {fn!r} not found")
                 continue
-            h, w = int(im.get("height", 0)), int(im.get("width", 0))
-            if not h or not w:
-                h, w = image_size(root / found)
-            images[int(im["id"])] = (found, h, w)
-        for k, a in enumerate(data["annotations"]):
-            where = f"{rel}: annotation {a.get('id', k)}"
+            h, w = im.get("height", 0), im.get("width", 0)
+            if h and w:
+                h, w = _size(h, w, f"image {fn!r}")
+            else:
+                try:
+                    h, w = image_size(root / found)
+                except SourceError as exc:
+                    raise _Skip(str(exc)) from None
+            images[iid] = (found, h, w)
+        except _Skip as exc:
+            listing.skipped.append(f"{rel}: image {k}: {exc}")
+    for k, a in enumerate(_entries(data, "annotations")):
+        where = f"{rel}: annotation {k}"
+        try:
+            if not isinstance(a, dict):
+                raise _Skip("is not an object")
+            ident = a.get("id", k)
+            where = f"{rel}: annotation {ident if isinstance(ident, int | str) else k}"
             if a.get("iscrowd", 0):
-                listing.skipped.append(f"{where}: crowd region, not one defect")
-                continue
-            img = images.get(int(a.get("image_id", -1)))
+                raise _Skip("crowd region, not one defect")
+            img = images.get(_whole(a.get("image_id", -1), "image_id"))
             if img is None:
                 continue
             name, h, w = img
-            cat = cats.get(int(a.get("category_id", -1)), str(a.get("category_id")))
+            cat_id = a.get("category_id")
+            cat = cats.get(_whole(cat_id, "category_id"), str(cat_id))
             if cat not in listing.categories:
                 listing.categories.append(cat)
             polys: tuple[tuple[float, ...], ...] = ()
             rle = None
             seg = a.get("segmentation")
             if isinstance(seg, list) and seg:
-                polys = tuple(_to_centres(p) for p in seg if len(p) >= 2)
+                polys = _coco_polygons(seg)
             elif isinstance(seg, dict) and "counts" in seg:
-                rle = {"size": list(seg.get("size", [h, w])), "counts": seg["counts"]}
+                rle = _checked_rle(seg, (h, w))
             bbox = a.get("bbox")
-            if bbox and len(bbox) == 4:
-                x, y, bw, bh = (float(v) for v in bbox)
+            if isinstance(bbox, list) and len(bbox) == 4:
+                x, y, bw, bh = (_finite(v, "bbox value") for v in bbox)
                 box = _clip_box(x, y, x + bw, y + bh, (h, w))
             elif polys:
                 box = _poly_box(polys, (h, w))
             else:
                 box = None
             if box is None:
-                listing.skipped.append(f"{where}: empty box")
-                continue
-            listing.defects.append(SourceDefect(name, box, cat, polys, rle))
-    return listing
+                raise _Skip("empty box")
+        except _Skip as exc:
+            listing.skipped.append(f"{where}: {exc}")
+            continue
+        listing.defects.append(SourceDefect(name, box, cat, polys, rle))
+
+
+def _coco_polygons(seg: list[Any]) -> tuple[tuple[float, ...], ...]:
+    """COCO polygons (flat x, y lists), checked: finite numbers, pairs, at least three
+    points, at most MAX_POLYGON_VALUES coordinates in all."""
+    out = []
+    total = 0
+    for poly in seg:
+        if not isinstance(poly, list):
+            raise _Skip("segmentation is not a list of polygons")
+        total += len(poly)
+        if total > MAX_POLYGON_VALUES:
+            raise _Skip(f"segmentation has more than {MAX_POLYGON_VALUES} coordinates")
+        if len(poly) < 2:
+            continue
+        if len(poly) % 2:
+            raise _Skip(f"a polygon has {len(poly)} coordinates, not x, y pairs")
+        out.append(_to_centres([_finite(v, "polygon coordinate") for v in poly]))
+    return tuple(out)
+
+
+def _checked_rle(seg: dict[str, Any], hw: tuple[int, int]) -> dict[str, Any]:
+    """A COCO RLE segmentation whose size is the image's and whose counts cover it."""
+    size = seg.get("size", list(hw))
+    if not isinstance(size, list) or len(size) != 2:
+        raise _Skip("RLE size is not [height, width]")
+    h, w = (_whole(v, "RLE size") for v in size)
+    if (h, w) != hw:
+        raise _Skip(f"RLE size {h}x{w} (h x w) is not the image's {hw[0]}x{hw[1]}")
+    rle = {"size": [h, w], "counts": seg["counts"]}
+    try:
+        _rle_counts(rle)
+    except SourceError as exc:
+        raise _Skip(str(exc)) from None
+    return rle
 
 
 def _to_centres(poly: list[float]) -> tuple[float, ...]:
@@ -290,17 +492,52 @@ def _poly_box(polys: tuple[tuple[float, ...], ...], hw: tuple[int, int]) -> Box 
 
 def decode_coco_rle(rle: dict[str, Any]) -> np.ndarray:
     """A boolean mask from COCO RLE: uncompressed (a list of counts) or compressed (the
-    LEB128-like string of the COCO API)."""
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, str | bytes):
-        counts = _rle_string_counts(counts if isinstance(counts, str) else counts.decode())
-    counts = [int(c) for c in counts]
-    if sum(counts) != h * w:
-        raise SourceError(f"RLE counts sum to {sum(counts)}, expected {h}*{w}")
+    LEB128-like string of the COCO API).
+
+    :raises SourceError: the size is not two positive whole numbers within the default
+        pixel limit, or the counts are not non-negative whole numbers covering it.
+    """
+    (h, w), counts = _rle_counts(rle)
     values = np.zeros(len(counts), dtype=bool)
     values[1::2] = True
     return np.repeat(values, counts).reshape((w, h)).T.copy()
+
+
+def _rle_counts(rle: Any) -> tuple[tuple[int, int], list[int]]:
+    """The checked size and counts of a COCO RLE (see :func:`decode_coco_rle`)."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise SourceError("an RLE is an object with 'size' and 'counts'")
+    size = rle["size"]
+    try:
+        if not isinstance(size, list | tuple) or len(size) != 2:
+            raise _Skip("RLE size is not [height, width]")
+        h, w = _size(size[0], size[1], "RLE")
+    except _Skip as exc:
+        raise SourceError(str(exc)) from None
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        try:
+            counts = counts.decode("ascii")
+        except UnicodeDecodeError:
+            raise SourceError("compressed RLE counts are not ASCII") from None
+    if isinstance(counts, str):
+        if len(counts) > 2 * h * w + 16:
+            raise SourceError("compressed RLE counts are longer than any mask of its size")
+        counts = _rle_string_counts(counts)
+    elif not isinstance(counts, list):
+        raise SourceError(f"RLE counts are {type(counts).__name__}, not a list or a string")
+    if len(counts) > h * w + 1:
+        raise SourceError(f"RLE has {len(counts)} counts, more than its {h}x{w} pixels")
+    if not all(type(c) is int for c in counts):
+        try:
+            counts = [_whole(c, "an RLE count") for c in counts]
+        except _Skip as exc:
+            raise SourceError(str(exc)) from None
+    if any(c < 0 for c in counts):
+        raise SourceError("RLE has a negative count")
+    if sum(counts) != h * w:
+        raise SourceError(f"RLE counts sum to {sum(counts)}, expected {h}*{w}")
+    return (h, w), counts
 
 
 def _rle_string_counts(s: str) -> list[int]:
@@ -309,12 +546,19 @@ def _rle_string_counts(s: str) -> list[int]:
     the difference to the count two places back."""
     counts: list[int] = []
     i = 0
-    while i < len(s):
+    n = len(s)
+    while i < n:
         x = 0
         k = 0
         more = True
         while more:
+            if i >= n:
+                raise SourceError("compressed RLE counts end in the middle of a count")
             c = ord(s[i]) - 48
+            if not 0 <= c < 64:
+                raise SourceError(f"compressed RLE counts hold the character {s[i]!r}")
+            if k >= 13:  # 65 bits: more than any mask has pixels
+                raise SourceError("compressed RLE has a count longer than 13 characters")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             i += 1
@@ -330,23 +574,46 @@ def _rle_string_counts(s: str) -> list[int]:
 # -- YOLO ----------------------------------------------------------------------------------
 
 
-def _yolo_names(root: Path, files: list[str]) -> list[str] | None:
+def _yolo_names(root: Path, files: list[str], skipped: list[str]) -> list[str] | None:
     for rel in files:
         if rel.lower().endswith((".yaml", ".yml")) and "/" not in rel:
             try:
-                data = yaml.safe_load((root / rel).read_text(encoding="utf-8"))
-            except (OSError, yaml.YAMLError):
+                data = yaml.load(_read_text(root / rel, MAX_NAMES_BYTES), Loader=_YamlLoader)
+            except _Skip as exc:
+                skipped.append(f"{rel}: {exc}")
                 continue
+            except (yaml.YAMLError, RecursionError, ValueError):
+                continue  # not YAML: not a data.yaml
             names = data.get("names") if isinstance(data, dict) else None
-            if isinstance(names, list):
-                return [str(n) for n in names]
-            if isinstance(names, dict):
-                return [str(names[k]) for k in sorted(names, key=int)]
+            try:
+                if isinstance(names, list):
+                    return [_class_name(n) for n in names]
+                if isinstance(names, dict):
+                    keyed = {_whole(k, "a class number"): _class_name(v) for k, v in names.items()}
+                    return [keyed[k] for k in sorted(keyed)]
+            except _Skip as exc:
+                skipped.append(f"{rel}: names: {exc}")
     for rel in files:
         if Path(rel).name in ("classes.txt", "obj.names") or rel.endswith(".names"):
-            lines = (root / rel).read_text(encoding="utf-8").splitlines()
+            try:
+                lines = _read_text(root / rel, MAX_NAMES_BYTES).splitlines()
+            except _Skip as exc:
+                skipped.append(f"{rel}: {exc}")
+                continue
             return [ln.strip() for ln in lines if ln.strip()]
     return None
+
+
+#: libyaml's safe loader when PyYAML has it (the same documents, ten times faster)
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _class_name(v: Any) -> str:
+    """A class name of a YOLO ``names`` list: a plain value, never a structure (a YAML
+    alias could make ``str()`` of one exponentially long)."""
+    if v is None or isinstance(v, str | int | float | bool):
+        return str(v)
+    raise _Skip(f"a class name is {type(v).__name__}, not a string")
 
 
 def _yolo_image(root: Path, rel: str, images: dict[str, str]) -> str | None:
@@ -374,44 +641,65 @@ def _read_yolo(root: Path, files: list[str]) -> SourceListing | None:
     pairs = [(rel, img) for rel in labels if (img := _yolo_image(root, rel, images))]
     if not pairs:
         return None
-    names = _yolo_names(root, files)
-    listing = SourceListing(root, "yolo", [], list(names or []))
+    skipped: list[str] = []
+    names = _yolo_names(root, files, skipped)
+    listing = SourceListing(root, "yolo", [], list(names or []), skipped)
     for rel, img in pairs:
-        lines = (root / rel).read_text(encoding="utf-8").splitlines()
-        if not any(ln.strip() for ln in lines):
-            continue
-        h, w = image_size(root / img)
-        for n, line in enumerate(lines, 1):
-            tok = line.split()
-            if not tok:
-                continue
-            where = f"{rel}:{n}"
-            try:
-                cls = int(float(tok[0]))
-                vals = [float(v) for v in tok[1:]]
-            except ValueError:
-                listing.skipped.append(f"{where}: not a YOLO label line")
-                continue
-            cat = names[cls] if names is not None and 0 <= cls < len(names) else str(cls)
-            if cat not in listing.categories:
-                listing.categories.append(cat)
-            polys: tuple[tuple[float, ...], ...] = ()
-            if len(vals) in (4, 5):  # box, or box + confidence
-                cx, cy, bw, bh = vals[:4]
-                box = _clip_box((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
-                                (cy + bh / 2) * h, (h, w))
-            elif len(vals) >= 6 and len(vals) % 2 == 0:
-                pts = np.asarray(vals, float).reshape(-1, 2) * [w, h]
-                polys = (_to_centres(pts.ravel().tolist()),)
-                box = _poly_box(polys, (h, w))
-            else:
-                listing.skipped.append(f"{where}: {len(vals)} numbers after the class")
-                continue
-            if box is None:
-                listing.skipped.append(f"{where}: empty box")
-                continue
-            listing.defects.append(SourceDefect(img, box, cat, polys))
+        try:
+            _read_yolo_file(root, rel, img, names, listing)
+        except _Skip as exc:
+            listing.skipped.append(f"{rel}: {exc}")
+        except Exception as exc:  # a bug: this file is skipped, the others are read
+            listing.skipped.append(f"{rel}: {_unexpected(exc)}")
     return listing
+
+
+def _read_yolo_file(
+    root: Path, rel: str, img: str, names: list[str] | None, listing: SourceListing
+) -> None:
+    lines = _read_text(root / rel).splitlines()
+    if not any(ln.strip() for ln in lines):
+        return
+    try:
+        h, w = image_size(root / img)
+    except SourceError as exc:
+        raise _Skip(str(exc)) from None
+    for n, line in enumerate(lines, 1):
+        tok = line.split()
+        if not tok:
+            continue
+        where = f"{rel}:{n}"
+        try:
+            cls = int(float(tok[0]))
+            vals = [float(v) for v in tok[1:]]
+        except (ValueError, OverflowError):
+            listing.skipped.append(f"{where}: not a YOLO label line")
+            continue
+        if len(vals) > MAX_POLYGON_VALUES:
+            listing.skipped.append(f"{where}: more than {MAX_POLYGON_VALUES} numbers")
+            continue
+        if not all(math.isfinite(v) for v in vals):
+            listing.skipped.append(f"{where}: a value is not a finite number")
+            continue
+        cat = names[cls] if names is not None and 0 <= cls < len(names) else str(cls)
+        if cat not in listing.categories:
+            listing.categories.append(cat)
+        polys: tuple[tuple[float, ...], ...] = ()
+        if len(vals) in (4, 5):  # box, or box + confidence
+            cx, cy, bw, bh = vals[:4]
+            box = _clip_box((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
+                            (cy + bh / 2) * h, (h, w))
+        elif len(vals) >= 6 and len(vals) % 2 == 0:
+            pts = np.asarray(vals, float).reshape(-1, 2) * [w, h]
+            polys = (_to_centres(pts.ravel().tolist()),)
+            box = _poly_box(polys, (h, w))
+        else:
+            listing.skipped.append(f"{where}: {len(vals)} numbers after the class")
+            continue
+        if box is None:
+            listing.skipped.append(f"{where}: empty box")
+            continue
+        listing.defects.append(SourceDefect(img, box, cat, polys))
 
 
 # -- VOC -----------------------------------------------------------------------------------
@@ -419,62 +707,83 @@ def _read_yolo(root: Path, files: list[str]) -> SourceListing | None:
 
 def _read_voc(root: Path, files: list[str]) -> SourceListing | None:
     docs = []
+    unusable: list[str] = []
     for rel in files:
         if not rel.lower().endswith(".xml"):
             continue
         try:
-            tree = ET.parse(root / rel)
-        except (OSError, ET.ParseError):
+            ann = _parse_xml(_read_bytes(root / rel, MAX_LABEL_BYTES))
+        except _Skip as exc:
+            unusable.append(f"{rel}: {exc}")
             continue
-        if tree.getroot().tag == "annotation":
-            docs.append((rel, tree.getroot()))
+        except (expat.ExpatError, ValueError, RecursionError):
+            continue  # not XML: not a VOC file
+        if ann.tag == "annotation":
+            docs.append((rel, ann))
     if not docs:
-        return None
-    listing = SourceListing(root, "voc", [], [])
+        return SourceListing(root, "voc", [], [], unusable) if unusable else None
+    listing = SourceListing(root, "voc", [], [], unusable)
     for rel, ann in docs:
-        xml_dir = (root / rel).parent
-        fn = (ann.findtext("filename") or "").strip() or Path(rel).stem + ".jpg"
-        cands = [
-            xml_dir.parent / "JPEGImages" / fn,
-            xml_dir.parent / "images" / fn,
-            xml_dir / fn,
-            root / "JPEGImages" / fn,
-            root / "images" / fn,
-            root / fn,
-        ]
-        img = _first_existing(root, cands)
-        if img is None:
-            listing.skipped.append(f"{rel}: image {fn!r} not found")
-            continue
-        size = ann.find("size")
-        h = int(float(size.findtext("height") or 0)) if size is not None else 0
-        w = int(float(size.findtext("width") or 0)) if size is not None else 0
-        if not h or not w:
-            h, w = image_size(root / img)
-        seg_png = xml_dir.parent / "SegmentationObject" / f"{Path(fn).stem}.png"
-        seg = _first_existing(root, [seg_png])
-        for k, obj in enumerate(ann.findall("object"), 1):
-            name = (obj.findtext("name") or "").strip()
-            bb = obj.find("bndbox")
-            if not name or bb is None:
-                listing.skipped.append(f"{rel}: object {k} has no name or bndbox")
-                continue
-            if name not in listing.categories:
-                listing.categories.append(name)
-            try:
-                x1, y1, x2, y2 = (float(bb.findtext(t) or "nan") for t in
-                                  ("xmin", "ymin", "xmax", "ymax"))
-            except ValueError:
-                listing.skipped.append(f"{rel}: object {k} has a malformed bndbox")
-                continue
-            box = _clip_box(x1 - 1, y1 - 1, x2, y2, (h, w))
-            if box is None:
-                listing.skipped.append(f"{rel}: object {k} has an empty box")
-                continue
-            listing.defects.append(
-                SourceDefect(img, box, name, mask_file=seg, mask_value=k if seg else 0)
-            )
+        try:
+            _read_voc_doc(root, rel, ann, listing)
+        except _Skip as exc:
+            listing.skipped.append(f"{rel}: {exc}")
+        except Exception as exc:  # a bug: this file is skipped, the others are read
+            listing.skipped.append(f"{rel}: {_unexpected(exc)}")
     return listing
+
+
+def _read_voc_doc(root: Path, rel: str, ann: ET.Element, listing: SourceListing) -> None:
+    xml_dir = (root / rel).parent
+    fn = (ann.findtext("filename") or "").strip() or Path(rel).stem + ".jpg"
+    cands = [
+        xml_dir.parent / "JPEGImages" / fn,
+        xml_dir.parent / "images" / fn,
+        xml_dir / fn,
+        root / "JPEGImages" / fn,
+        root / "images" / fn,
+        root / fn,
+    ]
+    img = _first_existing(root, cands)
+    if img is None:
+        listing.skipped.append(f"{rel}: image {fn!r} not found")
+        return
+    size = ann.find("size")
+    h_text = (size.findtext("height") or "").strip() if size is not None else ""
+    w_text = (size.findtext("width") or "").strip() if size is not None else ""
+    h = w = 0
+    if h_text and w_text:
+        hv, wv = _finite(h_text, "height"), _finite(w_text, "width")
+        if hv and wv:
+            h, w = _size(hv, wv, f"image {fn!r}")
+    if not h or not w:
+        try:
+            h, w = image_size(root / img)
+        except SourceError as exc:
+            raise _Skip(str(exc)) from None
+    seg_png = xml_dir.parent / "SegmentationObject" / f"{Path(fn).stem}.png"
+    seg = _first_existing(root, [seg_png])
+    for k, obj in enumerate(ann.findall("object"), 1):
+        name = (obj.findtext("name") or "").strip()
+        bb = obj.find("bndbox")
+        if not name or bb is None:
+            listing.skipped.append(f"{rel}: object {k} has no name or bndbox")
+            continue
+        if name not in listing.categories:
+            listing.categories.append(name)
+        try:
+            x1, y1, x2, y2 = (float(bb.findtext(t) or "nan") for t in
+                              ("xmin", "ymin", "xmax", "ymax"))
+        except ValueError:
+            listing.skipped.append(f"{rel}: object {k} has a malformed bndbox")
+            continue
+        box = _clip_box(x1 - 1, y1 - 1, x2, y2, (h, w))
+        if box is None:
+            listing.skipped.append(f"{rel}: object {k} has an empty box")
+            continue
+        listing.defects.append(
+            SourceDefect(img, box, name, mask_file=seg, mask_value=k if seg else 0)
+        )
 
 
 def voc_palette() -> np.ndarray:
@@ -495,9 +804,12 @@ def voc_palette() -> np.ndarray:
 def read_index_mask(path: Path) -> np.ndarray:
     """Instance indices of a VOC ``SegmentationObject`` PNG (gray, or palette colours
     mapped back through :func:`voc_palette`; unknown colours become 0)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise SourceError(f"cannot read mask {str(path)!r}")
+    try:
+        img = decode_image(read_file_bytes(path, DEFAULT_MAX_PIXELS), DEFAULT_MAX_PIXELS)
+    except InputImageError as exc:
+        raise SourceError(f"cannot read mask {str(path)!r}: it {exc}") from None
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
     if img.ndim == 2:
         return img.astype(np.int32)
     rgb = img[:, :, 2::-1].astype(np.int32)
