@@ -2,8 +2,9 @@
 declared parameter ranges, and whole runs over mangled sources.
 
 What must hold: no exception other than the documented ones (InputImageError for a
-source, RecipeError for a recipe, nothing at all for a built-in generator inside its
-declared ranges), no broken synthesizer invariant, no half-written file.
+source, RecipeError for a recipe, SourceError or a skip with its reason for a label file,
+nothing at all for a built-in generator inside its declared ranges), no broken
+synthesizer invariant, no half-written file.
 
 The default budget is small for CI (a few seconds). ``DEFECTSYNTH_FUZZ=N`` multiplies
 every test's number of examples by N for a longer local run; ``benchmarks/fuzz_inputs.py``
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +296,36 @@ def test_runs_over_mangled_sources_leave_no_half_file(
     assert report["samples"] + sum(s["tasks"] for s in report["skipped_sources"]) == len(
         files
     ) + 1
+
+
+# -- labeled folders (transplant, score, fit) -------------------------------------------------
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import fuzz_inputs  # noqa: E402
+
+from defectsynth.transplant.sources import SourceError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def label_folders() -> Any:
+    folders = fuzz_inputs.LabelFolders()
+    yield folders
+    folders.close()
+
+
+@budget(200)
+@given(seed=st.integers(0, 2**64 - 1), auto=st.booleans())
+def test_label_readers_skip_with_a_reason_or_say_source_error(
+    seed: int, auto: bool, label_folders: Any
+) -> None:
+    """A COCO json, YOLO label file, data.yaml or VOC xml with hostile values anywhere
+    (the mutations of benchmarks/fuzz_inputs.py): a listing whose bad labels are skipped
+    with their reason, or a SourceError; never another exception, a box outside the image
+    or an RLE that does not decode to its size."""
+    rnd = random.Random(seed)
+    kind, data = fuzz_inputs.label_case(rnd, fuzz_inputs.label_seeds())
+    root = label_folders.write(kind, data)
+    try:
+        fuzz_inputs.check_label_folder(root, "auto" if auto else fuzz_inputs.LABEL_LAYOUT[kind][1])
+    except SourceError as exc:
+        assert str(exc).startswith("no ")

@@ -137,7 +137,8 @@ def _finite(v: Any, what: str) -> float:
     try:
         x = float(v)
     except (ValueError, OverflowError):
-        raise _Skip(f"{what} {str(v)[:40]!r} is not a number") from None
+        shown = repr(v[:40]) if isinstance(v, str) else f"{type(v).__name__} too large"
+        raise _Skip(f"{what} {shown} is not a number") from None
     if not math.isfinite(x):
         raise _Skip(f"{what} is {x}, not a finite number")
     return x
