@@ -1338,3 +1338,47 @@ def test_a_label_file_whose_reader_raises_anything_is_skipped_and_the_rest_read(
     assert "broken.json: unexpected error while reading: IndexError: list index out of range; " \
         "please report it" in listing.skipped
     assert len(listing.defects) == 4  # instances.json, read in full
+
+
+def _tiff_with(tag: int, typ: int | None = None, num: int | None = None,
+               value: int | None = None) -> bytes:
+    """A little-endian TIFF of OpenCV's with one directory entry changed."""
+    data = bytearray(encoded(textured(24, 32, seed=35), ".tif"))
+    assert data[:4] == b"II*\x00"
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for k in range(count):
+        at = ifd + 2 + 12 * k
+        t, ty, n = struct.unpack("<HHI", data[at : at + 8])
+        if t == tag:
+            data[at + 2 : at + 8] = struct.pack("<HI", ty if typ is None else typ,
+                                                n if num is None else num)
+            if value is not None:
+                data[at + 8 : at + 12] = struct.pack("<I", value)
+            return bytes(data)
+    raise AssertionError(f"no tag {tag}")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_tiff_with(256, num=0), r"^is corrupt: TIFF tag 256 \(ImageWidth\) has no value$"),
+        (_tiff_with(257, typ=2), r"^is corrupt: TIFF tag 257 \(ImageLength\) has type 2, not an "
+         r"unsigned integer type$"),
+        (_tiff_with(273, num=1 << 24), r"^is corrupt: TIFF tag 273 \(StripOffsets\) claims "
+         r"16777216 values$"),
+        (_tiff_with(279, num=2, value=4), r"^is corrupt: TIFF tag 279 \(StripByteCounts\): its "
+         r"values at offset 4 overlap the header$"),
+        (_tiff_with(279, typ=3, num=3, value=8), r"^is corrupt: TIFF tag 273 \(StripOffsets\) "
+         r"has \d+ values? but tag 279 \(StripByteCounts\) has 3$"),
+        (b"II*\x00\x04\x00\x00\x00" + b"\x00" * 16, r"^is corrupt: TIFF first directory offset "
+         r"4 points into the file header$"),
+        (b"II*\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 16, r"^is corrupt: TIFF first directory "
+         r"claims 65535 entries$"),
+    ],
+    ids=["no-value", "ascii-height", "huge-count", "offset-into-header", "counts-differ",
+         "ifd-in-header", "many-entries"],
+)
+def test_a_tiff_directory_that_lies_is_corrupt(data: bytes, message: str) -> None:
+    with pytest.raises(imagefile.InputImageError, match=message):
+        imagefile.decode_image(data)
