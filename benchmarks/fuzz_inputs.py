@@ -8,8 +8,9 @@ Each execution mutates a real seed (small PNG/JPEG/BMP/TIFF/WebP files; a valid 
 YAML; valid label files with hostile values put anywhere in them) and calls the target.
 The documented errors (InputImageError, RecipeError, SourceError, or a label skipped with
 its reason) are expected; anything else is a crash: it is printed, its input saved under
-``--crashes``, and the exit status is 1. Keep every crash input as a regression case in
-``tests/fuzz-crashes/{image,recipe,labels}/`` (tests/test_bad_inputs.py reads them all).
+``--crashes``, and the exit status is 1. Keep every crash input as a regression case:
+image and label inputs in ``tests/fuzz-crashes/{image,labels}/`` (tests/test_bad_inputs.py
+replays them all), a recipe as a row of the table in tests/test_bad_inputs.py.
 Hypothesis covers the same ground in ``tests/test_fuzz.py`` with a small budget; this loop
 is for depth:
 
