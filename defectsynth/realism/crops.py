@@ -1,0 +1,292 @@
+"""Defect crops: what the realism score compares, cut the same way from real and
+synthetic images.
+
+A :class:`Crop` is one defect with its context: a window around its box (grown by half
+its size, 8..48 px, clipped by the image), the defect's mask inside that window, and the
+group it belongs to (its source image: cross-validation never splits one image).
+
+Both sides go through the same steps, so nothing but the defect can tell them apart:
+
+- gray when either side is gray (:func:`to_common`);
+- a mask from the label when every real defect has one; when the real defects are
+  labeled by boxes only, *both* sides get their mask from the box alone
+  (:func:`defectsynth.transplant.extract.mask_from_box`), so an exact synthetic mask
+  cannot give the synthetic side away.
+
+Real defects are read from a labeled folder by the readers ``transplant`` uses (COCO,
+YOLO, Pascal VOC) or from an image + mask folder (:mod:`.maskfolder`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..sample import Sample
+from ..transplant.extract import mask_from_box, mask_from_label, polygon_mask
+from ..transplant.sources import (
+    SourceDefect,
+    SourceError,
+    decode_coco_rle,
+    read_index_mask,
+    read_source,
+)
+from .maskfolder import MaskDefect, read_mask_folder
+
+F32 = np.float32
+Box = tuple[int, int, int, int]
+
+__all__ = ["Crop", "DefectSet", "crops_from_samples", "cut", "read_defects", "to_common"]
+
+
+class RealismError(ValueError):
+    """A folder of defects cannot be read, or holds too few defects to compare."""
+
+
+@dataclass(frozen=True, eq=False)
+class Crop:
+    """One defect and its context.
+
+    ``pixels``: float32 (h, w, c) in 0..1 (c = 1 or 3, BGR) of the window; ``mask``: bool
+    (h, w), the defect, or None when only the box is known (see :func:`cut`); ``box``:
+    the defect's box in window coordinates; ``image_shape``: (h, w) of the whole image;
+    ``group``: the source image; ``where``: a readable name for messages; ``params``: the
+    concrete parameters a synthetic defect was drawn with.
+    """
+
+    pixels: np.ndarray
+    mask: np.ndarray | None
+    box: Box
+    image_shape: tuple[int, int]
+    category: str
+    group: str
+    where: str = ""
+    params: Mapping[str, Any] | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[2])
+
+
+@dataclass
+class DefectSet:
+    """Crops of one side (real or synthetic), and what could not be read."""
+
+    crops: list[Crop]
+    skipped: list[str]
+    source: str = ""
+
+    @property
+    def categories(self) -> list[str]:
+        return list(dict.fromkeys(c.category for c in self.crops))
+
+    @property
+    def has_masks(self) -> bool:
+        return bool(self.crops) and all(c.mask is not None for c in self.crops)
+
+    @property
+    def groups(self) -> int:
+        return len({c.group for c in self.crops})
+
+    def only(self, categories: Iterable[str]) -> DefectSet:
+        keep = set(categories)
+        return DefectSet([c for c in self.crops if c.category in keep], self.skipped, self.source)
+
+
+def window(box: Box, shape: tuple[int, int]) -> Box:
+    """The context window of a box: grown by half its longer side (8..48 px), clipped."""
+    x1, y1, x2, y2 = box
+    pad = int(np.clip(round(0.5 * max(x2 - x1, y2 - y1)), 8, 48))
+    h, w = shape
+    return max(0, x1 - pad), max(0, y1 - pad), min(w, x2 + pad), min(h, y2 + pad)
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 / uint16, gray / BGR / BGRA -> float32 (h, w, c) in 0..1, c = 1 or 3."""
+    scale = 1.0 / (65535.0 if image.dtype == np.uint16 else 255.0)
+    img = image.astype(F32) * F32(scale)
+    if img.ndim == 2:
+        return img[:, :, None]
+    if img.shape[2] == 4:
+        img = np.ascontiguousarray(img[:, :, :3])
+    if is_gray(img):  # a gray photo stored as colour (common for JPEGs)
+        return np.ascontiguousarray(img[:, :, 1:2])
+    return img
+
+
+def is_gray(img: np.ndarray) -> bool:
+    """Whether a BGR float image is gray: its channels differ by under 2 levels of 255 at
+    the 99th percentile (JPEG's chroma noise stays below that)."""
+    if img.ndim == 2 or img.shape[2] == 1:
+        return True
+    step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / 4096)))
+    sub = img[::step, ::step]
+    spread = np.abs(sub[:, :, 0] - sub[:, :, 1]) + np.abs(sub[:, :, 1] - sub[:, :, 2])
+    return float(np.percentile(spread, 99)) < 2.0 / 255
+
+
+def cut(
+    image: np.ndarray,
+    box: Box,
+    mask: np.ndarray | None,
+    category: str,
+    group: str,
+    where: str = "",
+    params: Mapping[str, Any] | None = None,
+) -> Crop:
+    """The crop of one defect of ``image`` (float32 (h, w, c) 0..1); ``mask`` is the
+    full-size mask or None (box only)."""
+    h, w = image.shape[:2]
+    wx1, wy1, wx2, wy2 = window(box, (h, w))
+    x1, y1, x2, y2 = box
+    local = (x1 - wx1, y1 - wy1, x2 - wx1, y2 - wy1)
+    px = np.ascontiguousarray(image[wy1:wy2, wx1:wx2])
+    m = None if mask is None else np.ascontiguousarray(mask[wy1:wy2, wx1:wx2])
+    return Crop(px, m, local, (h, w), category, group, where or group, params)
+
+
+def to_common(crop: Crop, gray: bool, box_only: bool) -> Crop:
+    """The crop as the comparison sees it: gray when ``gray``; when ``box_only`` its mask
+    re-estimated from its box, as for a real defect labeled by a box."""
+    px = crop.pixels
+    if gray and px.shape[2] == 3:
+        px = cv2.cvtColor(px, cv2.COLOR_BGR2GRAY)[:, :, None]
+    mask = crop.mask
+    if box_only or mask is None:
+        mask = mask_from_box(px, crop.box)
+        if not mask.any():  # nothing stood out of the surface: the box is the defect
+            x1, y1, x2, y2 = crop.box
+            mask = np.zeros(px.shape[:2], bool)
+            mask[y1:y2, x1:x2] = True
+    return replace(crop, pixels=px, mask=mask)
+
+
+# -- real defects from a folder ----------------------------------------------------------------
+
+
+def read_defects(
+    root: str | os.PathLike[str], fmt: str = "auto", rename: dict[str, str] | None = None
+) -> DefectSet:
+    """Every labeled defect of a folder as crops (masks where the labels give them).
+
+    ``fmt``: ``auto`` (COCO, YOLO, VOC, then an image + mask folder), ``coco``, ``yolo``,
+    ``voc`` or ``masks``. ``rename`` maps category names.
+
+    :raises RealismError: the folder is missing, or no defect could be read from it.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise RealismError(f"defect folder {str(base)!r} does not exist or is not a folder")
+    rename = rename or {}
+    defects: list[SourceDefect | MaskDefect] = []
+    skipped: list[str] = []
+    if fmt == "masks":
+        found, skipped = read_mask_folder(base)
+        defects.extend(found)
+    else:
+        try:
+            listing = read_source(base, fmt)
+            defects, skipped = list(listing.defects), list(listing.skipped)
+        except SourceError as exc:
+            if fmt != "auto":
+                raise RealismError(str(exc)) from None
+            found, skipped = read_mask_folder(base)
+            defects.extend(found)
+            if not defects:
+                raise RealismError(
+                    f"no COCO, YOLO or VOC labels, and no images/ + masks/ (or MVTec "
+                    f"ground_truth/) layout with a defect, found in {str(base)!r}"
+                ) from None
+    crops = list(_crops(base, defects, skipped, rename))
+    if not crops:
+        raise RealismError(
+            f"no defect could be read from {str(base)!r}"
+            + (f" ({skipped[0]})" if skipped else "")
+        )
+    return DefectSet(crops, skipped, str(base))
+
+
+def _crops(
+    base: Path,
+    defects: list[SourceDefect | MaskDefect],
+    skipped: list[str],
+    rename: dict[str, str],
+) -> Iterator[Crop]:
+    by_image: dict[str, list[SourceDefect | MaskDefect]] = {}
+    for d in defects:
+        by_image.setdefault(d.image, []).append(d)
+    for rel, group in by_image.items():
+        raw = cv2.imread(str(base / rel), cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.dtype not in (np.uint8, np.uint16):
+            skipped.append(f"{rel}: cannot read the image")
+            continue
+        image = to_float(raw)
+        h, w = image.shape[:2]
+        index_masks: dict[str, np.ndarray] = {}
+        for d in group:
+            where = f"{rel} {d.category} box {list(d.box)}"
+            try:
+                mask = _label_mask(base, d, (h, w), index_masks)
+            except (SourceError, ValueError, OSError) as exc:
+                skipped.append(f"{where}: {exc}")
+                continue
+            if mask is not None and not mask.any():
+                skipped.append(f"{where}: the label's mask is empty")
+                continue
+            box = d.box
+            if mask is not None:
+                ys, xs = np.nonzero(mask)
+                box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            cat = rename.get(d.category, d.category)
+            yield cut(image, box, mask, cat, rel, where)
+
+
+def _label_mask(
+    base: Path,
+    d: SourceDefect | MaskDefect,
+    shape: tuple[int, int],
+    cache: dict[str, np.ndarray],
+) -> np.ndarray | None:
+    """The full-size mask a label gives, limited to its box; None for a box-only label."""
+    if isinstance(d, MaskDefect):
+        return d.mask_in(shape)
+    if not d.has_mask:
+        return None
+    if d.polygons:
+        label = polygon_mask(shape, d.polygons)
+    elif d.rle is not None:
+        label = decode_coco_rle(d.rle)
+        if label.shape != shape:
+            raise SourceError(f"RLE size {label.shape} is not the image's {shape}")
+    else:
+        assert d.mask_file is not None
+        if d.mask_file not in cache:
+            cache[d.mask_file] = read_index_mask(base / d.mask_file)
+        index = cache[d.mask_file]
+        if index.shape != shape:
+            raise SourceError(f"{d.mask_file} is {index.shape}, not the image's {shape}")
+        label = index == d.mask_value
+    return mask_from_label(label, d.box)
+
+
+# -- synthetic defects from samples ------------------------------------------------------------
+
+
+def crops_from_samples(samples: Iterable[tuple[str, Sample]]) -> DefectSet:
+    """Crops of every annotation of in-memory samples; each pair is (group, sample)."""
+    crops: list[Crop] = []
+    for group, s in samples:
+        if not s.annotations:
+            continue
+        image = to_float(s.image)
+        for a in s.annotations:
+            crops.append(
+                cut(image, a.box, a.mask, a.category, group, f"{group} {a.category}", a.params)
+            )
+    return DefectSet(crops, [], "samples")
