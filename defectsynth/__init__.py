@@ -25,6 +25,8 @@ from .writing import DatasetWriter
 
 __all__ = [
     "Annotation",
+    "FitResult",
+    "Score",
     "DatasetWriter",
     "DefectGenerator",
     "DefectsynthError",
@@ -42,8 +44,22 @@ __all__ = [
     "Synthesizer",
     "UnknownNameError",
     "__version__",
+    "fit",
     "hookimpl",
     "load_recipe",
     "param",
+    "score",
     "source_id",
 ]
+
+# learning from real defects needs the fit extra (scikit-learn): imported on first use
+_REALISM = {"score": "score", "Score": "score", "fit": "fit", "FitResult": "fit"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _REALISM:
+        import importlib
+
+        module = importlib.import_module(f".realism.{_REALISM[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

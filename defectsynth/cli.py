@@ -59,7 +59,10 @@ def _report_plugin_errors(host: PluginHost, verbose: bool) -> None:
     "default a recipe's paths must stay inside its own folder or the working directory. "
     "Also: DEFECTSYNTH_ALLOW_PATHS (os.pathsep-separated).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Show full tracebacks of plugin errors.")
+@click.option(
+    "-v", "--verbose", is_flag=True,
+    help="Show full tracebacks of plugin errors and of unexpected errors reading a source.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -216,7 +219,7 @@ def _resume_command(
             f"{seed_opt}{on_dask}")
 
 
-def _summary(result: Any, out: str) -> None:
+def _summary(result: Any, out: str, verbose: bool = False) -> None:
     rep = result.report
     secs = max(result.seconds, 1e-9)
     rate = result.new_samples / secs
@@ -238,6 +241,8 @@ def _summary(result: Any, out: str) -> None:
         click.echo(f"  skipped {len(skipped)} source(s):")
         for s in skipped:
             click.echo(f"    {s['source']}: {s['reason']}")
+            if verbose and s.get("traceback"):
+                click.echo(str(s["traceback"]).rstrip())
     for f in rep["failed_tasks"]:
         click.echo(f"  failed task {f['task']} ({f['source']}): {f['error']}")
     for name, g in rep.get("generator_failures", {}).items():
@@ -422,7 +427,7 @@ def generate_cmd(
             bar.close()
         if backend is not None:
             backend.close()
-    _summary(result, out)
+    _summary(result, out, ctx.obj.get("verbose", False))
     if result.samples == 0:
         click.echo("error: no sample could be written (see the skipped sources above)", err=True)
         ctx.exit(1)
@@ -502,6 +507,219 @@ def validate_cmd(out: str, as_json: bool, max_problems: int) -> None:
         )
     if not report.ok:
         sys.exit(1)
+
+def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise click.BadParameter(f"{v!r} is not REAL=NAME", param_hint=option)
+        k, _, n = v.partition("=")
+        out[k.strip()] = n.strip()
+    return out
+
+
+@cli.command("score")
+@click.argument("real", type=click.Path(file_okay=False, exists=True))
+@click.argument("synthetic", type=click.Path(exists=True))
+@click.option(
+    "--clean",
+    type=click.Path(file_okay=False, exists=True),
+    help="Render a recipe on these clean images instead of the recipe's own inputs.",
+)
+@click.option(
+    "--samples", type=click.IntRange(min=8), default=200, show_default=True,
+    help="Synthetic defects to render when SYNTHETIC is a recipe.",
+)
+@click.option(
+    "--map", "mapping", multiple=True, metavar="REAL=SYNTHETIC",
+    help="Compare real category REAL with synthetic category SYNTHETIC (repeatable).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "coco", "yolo", "voc", "masks"]),
+    default="auto", show_default=True, help="Label format of REAL.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def score_cmd(
+    ctx: click.Context,
+    real: str,
+    synthetic: str,
+    clean: str | None,
+    samples: int,
+    mapping: tuple[str, ...],
+    fmt: str,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """How far synthetic defects are from real ones (0.5 = indistinguishable).
+
+    REAL is a folder of labeled real defects (COCO, YOLO, VOC, or images/ + masks/ or
+    the MVTec ground_truth/ layout). SYNTHETIC is a dataset folder written by
+    `generate`, or a recipe (rendered in memory, nothing written). A classifier learns
+    to tell the two apart from crops of each defect with its surroundings; the score
+    is its cross-validated AUC, with a 95% interval, per category where both sides
+    have it, and the differences that give the synthetic ones away:
+
+    \b
+      defectsynth score real_defects/ fixtures/recipes/demo.yaml
+      defectsynth score real_defects/ out/ --map scratches=scratch
+
+    Needs the fit extra: pip install 'defectsynth[fit]'.
+    """
+    from .realism.crops import RealismError
+    from .realism.score import score
+
+    host = _host(ctx)
+    try:
+        result = score(
+            real, synthetic, clean=clean, samples=samples, seed=seed,
+            mapping=_pairs(mapping, "--map"), fmt=fmt, host=host,
+        )
+    except (RealismError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    except Exception as exc:  # a recipe error names its file and key
+        from .errors import RecipeError
+
+        if isinstance(exc, RecipeError):
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        raise
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else str(result))
+
+
+@cli.command("fit")
+@click.option(
+    "--real", required=True, type=click.Path(file_okay=False, exists=True),
+    help="Folder of labeled real defects (as for score).",
+)
+@click.option(
+    "--clean", required=True, type=click.Path(file_okay=False, exists=True),
+    help="Folder of clean product images to render on.",
+)
+@click.option(
+    "-o", "--out", required=True, type=click.Path(dir_okay=False),
+    help="Recipe to write (YAML that generate accepts).",
+)
+@click.option(
+    "--product-mask", default="full", show_default=True,
+    help="full, auto, or a file pattern such as masks/{stem}.png (relative to the working "
+    "directory).",
+)
+@click.option(
+    "--map", "mapping", multiple=True, metavar="CATEGORY=GENERATOR",
+    help="Use GENERATOR for real CATEGORY instead of choosing (repeatable).",
+)
+@click.option(
+    "--generators", default=None, metavar="A,B,...",
+    help="Candidate generators (default: every registered one but transplant).",
+)
+@click.option(
+    "--rounds", type=click.IntRange(min=0), default=3, show_default=True,
+    help="Search rounds per category and fold (each renders a few hundred defects).",
+)
+@click.option(
+    "--budget", "budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+    help="Also stop searching after this long in all (the result then depends on the "
+    "machine's speed).",
+)
+@click.option(
+    "--folds", type=click.IntRange(min=2), default=3, show_default=True,
+    help="Held-out folds over the real defects' images.",
+)
+@click.option(
+    "--transplant-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+    help="Share of the recipe's defects that are transplants of the real ones.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--report", "report", type=click.Path(dir_okay=False), default=None,
+    help="HTML page of real and fitted crops (default: OUT with .html).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def fit_cmd(
+    ctx: click.Context,
+    real: str,
+    clean: str,
+    out: str,
+    product_mask: str,
+    mapping: tuple[str, ...],
+    generators: str | None,
+    rounds: int,
+    budget: float | None,
+    folds: int,
+    transplant_share: float,
+    seed: int,
+    report: str | None,
+    no_progress: bool,
+) -> None:
+    """Fit generators to real defects and write a recipe that mixes them with
+    transplants of the same defects.
+
+    For each real category it picks the generator whose defects score closest to the
+    real ones, then searches its parameter ranges so that their defects look like the
+    real ones; the score before and after is measured on real defects the search did
+    not see (k-fold over the images). Same seed, same recipe.
+
+    \b
+      defectsynth fit --real real_defects/ --clean clean/ -o fitted.yaml
+      defectsynth generate fitted.yaml -o out/
+      defectsynth validate out/
+
+    Needs the fit extra: pip install 'defectsynth[fit]'. See docs/fit.md.
+    """
+    from pathlib import Path
+
+    from .realism.crops import RealismError
+    from .realism.fit import fit
+    from .realism.report import write_fit_report
+
+    host = _host(ctx)
+    bar: Any = None
+    if not no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=1, unit="step", desc="fit", leave=False, dynamic_ncols=True)
+
+    def progress(what: str, done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.set_description(what[:40])
+            bar.refresh()
+
+    cands = [g.strip() for g in generators.split(",") if g.strip()] if generators else None
+    try:
+        result = fit(
+            real, clean, generators=cands, mapping=_pairs(mapping, "--map"), rounds=rounds,
+            budget_seconds=budget, seed=seed, product_mask=product_mask, folds=folds,
+            transplant_share=transplant_share, host=host, progress=progress,
+            recipe_dir=Path(out).absolute().parent,
+        )
+    except (RealismError, OSError) as exc:
+        if bar is not None:
+            bar.close()
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    except Exception as exc:
+        from .errors import UnknownNameError
+
+        if bar is not None:
+            bar.close()
+        if isinstance(exc, UnknownNameError):
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        raise
+    if bar is not None:
+        bar.close()
+    path = result.recipe.save(out)
+    page = report or str(Path(out).with_suffix(".html"))
+    write_fit_report(result, page)
+    click.echo(result.summary())
+    click.echo(f"wrote {path} and {page}")
+    click.echo(f"next: defectsynth generate {path} -o out/ && defectsynth validate out/")
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

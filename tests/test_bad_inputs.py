@@ -1382,3 +1382,24 @@ def _tiff_with(tag: int, typ: int | None = None, num: int | None = None,
 def test_a_tiff_directory_that_lies_is_corrupt(data: bytes, message: str) -> None:
     with pytest.raises(imagefile.InputImageError, match=message):
         imagefile.decode_image(data)
+
+
+def test_verbose_prints_the_traceback_of_an_unexpected_read_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from defectsynth import imagefile
+
+    monkeypatch.setattr(imagefile, "decode_image", imagefile.decode_image)
+    ws = base(tmp_path / "ws", n=1)
+    ws.recipe["plugin_dirs"] = [str(PLUGINS), str(EXPLODING)]
+    (ws.images / "boom.png").write_bytes(encoded(textured(seed=33)) + b"EXPLODE")
+    path = ws.write_recipe()
+    args = ["generate", str(path), "-o", str(ws.out), "--no-progress", "-j", "1"]
+    quiet = CliRunner().invoke(cli, args)
+    assert quiet.exit_code == 0, quiet.output
+    assert "boom.png: unexpected error while reading" in quiet.output
+    assert "Traceback" not in quiet.output
+    loud = CliRunner().invoke(cli, ["-v", *args[:-2], "-j", "1", "--overwrite"])
+    assert loud.exit_code == 0, loud.output
+    assert "Traceback (most recent call last)" in loud.output
+    assert "exploding_decoder.py" in loud.output

@@ -93,8 +93,17 @@ class FittedRecipe:
     def text(self) -> str:
         import yaml
 
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        def short_lists(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+            flow = all(not isinstance(v, dict | list) for v in data)
+            return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+        Dumper.add_representer(list, short_lists)
         head = "".join(f"# {c}\n" if c else "#\n" for c in self.comments)
-        return head + "\n" + yaml.safe_dump(self.data, sort_keys=False, width=100)
+        body = yaml.dump(self.data, Dumper=Dumper, sort_keys=False, width=100)
+        return head + "\n" + body
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         from ..writing import atomic_write_bytes
@@ -533,6 +542,8 @@ def _recipe(
     if not defects:
         raise RealismError("nothing could be fitted, and transplants were turned off")
     mask = images.product_mask
+    if mask not in ("auto", "full"):  # a pattern of the working directory: of the recipe now
+        mask = _rel(mask, base)
     data: dict[str, Any] = {
         "seed": seed,
         "inputs": {"images": _rel(images.root, base), "product_mask": mask},
