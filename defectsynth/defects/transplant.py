@@ -16,6 +16,7 @@ from defectsynth.textures import bgr_to_lab, lab_to_bgr
 from defectsynth.transplant import FORMATS, Library, LibraryEntry, SourceError, load_library
 
 F32 = np.float32
+SEVERITY_FLOOR = 0.05  # mean largest-channel change a fainter ``severity`` keeps (2.5x the gate's)
 _LUMA = np.array([0.114, 0.587, 0.299], F32)  # BGR, Rec. 601
 
 
@@ -72,6 +73,39 @@ class TransplantGenerator(DefectGenerator):
             doc="degrees counter-clockwise (small by default: shading keeps its light)",
         )
         flip: bool = param(False, doc="mirror left-right before rotating")
+        warp: float = param(
+            0.0,
+            lo=0.0,
+            hi=0.3,
+            vary=(0.0, 0.08),
+            doc="smooth elastic bend: largest displacement as a fraction of the defect's size",
+        )
+        stretch_along: float = param(
+            1.0,
+            lo=0.25,
+            hi=4.0,
+            vary=(0.8, 1.25),
+            doc="length factor along the defect's main axis (principal axis of its mask)",
+        )
+        stretch_across: float = param(
+            1.0, lo=0.25, hi=4.0, vary=(0.8, 1.25), doc="width factor across its main axis"
+        )
+        severity: float = param(
+            1.0,
+            lo=0.25,
+            hi=3.0,
+            vary=(0.6, 1.5),
+            doc="contrast against its source surface, as a factor (never fainter than "
+            f"{SEVERITY_FLOOR:g} mean change unless the source itself is)",
+        )
+        recolor: float = param(
+            0.0,
+            lo=0.0,
+            hi=1.0,
+            vary=(0.0, 0.5),
+            doc="how far the defect's colour is re-expressed in the product's own hue "
+            "(0: its own colour shift, 1: the product's chroma, shaded by the defect)",
+        )
         match: float = param(
             1.0,
             lo=0.0,
@@ -101,24 +135,35 @@ class TransplantGenerator(DefectGenerator):
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = entry.shape
         s = params.scale
-        a = math.radians(params.rotation)
-        ca, sa = abs(math.cos(a)), abs(math.sin(a))
         pad = 2 * _margin(params.feather)
+        if not _reshaped(params):
+            a = math.radians(params.rotation)
+            ca, sa = abs(math.cos(a)), abs(math.sin(a))
+            return (
+                int(math.ceil(s * (w * sa + h * ca))) + pad,
+                int(math.ceil(s * (w * ca + h * sa))) + pad,
+            )
+        # the crop's corners under scale, rotation and stretch, then the warp's reach on
+        # every side (+1: the shrink's rounding)
+        lin = s * _rotation(params.rotation) @ _stretch(entry, params)
+        reach = 2 * int(math.ceil(_warp_amplitude(entry, params))) + 1
         return (
-            int(math.ceil(s * (w * sa + h * ca))) + pad,
-            int(math.ceil(s * (w * ca + h * sa))) + pad,
+            int(math.ceil(abs(lin[1, 0]) * w + abs(lin[1, 1]) * h)) + pad + reach,
+            int(math.ceil(abs(lin[0, 0]) * w + abs(lin[0, 1]) * h)) + pad + reach,
         )
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = region.shape
-        pixels, surface, inside, valid = _place(entry, params, (h, w))
+        pixels, surface, inside, valid = _place(entry, params, (h, w), rng)
         pixels = _to_channels(pixels, region.channels)
         surface = _to_channels(surface, region.channels)
         src_level = _to_channels(np.asarray(entry.level, F32)[None, None, :], region.channels)
         src_level = src_level.reshape(-1)
         if not inside.any():  # scaled below a pixel: nothing to place
             return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
+        if params.severity != 1.0:
+            pixels = _severe(pixels, surface, inside, params.severity)
         # the surface the defect lands on, pixel by pixel (its texture survives under a
         # translucent defect); with match < 1 shifted back towards the source's level
         base = region.pixels
@@ -127,6 +172,8 @@ class TransplantGenerator(DefectGenerator):
             shift = F32(1.0 - params.match) * (src_level - dst_level)
             base = np.clip(base + shift, 0.0, 1.0).astype(F32)
         mapped = _map_level(pixels, surface, base)
+        if params.recolor > 0.0 and region.channels == 3:
+            mapped = _recolored(mapped, base, params.recolor)
         cov = _feathered(inside, params.feather) * valid
         out = np.where(cov[:, :, None] > 0, mapped, region.pixels).astype(F32)
         return Layer(out, cov.astype(F32), entry.category)
@@ -160,11 +207,79 @@ def _margin(feather: float) -> int:
 # -- geometry --------------------------------------------------------------------------------
 
 
+def _reshaped(params: TransplantGenerator.Params) -> bool:
+    """Whether the defect's shape varies beyond scale, rotation and mirroring."""
+    return params.warp > 0.0 or params.stretch_along != 1.0 or params.stretch_across != 1.0
+
+
+def _rotation(degrees: float) -> np.ndarray:
+    """The 2x2 linear part of ``cv2.getRotationMatrix2D`` (counter-clockwise on screen)."""
+    a = math.radians(degrees)
+    return np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+
+
+def _main_axis(entry: LibraryEntry, flip: bool) -> np.ndarray:
+    """Unit vector (x, y) along the principal axis of the entry's mask (mirrored with it)."""
+    m = cv2.moments(entry.mask.astype(np.uint8), binaryImage=True)
+    theta = 0.5 * math.atan2(2.0 * m["mu11"], m["mu20"] - m["mu02"]) if m["m00"] else 0.0
+    v = np.array([math.cos(theta), math.sin(theta)])
+    return v * [-1.0, 1.0] if flip else v
+
+
+def _stretch(entry: LibraryEntry, params: TransplantGenerator.Params) -> np.ndarray:
+    """2x2: ``stretch_along`` on the main axis, ``stretch_across`` perpendicular to it."""
+    u = _main_axis(entry, params.flip)
+    v = np.array([-u[1], u[0]])
+    return (
+        params.stretch_along * np.outer(u, u) + params.stretch_across * np.outer(v, v)
+    )
+
+
+def _warp_amplitude(entry: LibraryEntry, params: TransplantGenerator.Params) -> float:
+    """Largest displacement of the elastic warp, px: ``warp`` times the placed defect's
+    size (the longer side of its mask's box, scaled and stretched)."""
+    if params.warp <= 0.0:
+        return 0.0
+    ys, xs = np.nonzero(entry.mask)
+    side = float(max(np.ptp(ys), np.ptp(xs)) + 1) if len(xs) else 1.0
+    grow = max(params.stretch_along, params.stretch_across, 1.0)
+    return params.warp * params.scale * grow * side
+
+
+def _displacement(
+    shape: tuple[int, int], amplitude: float, size: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth, divergence-free displacement field on an (h, w) canvas, about its centre:
+    three shear waves of 0.25..0.75 cycles per ``size`` px in random directions, each
+    moving pixels across its own direction (so it bends and ripples a defect without
+    growing or shrinking it), weighted to add up to at most ``amplitude`` px."""
+    h, w = shape
+    draws = rng.random((3, 4))
+    weights = 0.5 + 0.5 * draws[:, 3]
+    weights = amplitude * weights / weights.sum()
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    xx -= (w - 1) / 2.0
+    yy -= (h - 1) / 2.0
+    dx = np.zeros((h, w))
+    dy = np.zeros((h, w))
+    for (angle, freq, phase, _), weight in zip(draws, weights):
+        a = 2.0 * math.pi * angle
+        k = 2.0 * math.pi * (0.25 + 0.5 * freq) / max(size, 1.0)
+        wave = weight * np.sin(k * (math.cos(a) * xx + math.sin(a) * yy) + 2 * math.pi * phase)
+        dx -= wave * math.sin(a)
+        dy += wave * math.cos(a)
+    return dx, dy
+
+
 def _place(
-    entry: LibraryEntry, params: TransplantGenerator.Params, shape: tuple[int, int]
+    entry: LibraryEntry,
+    params: TransplantGenerator.Params,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The entry scaled, mirrored and rotated about its centre onto the centre of an
-    (h, w) canvas: (pixels, source surface, defect mask, where the crop is valid)."""
+    """The entry scaled, mirrored, stretched, rotated and warped about its centre onto the
+    centre of an (h, w) canvas: (pixels, source surface, defect mask, where the crop is
+    valid)."""
     h, w = shape
     px: np.ndarray = entry.pixels
     surface: np.ndarray = entry.surface
@@ -183,13 +298,33 @@ def _place(
     ch, cw = mask.shape[:2]
     c = ((cw - 1) / 2.0, (ch - 1) / 2.0)
     m = cv2.getRotationMatrix2D(c, params.rotation, s)
+    if params.stretch_along != 1.0 or params.stretch_across != 1.0:
+        # stretch about the crop's centre first: m @ (c + S (p - c))
+        st = _stretch(entry, params)
+        centre = np.asarray(c)
+        m = np.hstack([m[:, :2] @ st, (m[:, :2] @ (centre - st @ centre) + m[:, 2])[:, None]])
     m[0, 2] += (w - 1) / 2.0 - c[0]
     m[1, 2] += (h - 1) / 2.0 - c[1]
 
-    def warp(a: np.ndarray, border: int) -> np.ndarray:
-        return cv2.warpAffine(
-            np.ascontiguousarray(a), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border
-        )
+    if params.warp > 0.0:
+        amplitude = _warp_amplitude(entry, params)
+        dx, dy = _displacement((h, w), amplitude, amplitude / params.warp, rng)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        inv = cv2.invertAffineTransform(m)
+        qx, qy = xx + dx, yy + dy  # each output pixel shows the placed defect from here
+        map_x = (inv[0, 0] * qx + inv[0, 1] * qy + inv[0, 2]).astype(F32)
+        map_y = (inv[1, 0] * qx + inv[1, 1] * qy + inv[1, 2]).astype(F32)
+
+        def warp(a: np.ndarray, border: int) -> np.ndarray:
+            return cv2.remap(
+                np.ascontiguousarray(a), map_x, map_y, cv2.INTER_LINEAR, borderMode=border
+            )
+    else:
+
+        def warp(a: np.ndarray, border: int) -> np.ndarray:
+            return cv2.warpAffine(
+                np.ascontiguousarray(a), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border
+            )
 
     px_w = np.clip(_image(warp(px, cv2.BORDER_REPLICATE)), 0.0, 1.0).astype(F32)
     surf_w = np.clip(_image(warp(surface, cv2.BORDER_REPLICATE)), 0.0, 1.0).astype(F32)
@@ -298,6 +433,38 @@ def _map_level(pixels: np.ndarray, surface: np.ndarray, base: np.ndarray) -> np.
     # than a texture's ripple), a filter elsewhere
     w = np.clip((lab[:, :, :1] - ls) / F32(10.0), 0.0, 1.0)
     return (filt + (bright - filt) * w).astype(F32)
+
+
+# -- variation -------------------------------------------------------------------------------
+
+
+def _severe(
+    pixels: np.ndarray, surface: np.ndarray, inside: np.ndarray, severity: float
+) -> np.ndarray:
+    """The defect's departure from its source surface times ``severity`` (a darkening
+    filter keeps its shape: its ratio to the surface moves as ``1 + severity (r - 1)``).
+    A fainter defect keeps a mean largest-channel change of :data:`SEVERITY_FLOOR` (or
+    all of its own, when the source is fainter than that): it must stay visible."""
+    diff = pixels - surface
+    strength = float(np.abs(diff[inside]).max(axis=1).mean())
+    if severity < 1.0 and strength > 0.0:
+        severity = max(severity, min(1.0, SEVERITY_FLOOR / strength))
+    return np.clip(surface + F32(severity) * diff, 0.0, 1.0).astype(F32)
+
+
+def _recolored(mapped: np.ndarray, base: np.ndarray, recolor: float) -> np.ndarray:
+    """``mapped`` (BGR) with its a*, b* moved ``recolor`` of the way to the product's own
+    chroma under it, scaled as a shadow (darker) or a highlight (lighter) scales a colour:
+    the defect keeps its lightness and takes the host's hue."""
+    lab = bgr_to_lab(mapped)
+    b_lab = bgr_to_lab(base)
+    lm, lb = lab[:, :, :1], np.clip(b_lab[:, :, :1], 1.0, 99.0)
+    scale = np.where(
+        lm <= lb, lm / lb, np.clip((F32(100.0) - lm) / (F32(100.0) - lb), 0.0, 1.0)
+    )
+    target = b_lab[:, :, 1:] * scale
+    ab = lab[:, :, 1:] + F32(recolor) * (target - lab[:, :, 1:])
+    return np.clip(lab_to_bgr(np.concatenate([lm, ab], axis=2)), 0.0, 1.0).astype(F32)
 
 
 @hookimpl
