@@ -8,6 +8,13 @@ product_mask=mask)``. Also refreshes the parameter tables in ``docs/defects.md``
 ``<!-- params:NAME -->`` markers) from the generators' ``Params``.
 
     python scripts/make_gallery.py [--seeds 3] [--only scratch,dent]
+
+``--variety`` instead draws ``docs/gallery/transplant_variety.png``: a few defects of the
+demo library as extracted, each followed by eight transplants of it onto a fixture with
+the default variation (``Synthesizer([{"generator": "transplant", "params": {"pick":
+...}}])``: only the defect is fixed).
+
+    python scripts/make_gallery.py --variety
 """
 
 from __future__ import annotations
@@ -76,6 +83,16 @@ def caption(img: np.ndarray, text: str) -> None:
     )
 
 
+def footer(img: np.ndarray, text: str) -> None:
+    """A caption in the bottom-left corner."""
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.36, 1)
+    h = img.shape[0]
+    cv2.rectangle(img, (0, h - th - 7), (tw + 6, h), (0, 0, 0), -1)
+    cv2.putText(
+        img, text, (3, h - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 255), 1, cv2.LINE_AA
+    )
+
+
 def cell(
     name: str, fixture: str, image: np.ndarray, mask: np.ndarray, seed: int
 ) -> tuple[list[np.ndarray], int]:
@@ -135,6 +152,72 @@ def strip(
     return np.vstack(body[:-1]), used
 
 
+# (demo library entry, fixture it is placed on): a coloured stain on blue paint shows the
+# recolouring, a scratch and a crack show the bends and stretches
+VARIETY = ((6, "painted_casing"), (7, "brushed_metal"), (0, "machined_flange"))
+VARIETY_PANEL = 136
+
+
+def variety_strip(fixtures: list[tuple[str, np.ndarray, np.ndarray]], n: int = 8) -> np.ndarray:
+    """One row per source defect: the entry as extracted (mask outlined), then ``n``
+    transplants of it with the default variation, cropped to the same window size."""
+    from defectsynth.transplant import load_library
+
+    lib = load_library("")
+    by_name = {f: (image, mask) for f, image, mask in fixtures}
+    gap = np.full((VARIETY_PANEL, 6, 3), 255, np.uint8)
+    rows = []
+    for k, fixture in VARIETY:
+        entry = lib.entries[k]
+        image, mask = by_name[fixture]
+        side = int(2.0 * max(entry.shape))
+        src = np.clip(np.rint(entry.pixels * 255), 0, 255).astype(np.uint8)
+        src = bgr(src[:, :, 0] if src.shape[2] == 1 else src)
+        contours, _ = cv2.findContours(
+            entry.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
+        big = cv2.resize(src, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
+        cv2.drawContours(big, [c * 4 + 2 for c in contours], -1, (0, 255, 255), 1)
+        first = np.full((VARIETY_PANEL, VARIETY_PANEL, 3), 255, np.uint8)
+        f = min(VARIETY_PANEL / big.shape[0], VARIETY_PANEL / big.shape[1])
+        big = cv2.resize(big, (int(big.shape[1] * f), int(big.shape[0] * f)),
+                         interpolation=cv2.INTER_AREA)
+        first[: big.shape[0], : big.shape[1]] = big
+        caption(first, f"source: {entry.category}")
+        panels: list[np.ndarray] = [first, gap]
+        synth = Synthesizer(
+            [{"generator": "transplant", "params": {"pick": (k + 0.5) / len(lib)}}],
+            instances=1,
+            product_mask=mask,
+        )
+        sid = source_id(f"{fixture}.png")
+        seed = 1
+        for _ in range(n):
+            while True:
+                sample = synth.apply(image, seed=seed, source_id=sid)
+                seed += 1
+                if sample.annotations:
+                    break
+            ann = sample.annotations[0]
+            x1, y1, x2, y2 = ann.box
+            h, w = image.shape[:2]
+            x0 = int(np.clip((x1 + x2) // 2 - side // 2, 0, w - side))
+            y0 = int(np.clip((y1 + y2) // 2 - side // 2, 0, h - side))
+            crop = bgr(sample.image[y0 : y0 + side, x0 : x0 + side])
+            tile = cv2.resize(crop, (VARIETY_PANEL, VARIETY_PANEL), interpolation=cv2.INTER_CUBIC)
+            p = ann.params
+            caption(tile, f"warp {p['warp']:.2f} sev {p['severity']:.2f}")
+            footer(tile, f"{p['stretch_along']:.2f} x {p['stretch_across']:.2f} "
+                         f"recol {p['recolor']:.2f}")
+            panels.append(tile)
+        rows.append(np.hstack(panels))
+    sep = np.full((3, rows[0].shape[1], 3), 255, np.uint8)
+    body: list[np.ndarray] = []
+    for r in rows:
+        body += [r, sep]
+    return np.vstack(body[:-1])
+
+
 def params_table(cls: type[DefectGenerator]) -> str:
     lines = [
         "| param | default | allowed | drawn when not set | meaning |",
@@ -178,7 +261,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="seeds (panel groups) per fixture")
     ap.add_argument("--only", default="", help="comma-separated generator names")
     ap.add_argument("--out", default=str(GALLERY))
+    ap.add_argument(
+        "--variety",
+        action="store_true",
+        help="only draw transplant_variety.png (demo defects, eight variations of each)",
+    )
     args = ap.parse_args()
+    if args.variety:
+        path = Path(args.out) / "transplant_variety.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = variety_strip(load_fixtures())
+        cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(f"{path}  {picture.shape[1]}x{picture.shape[0]}")
+        return
     host = get_host()
     builtin = {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS}
     classes = {
