@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -17,11 +18,12 @@ from click.testing import CliRunner
 import defectsynth.transplant.library as library_mod
 from defectsynth import GeneratorFailure, Layer, Synthesizer, param
 from defectsynth.cli import cli
-from defectsynth.defects.transplant import TransplantGenerator
+from defectsynth.defects.transplant import SEVERITY_FLOOR, TransplantGenerator
 from defectsynth.errors import RecipeError
 from defectsynth.generator import DefectGenerator, Region
 from defectsynth.recipe import load_recipe
 from defectsynth.testing import check_generator, test_surface
+from defectsynth.textures import bgr_to_lab
 from defectsynth.transplant import (
     DEMO_SOURCE,
     Library,
@@ -524,3 +526,165 @@ def test_the_demo_library_ships_with_the_package() -> None:
     assert (DEMO_SOURCE / "annotations.json").is_file()
     lib = load_library("")
     assert len(lib) == 9 and {e.method for e in lib.entries} == {"label"}
+
+
+# -- variation -------------------------------------------------------------------------------
+
+NEUTRAL: dict[str, Any] = {
+    "warp": 0.0, "stretch_along": 1.0, "stretch_across": 1.0, "severity": 1.0, "recolor": 0.0
+}
+
+
+def _fixture(name: str) -> np.ndarray:
+    image = cv2.imread(str(ROOT / "fixtures" / "images" / f"{name}.png"))
+    assert image is not None
+    return image
+
+
+def _golden_renders() -> str:
+    """sha256 over renders of every demo entry, gray and colour, on a patterned surface."""
+    gen = TransplantGenerator()
+    h = hashlib.sha256()
+    extras: tuple[dict[str, Any], ...] = (
+        {}, {"scale": 0.7, "rotation": 25.0, "flip": True},
+        {"scale": 1.3, "rotation": -10.0, "match": 0.5},
+    )
+    for i in range(9):
+        for ch in (1, 3):
+            for extra in extras:
+                p = TransplantGenerator.Params(pick=(i + 0.5) / 9, **extra, **NEUTRAL)
+                eh, ew = gen.extent(p, np.random.default_rng(0))
+                yy, xx = np.mgrid[0:eh, 0:ew].astype(np.float32)
+                px = (0.4 + 0.1 * np.sin(xx / 3.0)[:, :, None]
+                      + 0.05 * np.cos(yy / 5.0)[:, :, None]
+                      * np.arange(1, ch + 1, dtype=np.float32))
+                layer = gen.render(_region(px), p, np.random.default_rng(0))
+                h.update(layer.pixels.tobytes())
+                h.update(layer.coverage.tobytes())
+    return h.hexdigest()
+
+
+def test_neutral_variation_gives_exactly_the_old_output() -> None:
+    """warp 0, stretch 1, severity 1, recolor 0 reproduce the transplants of before the
+    variation (digests recorded with commit 7f213ca), render by render and through the
+    Synthesizer (fixed fields draw nothing, so every other draw is unchanged too).
+    Recorded with OpenCV 4.x; re-record from that commit if OpenCV's warps change."""
+    assert _golden_renders() == (
+        "6cabfddeed00258614a7472bbf4dbe7daadb14c1d87d562478631cfb42ec07c4"
+    )
+    h = hashlib.sha256()
+    for name in ("brushed_metal", "painted_casing"):
+        image = _fixture(name)
+        synth = Synthesizer([{"generator": "transplant", "params": NEUTRAL}], instances=3)
+        sample = synth.apply(image, seed=7)
+        h.update(sample.image.tobytes())
+        for a in sample.annotations:
+            h.update(a.mask.tobytes())
+            h.update(repr(a.box).encode())
+    assert h.hexdigest() == "f6db871f5a4e726aaf37c6a3e7ee1c91cf5fbaf1720d62f67c6c0497947efbd7"
+
+
+def _pick(category: str) -> float:
+    """The first demo entry of a category (or whose image's name has ``category`` in it)."""
+    demo = load_library("")
+    k = next(i for i, e in enumerate(demo.entries)
+             if e.category == category or category in e.image)
+    return (k + 0.5) / len(demo)
+
+
+def _axes(mask: np.ndarray) -> tuple[float, float, float]:
+    """(major, minor) standard deviations of a mask along its principal axes, and area."""
+    ys, xs = np.nonzero(mask)
+    evals = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+    return float(np.sqrt(evals[1])), float(np.sqrt(evals[0])), float(len(xs))
+
+
+def _varied(category: str, seed: int = 0, **params: Any) -> tuple[np.ndarray, Layer]:
+    fixed = {"pick": _pick(category), "rotation": 0.0, **NEUTRAL, **params}
+    gen = TransplantGenerator()
+    p = TransplantGenerator.Params(**fixed)
+    h, w = gen.extent(p, np.random.default_rng(seed))
+    px = np.full((h, w, 3), 0.5, np.float32)
+    layer = gen.render(_region(px), p, np.random.default_rng(seed))
+    edge = np.concatenate([layer.coverage[:3].ravel(), layer.coverage[-3:].ravel(),
+                           layer.coverage[:, :3].ravel(), layer.coverage[:, -3:].ravel()])
+    assert edge.max() == 0, "extent() must leave room for the stretched, warped defect"
+    return px, layer
+
+
+@pytest.mark.parametrize("category", ["scratch", "crack", "discoloration"])
+def test_stretch_along_and_across_the_main_axis(category: str) -> None:
+    major, minor, _ = _axes(_varied(category)[1].coverage >= 0.5)
+    along, minor_a, _ = _axes(_varied(category, stretch_along=1.5)[1].coverage >= 0.5)
+    major_c, across, _ = _axes(_varied(category, stretch_across=1.5)[1].coverage >= 0.5)
+    assert along / major == pytest.approx(1.5, rel=0.08)
+    assert minor_a / minor == pytest.approx(1.0, rel=0.15)
+    assert major_c / major == pytest.approx(1.0, rel=0.08)
+    if category == "discoloration":  # wide enough that its width is measured, not rounded
+        assert across / minor == pytest.approx(1.5, rel=0.1)
+
+
+def _contrast(px: np.ndarray, layer: Layer) -> float:
+    inside = layer.coverage >= 0.5
+    return float(np.abs(layer.pixels - px)[inside].max(axis=1).mean())
+
+
+@pytest.mark.parametrize("category", ["stain", "dent", "discoloration"])
+def test_severity_scales_the_contrast_with_a_floor(category: str) -> None:
+    px, plain = _varied(category)
+    base = _contrast(px, plain)
+    assert _contrast(*_varied(category, severity=0.5)) / base == pytest.approx(0.5, abs=0.08)
+    assert _contrast(*_varied(category, severity=1.5)) / base == pytest.approx(1.5, abs=0.2)
+    faint = _contrast(*_varied(category, severity=0.25))
+    assert faint >= 0.9 * min(base, SEVERITY_FLOOR), "the floor keeps it visible"
+
+
+@pytest.mark.parametrize("category", ["scratch", "stain", "crack"])
+def test_warp_bends_the_shape_and_keeps_its_area(category: str) -> None:
+    plain = _varied(category)[1].coverage >= 0.5
+    _, _, area = _axes(plain)
+    for seed in range(4):
+        warped = _varied(category, seed, warp=0.1)[1].coverage >= 0.5
+        assert not np.array_equal(warped, plain)
+        assert abs(_axes(warped)[2] / area - 1.0) < 0.3
+        assert abs(_axes(warped)[0] / _axes(plain)[0] - 1.0) < 0.3  # bent, not blown up
+    a = _varied(category, 1, warp=0.1)[1]
+    b = _varied(category, 1, warp=0.1)[1]
+    c = _varied(category, 2, warp=0.1)[1]
+    assert np.array_equal(a.pixels, b.pixels) and np.array_equal(a.coverage, b.coverage)
+    assert not np.array_equal(a.coverage, c.coverage)  # the field comes from the rng
+
+
+def test_recolor_moves_the_defect_towards_the_product_hue() -> None:
+    gen = TransplantGenerator()
+    blue = np.array([0.65, 0.35, 0.15], np.float32)  # painted casing, BGR
+    host_ab = bgr_to_lab(blue[None, None, :])[0, 0, 1:]
+
+    def ab(recolor: float) -> np.ndarray:
+        p = TransplantGenerator.Params(pick=_pick("rust"), **{**NEUTRAL, "recolor": recolor})
+        h, w = gen.extent(p, np.random.default_rng(0))
+        px = np.broadcast_to(blue, (h, w, 3)).copy()
+        layer = gen.render(_region(px), p, np.random.default_rng(0))
+        inside = layer.coverage >= 0.5
+        return np.asarray(bgr_to_lab(layer.pixels)[inside][:, 1:].mean(axis=0))
+
+    own, half, full = ab(0.0), ab(0.5), ab(1.0)
+    # the defect's own brown pulls a*, b* off the host's blue; recolouring moves it back
+    dist = [float(np.linalg.norm(v - host_ab)) for v in (own, half, full)]
+    assert dist[0] > dist[1] > dist[2]
+    assert dist[2] < 0.25 * dist[0]
+    # at 1 the defect has the host's hue (dark blue), whatever its own colour
+    cos = float(full @ host_ab / (np.linalg.norm(full) * np.linalg.norm(host_ab)))
+    assert cos > 0.99
+
+
+def test_varied_transplants_are_on_by_default_and_reproducible() -> None:
+    image = _fixture("machined_flange")
+    synth = Synthesizer([{"generator": "transplant"}], instances=3)
+    a, b = synth.apply(image, seed=3), synth.apply(image, seed=3)
+    assert np.array_equal(a.image, b.image)
+    assert [x.box for x in a.annotations] == [x.box for x in b.annotations]
+    drawn = [x.params for x in a.annotations]
+    assert drawn and all(0.0 <= p["warp"] <= 0.08 and 0.6 <= p["severity"] <= 1.5
+                         for p in drawn)
+    assert any(p["stretch_along"] != 1.0 and p["recolor"] > 0.0 for p in drawn)

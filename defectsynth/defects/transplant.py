@@ -103,8 +103,8 @@ class TransplantGenerator(DefectGenerator):
             lo=0.0,
             hi=1.0,
             vary=(0.0, 0.5),
-            doc="how far the defect's colour is re-expressed in the product's own hue "
-            "(0: its own colour shift, 1: the product's chroma, shaded by the defect)",
+            doc="how far the defect's colour moves to the product's own a*, b* "
+            "(0: its own colour shift, 1: the product's hue at the defect's lightness)",
         )
         match: float = param(
             1.0,
@@ -162,8 +162,6 @@ class TransplantGenerator(DefectGenerator):
         src_level = src_level.reshape(-1)
         if not inside.any():  # scaled below a pixel: nothing to place
             return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
-        if params.severity != 1.0:
-            pixels = _severe(pixels, surface, inside, params.severity)
         # the surface the defect lands on, pixel by pixel (its texture survives under a
         # translucent defect); with match < 1 shifted back towards the source's level
         base = region.pixels
@@ -172,6 +170,8 @@ class TransplantGenerator(DefectGenerator):
             shift = F32(1.0 - params.match) * (src_level - dst_level)
             base = np.clip(base + shift, 0.0, 1.0).astype(F32)
         mapped = _map_level(pixels, surface, base)
+        if params.severity != 1.0:
+            mapped = _severe(mapped, base, inside, params.severity)
         if params.recolor > 0.0 and region.channels == 3:
             mapped = _recolored(mapped, base, params.recolor)
         cov = _feathered(inside, params.feather) * valid
@@ -439,29 +439,29 @@ def _map_level(pixels: np.ndarray, surface: np.ndarray, base: np.ndarray) -> np.
 
 
 def _severe(
-    pixels: np.ndarray, surface: np.ndarray, inside: np.ndarray, severity: float
+    mapped: np.ndarray, base: np.ndarray, inside: np.ndarray, severity: float
 ) -> np.ndarray:
-    """The defect's departure from its source surface times ``severity`` (a darkening
-    filter keeps its shape: its ratio to the surface moves as ``1 + severity (r - 1)``).
-    A fainter defect keeps a mean largest-channel change of :data:`SEVERITY_FLOOR` (or
-    all of its own, when the source is fainter than that): it must stay visible."""
-    diff = pixels - surface
+    """The placed defect's change of the surface under it times ``severity`` (a darkening
+    filter keeps its kind: its ratio to the surface moves to ``1 + severity (r - 1)``,
+    as if the source had been that much darker). A fainter defect keeps a mean
+    largest-channel change of :data:`SEVERITY_FLOOR` under its mask (or all of its own,
+    when it is fainter than that to begin with): it must stay visible."""
+    diff = mapped - base
     strength = float(np.abs(diff[inside]).max(axis=1).mean())
     if severity < 1.0 and strength > 0.0:
         severity = max(severity, min(1.0, SEVERITY_FLOOR / strength))
-    return np.clip(surface + F32(severity) * diff, 0.0, 1.0).astype(F32)
+    return np.clip(base + F32(severity) * diff, 0.0, 1.0).astype(F32)
 
 
 def _recolored(mapped: np.ndarray, base: np.ndarray, recolor: float) -> np.ndarray:
     """``mapped`` (BGR) with its a*, b* moved ``recolor`` of the way to the product's own
-    chroma under it, scaled as a shadow (darker) or a highlight (lighter) scales a colour:
-    the defect keeps its lightness and takes the host's hue."""
+    under it: the defect keeps its lightness and takes the host's hue and chroma, as a
+    shadow or a film on that paint would (where it is lighter than the product the chroma
+    fades towards white as a highlight's does)."""
     lab = bgr_to_lab(mapped)
     b_lab = bgr_to_lab(base)
     lm, lb = lab[:, :, :1], np.clip(b_lab[:, :, :1], 1.0, 99.0)
-    scale = np.where(
-        lm <= lb, lm / lb, np.clip((F32(100.0) - lm) / (F32(100.0) - lb), 0.0, 1.0)
-    )
+    scale = np.clip((F32(100.0) - lm) / (F32(100.0) - lb), 0.0, 1.0)
     target = b_lab[:, :, 1:] * scale
     ab = lab[:, :, 1:] + F32(recolor) * (target - lab[:, :, 1:])
     return np.clip(lab_to_bgr(np.concatenate([lm, ab], axis=2)), 0.0, 1.0).astype(F32)
