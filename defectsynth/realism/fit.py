@@ -49,6 +49,7 @@ TRANSPLANT_SHARE = 0.5
 DEFAULT_ROUNDS = 3
 HOPELESS = 0.97  # a category whose best generator still scores this high is not approached
 DRAWS = 300  # defects drawn per search round
+CORRECTIONS = 2  # indirect-inference steps after each round's estimate
 BROAD = 1.5  # the first round draws from each default range grown 1.5x its width each side
 
 __all__ = ["CategoryFit", "FitResult", "FittedRecipe", "fit"]
@@ -268,16 +269,16 @@ def _search(
             break
         proposal.estimate([c.params or {} for c in drawn], feature_matrix(drawn), real_x,
                           seed=seed + r)
-        for step in ("estimate", "corrected"):
+        for step in range(1 + CORRECTIONS):
             spec = proposal.spec()
             syn = trial.crops(generator, spec, category)
             auc = _fast_auc(real_x, real_groups, syn, seed)
             if os.environ.get("DEFECTSYNTH_FIT_DEBUG"):
-                print(f"[fit] {category} {generator} round {r} {step}: {auc:.3f} {spec}",
+                print(f"[fit] {category} {generator} round {r}.{step}: {auc:.3f} {spec}",
                       flush=True)
             if auc < best:
                 best, best_spec = auc, spec
-            if step == "estimate" and not proposal.correct(feature_matrix(syn)):
+            if step == CORRECTIONS or not proposal.correct(feature_matrix(syn)):
                 break
     return best_spec, best, n
 

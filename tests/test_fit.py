@@ -1,0 +1,392 @@
+"""score and fit: learning from a user's own real defects (needs the fit extra).
+
+"Real" defects here are made by a built-in generator with secret parameters, away from
+its defaults, on the fixture photos, and written by ``generate`` (a COCO folder with
+masks), so what a fit should recover is known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+pytest.importorskip("sklearn")
+
+from defectsynth import DefectGenerator, Layer, Region, param  # noqa: E402
+from defectsynth.cli import cli  # noqa: E402
+from defectsynth.realism import DefectSet, RealismError, read_defects, score  # noqa: E402
+from defectsynth.realism.fit import fit  # noqa: E402
+from defectsynth.realism.score import score_sets  # noqa: E402
+from defectsynth.realism.sources import CleanImages  # noqa: E402
+from defectsynth.synthesizer import Synthesizer  # noqa: E402
+
+pytestmark = pytest.mark.fit
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "fixtures" / "images"
+MASKS = str(ROOT / "fixtures" / "masks" / "{stem}.png")
+SECRET = {"width": [4.0, 6.0], "angle": [80, 100], "length": [150, 260], "depth": [1.4, 2.0]}
+
+
+def make_real(
+    out: Path, params: dict[str, Any], variants: int = 6, generator: str = "scratch",
+    seed: int = 5,
+) -> Path:
+    """A COCO folder of 'real' defects: one per image, on every fixture photo."""
+    recipe = {
+        "seed": seed,
+        "inputs": {"images": str(IMAGES), "product_mask": MASKS},
+        "variants": variants,
+        "instances": 1,
+        "defects": [{"generator": generator, "params": params}],
+        "split": {"train": 1.0},
+        "output": {"formats": ["coco"]},
+    }
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    res = CliRunner().invoke(
+        cli, ["--allow-path", "/", "generate", str(path), "-o", str(out), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_real(tmp_path_factory.mktemp("real") / "real", SECRET)
+
+
+class WhiteSquare(DefectGenerator):
+    """A flat white square: what no real defect looks like."""
+
+    name = "white_square"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Params:
+        size: int = param(14, lo=4, hi=64, vary=(10, 20), doc="side in px")
+
+    def extent(self, params: Any, rng: np.random.Generator) -> tuple[int, int]:
+        return params.size + 4, params.size + 4
+
+    def render(self, region: Region, params: Any, rng: np.random.Generator) -> Layer:
+        h, w = region.shape
+        cov = np.zeros((h, w), np.float32)
+        cov[2 : 2 + params.size, 2 : 2 + params.size] = 1.0
+        px = region.pixels.copy()
+        px[cov > 0] = 1.0
+        return Layer(px, cov)
+
+
+def squares() -> DefectSet:
+    images = CleanImages(IMAGES, MASKS)
+    synth = Synthesizer([{"generator": WhiteSquare}], instances=1)
+    return images.render(synth, 60, seed=1)
+
+
+# -- score sanity ---------------------------------------------------------------------------------
+
+
+def halves(real: DefectSet) -> tuple[DefectSet, DefectSet]:
+    groups = sorted({c.group for c in real.crops})
+    first = set(groups[::2])
+    a = [c for c in real.crops if c.group in first]
+    b = [c for c in real.crops if c.group not in first]
+    return DefectSet(a, [], "a"), DefectSet(b, [], "b")
+
+
+def test_two_halves_of_one_real_set_cannot_be_told_apart(real_dir: Path) -> None:
+    a, b = halves(read_defects(real_dir))
+    s = score_sets(a, b)
+    assert s.auc <= 0.6, str(s)
+    assert s.mask_from == "label"
+    assert s.ci[0] <= s.auc <= s.ci[1]
+
+
+def test_real_defects_against_painted_white_squares_score_near_one(real_dir: Path) -> None:
+    s = score(real_dir, squares())
+    assert s.auc >= 0.95, str(s)
+    assert s.overall.differences, "the features that give the squares away are named"
+    assert s.overall.n_real == 36
+
+
+def test_a_recipe_is_scored_by_rendering_it_in_memory(real_dir: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "inputs": {"images": str(IMAGES), "product_mask": MASKS},
+        "instances": 1,
+        "defects": [{"generator": "scratch", "params": SECRET}],
+    }))
+    res = CliRunner().invoke(
+        cli, ["--allow-path", "/", "score", str(real_dir), str(recipe), "--samples", "40",
+              "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["auc"] <= 0.65, data
+    assert data["per_category"]["scratch"]["n_synthetic"] >= 40
+    assert list(tmp_path.iterdir()) == [recipe], "scoring a recipe writes nothing"
+
+
+# -- the same defects in every format -------------------------------------------------------------
+
+
+def _coco(real_dir: Path) -> tuple[dict[str, Any], Path]:
+    (js,) = (real_dir / "annotations").glob("instances_*.json")
+    return json.loads(js.read_text()), real_dir / "images" / "train"
+
+
+def _masks_of(real_dir: Path) -> list[tuple[str, np.ndarray, str, np.ndarray]]:
+    """(file name, image, category, full-size mask) of every defect of a generate folder."""
+    from defectsynth.transplant.sources import decode_coco_rle
+
+    data, images = _coco(real_dir)
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    out = []
+    for a in data["annotations"]:
+        fn = names[a["image_id"]]
+        img = cv2.imread(str(images / fn), cv2.IMREAD_UNCHANGED)
+        out.append((fn, img, cats[a["category_id"]], decode_coco_rle(a["segmentation"])))
+    return out
+
+
+def write_formats(real_dir: Path, root: Path, boxes_only: bool) -> dict[str, Path]:
+    """The same defects as COCO, YOLO, VOC (and, with masks, an images + masks folder)."""
+    defects = _masks_of(real_dir)
+    out: dict[str, Path] = {}
+    # COCO
+    coco = root / "coco"
+    (coco / "images").mkdir(parents=True)
+    doc: dict[str, Any] = {"images": [], "annotations": [], "categories": [
+        {"id": 1, "name": "scratch"}]}
+    for i, (fn, img, _, m) in enumerate(defects, 1):
+        cv2.imwrite(str(coco / "images" / fn), img)
+        ys, xs = np.nonzero(m)
+        x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        ann: dict[str, Any] = {"id": i, "image_id": i, "category_id": 1,
+                               "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0}
+        if not boxes_only:
+            ann["segmentation"] = _polygons(m)
+        doc["images"].append({"id": i, "file_name": fn, "height": img.shape[0],
+                              "width": img.shape[1]})
+        doc["annotations"].append(ann)
+    (coco / "labels.json").write_text(json.dumps(doc))
+    out["coco"] = coco
+    # YOLO
+    yolo = root / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    (yolo / "data.yaml").write_text(yaml.safe_dump({"names": ["scratch"]}))
+    for fn, img, _, m in defects:
+        cv2.imwrite(str(yolo / "images" / fn), img)
+        h, w = m.shape
+        ys, xs = np.nonzero(m)
+        x1, y1, x2, y2 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        if boxes_only:
+            line = (f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
+                    f"{(y2 - y1) / h:.6f}")
+        else:
+            (poly,) = _polygons(m)[:1]
+            pts = np.asarray(poly).reshape(-1, 2) / [w, h]
+            line = "0 " + " ".join(f"{v:.6f}" for v in pts.ravel())
+        (yolo / "labels" / f"{Path(fn).stem}.txt").write_text(line + "\n")
+    out["yolo"] = yolo
+    # VOC
+    voc = root / "voc"
+    for sub in ("Annotations", "JPEGImages", "SegmentationObject"):
+        (voc / sub).mkdir(parents=True)
+    for fn, img, _, m in defects:
+        cv2.imwrite(str(voc / "JPEGImages" / fn), img)
+        ys, xs = np.nonzero(m)
+        h, w = m.shape
+        (voc / "Annotations" / f"{Path(fn).stem}.xml").write_text(
+            f"<annotation><filename>{fn}</filename><size><width>{w}</width>"
+            f"<height>{h}</height><depth>3</depth></size><object><name>scratch</name>"
+            f"<bndbox><xmin>{xs.min() + 1}</xmin><ymin>{ys.min() + 1}</ymin>"
+            f"<xmax>{xs.max() + 1}</xmax><ymax>{ys.max() + 1}</ymax></bndbox></object>"
+            "</annotation>"
+        )
+        if not boxes_only:
+            cv2.imwrite(str(voc / "SegmentationObject" / f"{Path(fn).stem}.png"),
+                        m.astype(np.uint8))
+    out["voc"] = voc
+    if not boxes_only:
+        folder = root / "masks"
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        for fn, img, _, m in defects:
+            cv2.imwrite(str(folder / "images" / fn), img)
+            cv2.imwrite(str(folder / "masks" / f"{Path(fn).stem}.png"), m.astype(np.uint8) * 255)
+        out["masks"] = folder
+    return out
+
+
+def _polygons(m: np.ndarray) -> list[list[float]]:
+    """Outline polygons in COCO's continuous coordinates (pixel i spans [i, i+1)): the
+    outline of the mask's pixels traced at 4x and scaled back."""
+    big = cv2.resize(m.astype(np.uint8), None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    c = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float)
+    return [((c + 0.5) / 4.0).ravel().tolist()]
+
+
+def test_box_labels_in_coco_yolo_and_voc_give_the_same_score(
+    real_dir: Path, tmp_path: Path
+) -> None:
+    folders = write_formats(real_dir, tmp_path, boxes_only=True)
+    synthetic = squares()
+    scores = {k: score(p, synthetic) for k, p in folders.items()}
+    for k, s in scores.items():
+        assert s.mask_from == "box", k
+        assert s.overall.n_real == 36, k
+    values = {k: round(s.auc, 9) for k, s in scores.items()}
+    assert len(set(values.values())) == 1, values
+
+
+def test_mask_labels_in_every_format_give_the_same_score(real_dir: Path, tmp_path: Path) -> None:
+    folders = write_formats(real_dir, tmp_path, boxes_only=False)
+    synthetic = squares()
+    scores = {k: score(p, synthetic) for k, p in folders.items()}
+    for k, s in scores.items():
+        assert s.mask_from == "label", k
+        # a binary mask file cannot say which pieces are one defect: far-apart pieces of a
+        # faded scratch count as two there
+        assert s.overall.n_real == 36 or (k == "masks" and 36 <= s.overall.n_real <= 40), k
+    values = [s.auc for s in scores.values()]
+    assert max(values) - min(values) <= 0.02, {k: s.auc for k, s in scores.items()}
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_an_empty_or_missing_folder_is_named(tmp_path: Path) -> None:
+    with pytest.raises(RealismError, match="empty"):
+        (tmp_path / "empty").mkdir()
+        read_defects(tmp_path / "empty")
+    with pytest.raises(RealismError, match="nowhere"):
+        read_defects(tmp_path / "nowhere")
+    res = CliRunner().invoke(cli, ["score", str(tmp_path / "empty"), str(tmp_path)])
+    assert res.exit_code == 2 and "empty" in res.output, res.output
+
+
+def test_too_few_real_defects_are_an_error_naming_the_folder(
+    real_dir: Path, tmp_path: Path
+) -> None:
+    few = tmp_path / "few"
+    (few / "images").mkdir(parents=True)
+    (few / "masks").mkdir()
+    data, images = _coco(real_dir)
+    for im in data["images"][:3]:
+        shutil.copy(images / im["file_name"], few / "images" / im["file_name"])
+    for fn, _, _, m in _masks_of(real_dir)[:3]:
+        cv2.imwrite(str(few / "masks" / f"{Path(fn).stem}.png"), m.astype(np.uint8) * 255)
+    with pytest.raises(RealismError, match=r"3 real defects from 3 image\(s\) in .*few"):
+        score(few, squares())
+
+
+def test_a_category_too_small_to_fit_is_named_and_left_to_transplants(
+    real_dir: Path, tmp_path: Path
+) -> None:
+    few = tmp_path / "mixed"
+    shutil.copytree(real_dir, few)
+    (js,) = (few / "annotations").glob("instances_*.json")
+    data = json.loads(js.read_text())
+    data["categories"].append({"id": 99, "name": "chip"})
+    data["annotations"][0]["category_id"] = 99
+    js.write_text(json.dumps(data))
+    result = fit(few, IMAGES, product_mask=MASKS, mapping={"scratch": "scratch"}, rounds=0,
+                 folds=2)
+    assert result.per_category["chip"].generator is None
+    assert any("'chip'" in w and "1 real defect" in w for w in result.warnings), result.warnings
+    entries = result.recipe.data["defects"]
+    assert [e["generator"] for e in entries] == ["scratch", "transplant"]
+
+
+def test_a_category_no_generator_approaches_is_warned(tmp_path: Path) -> None:
+    """White squares on the fixtures as the 'real' defects; only cracks to fit them."""
+    folder = tmp_path / "squares"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    made = squares()
+    for i, c in enumerate(made.crops[:24]):
+        img = np.clip(c.pixels * 255 + 0.5, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / "images" / f"s{i}.png"), img)
+        assert c.mask is not None
+        cv2.imwrite(str(folder / "masks" / f"s{i}.png"), c.mask.astype(np.uint8) * 255)
+    result = fit(folder, IMAGES, product_mask=MASKS, generators=["crack"], rounds=0, folds=2)
+    cf = result.per_category["defect"]
+    assert cf.generator == "crack"
+    assert cf.score_after >= 0.9
+    assert any("'defect'" in w and "no generator approaches" in w for w in result.warnings)
+
+
+def test_unknown_generator_and_map_category_are_named(real_dir: Path) -> None:
+    from defectsynth.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="scrach"):
+        fit(real_dir, IMAGES, generators=["scrach"], rounds=0)
+    with pytest.raises(RealismError, match="no category 'scratches'.*scratch"):
+        fit(real_dir, IMAGES, mapping={"scratches": "scratch"}, rounds=0)
+
+
+# -- recovery ----------------------------------------------------------------------------------
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+@pytest.mark.slow
+def test_fit_recovers_secret_ranges_and_the_held_out_score_falls(real_dir: Path) -> None:
+    result = fit(real_dir, IMAGES, product_mask=MASKS, mapping={"scratch": "scratch"},
+                 rounds=3, seed=0)
+    cf = result.per_category["scratch"]
+    assert cf.score_before >= 0.85, result.summary()
+    assert cf.score_after <= 0.65, result.summary()
+    for name in ("width", "angle", "length"):
+        assert _overlap(cf.params[name], SECRET[name]), (name, cf.params[name])
+    again = fit(real_dir, IMAGES, product_mask=MASKS, mapping={"scratch": "scratch"},
+                rounds=3, seed=0)
+    assert again.recipe.text == result.recipe.text, "same seed, same recipe"
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+def test_fit_then_generate_then_validate_from_the_cli(real_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fitted.yaml"
+    res = CliRunner().invoke(cli, [
+        "fit", "--real", str(real_dir), "--clean", str(IMAGES), "--product-mask", MASKS,
+        "-o", str(out), "--generators", "scratch,dent", "--rounds", "1", "--folds", "2",
+        "--no-progress",
+    ])
+    assert res.exit_code == 0, res.output
+    assert "held-out score" in res.output and "scratch" in res.output
+    text = out.read_text()
+    assert text.startswith("# fitted by `defectsynth fit`")
+    assert "scratch:" in text and "->" in text
+    page = out.with_suffix(".html").read_text()
+    assert "data:image/png;base64," in page and "fitted ranges" in page
+    recipe = yaml.safe_load(text)
+    assert [d["generator"] for d in recipe["defects"]] == ["scratch", "transplant"]
+    assert math.isclose(sum(d["weight"] for d in recipe["defects"]), 1.0, abs_tol=1e-3)
+    ds = tmp_path / "ds"
+    res = CliRunner().invoke(cli, ["--allow-path", "/", "generate", str(out), "-o", str(ds),
+                                   "--no-progress", "--limit", "12"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, ["validate", str(ds)])
+    assert res.exit_code == 0, res.output
+    cats = {c["name"] for c in json.loads(next((ds / "annotations").glob("*.json")).read_text())
+            ["categories"]}
+    assert cats == {"scratch"}
