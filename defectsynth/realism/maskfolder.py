@@ -8,7 +8,8 @@
 
 Each connected part of a mask is one defect, parts closer than 2 % of the image's
 diagonal (at least 3 px) joined: one defect often breaks into pieces where it fades (a
-scratch crossing a highlight); parts under 4 px are noise and dropped. A mask is any image whose non-zero pixels are the defect.
+scratch crossing a highlight); parts under 4 px are noise and dropped. A mask is any
+image whose non-zero pixels are the defect.
 """
 
 from __future__ import annotations
