@@ -38,8 +38,14 @@ class TransplantGenerator(DefectGenerator):
     The label is the defect's mask; its category is the source's (renamed by a recipe's
     ``category`` map).
 
+    Each instance also varies the defect itself (neutral values give the plain transplant):
+    a stretch along and across the main axis of its mask, a smooth elastic bend (``warp``),
+    its contrast (``severity``) and how far its colour moves to the product's
+    (``recolor``).
+
     A pure function of (region, params, rng) given the library's content: the library is
-    keyed by the source's content hash, and everything random is in the drawn params.
+    keyed by the source's content hash, and everything random is in the drawn params and
+    the rng (the warp's displacement field).
     """
 
     name = "transplant"
@@ -95,8 +101,8 @@ class TransplantGenerator(DefectGenerator):
             lo=0.25,
             hi=3.0,
             vary=(0.6, 1.5),
-            doc="contrast against its source surface, as a factor (never fainter than "
-            f"{SEVERITY_FLOOR:g} mean change unless the source itself is)",
+            doc="contrast against the surface, as a factor (a fainter defect keeps a mean "
+            f"change of {SEVERITY_FLOOR:g}, or all of its own if it has less)",
         )
         recolor: float = param(
             0.0,
