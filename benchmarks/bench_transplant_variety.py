@@ -152,13 +152,14 @@ def main() -> None:
             for sample, ann in transplants(source, pick, fixed, clean, args.n, 1000 * k):
                 crop = cut(to_float(sample.image), ann.box, ann.mask, lib.entries[k].category,
                            f"source{k}")
+                # sizes are measured in units of the image's side: measure a transplant
+                # as if on an image of its source's size (it is placed at the source's
+                # pixel scale; the clean images may be larger)
+                crop = replace(crop, image_shape=source_shape(k) or crop.image_shape)
                 exact.append(to_common(crop, gray, False))
                 if not args.no_score:
-                    # sizes are measured in units of the image's side: measure a
-                    # transplant as if on an image of its source's size (it is placed at
-                    # the source's pixel scale; the clean images may be larger)
-                    scored = replace(crop, image_shape=source_shape(k) or crop.image_shape)
-                    crops[mode].append(to_common(scored, gray, box_only))
+                    crops[mode].append(to_common(crop, gray, box_only) if box_only
+                                       else exact[-1])
             for x in feature_matrix(exact):
                 rows[mode].append((k, x))
     print(f"rendered and measured in {time.perf_counter() - t0:.0f} s")
@@ -170,16 +171,24 @@ def main() -> None:
     def z(x: np.ndarray) -> np.ndarray:
         return ((x - mu) / np.where(keep, sd, 1.0))[..., keep]
 
-    # the real spread: source defects of one category as extracted, on their own images
+    # the real spread: the source defects as extracted (their library masks, measured
+    # like the transplants), between different defects of one category
     real_by_cat: dict[str, list[np.ndarray]] = {}
+    extracted = []
+    for k in chosen:
+        e = lib.entries[k]
+        ys, xs = np.nonzero(e.mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        crop = cut(np.asarray(e.pixels), box, e.mask, e.category, e.image)
+        crop = replace(crop, image_shape=source_shape(k) or crop.image_shape)
+        extracted.append(to_common(crop, gray, False))
+    for c, x in zip(extracted, feature_matrix(extracted)):
+        real_by_cat.setdefault(c.category, []).append(z(x))
     wanted = {f"{lib.entries[k].image} {lib.entries[k].category} box {list(lib.entries[k].box)}"
               for k in chosen}
     real_used = [c for c in real.crops if c.where in wanted]
     if len(real_used) < 4:
         real_used = list(real.crops)
-    real_exact = [to_common(c, gray, box_only) for c in real_used]
-    for c, x in zip(real_exact, feature_matrix(real_exact)):
-        real_by_cat.setdefault(c.category, []).append(z(x))
 
     cats = list(dict.fromkeys(lib.entries[k].category for k in chosen))
     print()
@@ -212,9 +221,10 @@ def main() -> None:
         )
     ratio = spread_of["varied"] / np.maximum(spread_of["plain"], 1e-9)
     order = np.argsort(-ratio)
-    print("spread within a source, varied / plain, by feature: "
-          + ", ".join(f"{names[i]} {ratio[i]:.2f}x" for i in order[:6]) + " ... "
-          + ", ".join(f"{names[i]} {ratio[i]:.2f}x" for i in order[-3:]))
+    print("spread (std) within a source, varied / plain, by feature:")
+    parts = [f"{names[i]} {ratio[i]:.2f}x" for i in order]
+    for i in range(0, len(parts), 8):
+        print("  " + ", ".join(parts[i : i + 8]))
 
     if args.no_score:
         return
