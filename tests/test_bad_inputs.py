@@ -1389,9 +1389,15 @@ def test_verbose_prints_the_traceback_of_an_unexpected_read_error(
 ) -> None:
     from defectsynth import imagefile
 
-    monkeypatch.setattr(imagefile, "decode_image", imagefile.decode_image)
+    real = imagefile.decode_image
+
+    def exploding_here(data: bytes, *args: Any, **kwargs: Any) -> np.ndarray:
+        if data.endswith(b"EXPLODE"):
+            raise RuntimeError("the decoder exploded on this file")
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(imagefile, "decode_image", exploding_here)
     ws = base(tmp_path / "ws", n=1)
-    ws.recipe["plugin_dirs"] = [str(PLUGINS), str(EXPLODING)]
     (ws.images / "boom.png").write_bytes(encoded(textured(seed=33)) + b"EXPLODE")
     path = ws.write_recipe()
     args = ["generate", str(path), "-o", str(ws.out), "--no-progress", "-j", "1"]
@@ -1399,7 +1405,7 @@ def test_verbose_prints_the_traceback_of_an_unexpected_read_error(
     assert quiet.exit_code == 0, quiet.output
     assert "boom.png: unexpected error while reading" in quiet.output
     assert "Traceback" not in quiet.output
-    loud = CliRunner().invoke(cli, ["-v", *args[:-2], "-j", "1", "--overwrite"])
+    loud = CliRunner().invoke(cli, ["-v", *args, "--overwrite"])
     assert loud.exit_code == 0, loud.output
     assert "Traceback (most recent call last)" in loud.output
-    assert "exploding_decoder.py" in loud.output
+    assert "exploding_here" in loud.output

@@ -2,7 +2,8 @@
 
 "Real" defects here are made by a built-in generator with secret parameters, away from
 its defaults, on the fixture photos, and written by ``generate`` (a COCO folder with
-masks), so what a fit should recover is known.
+masks): ``fixtures/recipes/stand_in_real.yaml``, the stand-in docs/fit.md uses. What a
+fit should recover is known.
 """
 
 from __future__ import annotations
@@ -35,35 +36,16 @@ pytestmark = pytest.mark.fit
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "fixtures" / "images"
 MASKS = str(ROOT / "fixtures" / "masks" / "{stem}.png")
-SECRET = {"width": [4.0, 6.0], "angle": [80, 100], "length": [150, 260], "depth": [1.4, 2.0]}
-
-
-def make_real(
-    out: Path, params: dict[str, Any], variants: int = 6, generator: str = "scratch",
-    seed: int = 5,
-) -> Path:
-    """A COCO folder of 'real' defects: one per image, on every fixture photo."""
-    recipe = {
-        "seed": seed,
-        "inputs": {"images": str(IMAGES), "product_mask": MASKS},
-        "variants": variants,
-        "instances": 1,
-        "defects": [{"generator": generator, "params": params}],
-        "split": {"train": 1.0},
-        "output": {"formats": ["coco"]},
-    }
-    path = out.parent / f"{out.name}.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    res = CliRunner().invoke(
-        cli, ["--allow-path", "/", "generate", str(path), "-o", str(out), "--no-progress"]
-    )
-    assert res.exit_code == 0, res.output
-    return out
+STAND_IN = ROOT / "fixtures" / "recipes" / "stand_in_real.yaml"
+SECRET = yaml.safe_load(STAND_IN.read_text())["defects"][0]["params"]
 
 
 @pytest.fixture(scope="module")
 def real_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_real(tmp_path_factory.mktemp("real") / "real", SECRET)
+    out = tmp_path_factory.mktemp("real") / "real"
+    res = CliRunner().invoke(cli, ["generate", str(STAND_IN), "-o", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    return out
 
 
 class WhiteSquare(DefectGenerator):

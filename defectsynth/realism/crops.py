@@ -99,10 +99,11 @@ class DefectSet:
         return DefectSet([c for c in self.crops if c.category in keep], self.skipped, self.source)
 
 
-def window(box: Box, shape: tuple[int, int]) -> Box:
-    """The context window of a box: grown by half its longer side (8..48 px), clipped."""
+def window(box: Box, shape: tuple[int, int], grow: float = 0.5, lo: int = 8, hi: int = 48) -> Box:
+    """The context window of a box: grown by ``grow`` of its longer side (``lo``..``hi``
+    px), clipped by the image of ``shape``."""
     x1, y1, x2, y2 = box
-    pad = int(np.clip(round(0.5 * max(x2 - x1, y2 - y1)), 8, 48))
+    pad = int(np.clip(round(grow * max(x2 - x1, y2 - y1)), lo, hi))
     h, w = shape
     return max(0, x1 - pad), max(0, y1 - pad), min(w, x2 + pad), min(h, y2 + pad)
 
@@ -143,7 +144,9 @@ def cut(
     """The crop of one defect of ``image`` (float32 (h, w, c) 0..1); ``mask`` is the
     full-size mask or None (box only)."""
     h, w = image.shape[:2]
-    wx1, wy1, wx2, wy2 = window(box, (h, w))
+    # room for mask_from_box's ring, and for the window of the defect's own tight box
+    # (see to_common), whatever the label's box
+    wx1, wy1, wx2, wy2 = window(box, (h, w), 1.0, 16, 96)
     x1, y1, x2, y2 = box
     local = (x1 - wx1, y1 - wy1, x2 - wx1, y2 - wy1)
     px = np.ascontiguousarray(image[wy1:wy2, wx1:wx2])
@@ -153,7 +156,13 @@ def cut(
 
 def to_common(crop: Crop, gray: bool, box_only: bool) -> Crop:
     """The crop as the comparison sees it: gray when ``gray``; when ``box_only`` its mask
-    re-estimated from its box, as for a real defect labeled by a box."""
+    re-estimated from its box, as for a real defect labeled by a box; then cut to the
+    window of the mask's own tight box.
+
+    The last step matters: a person's box is looser than the tight box of an exact mask,
+    and a window sized by the box would show a real defect smaller (and sharper, once
+    resized) than a synthetic one of the same size.
+    """
     px = crop.pixels
     if gray and px.shape[2] == 3:
         px = cv2.cvtColor(px, cv2.COLOR_BGR2GRAY)[:, :, None]
@@ -164,7 +173,16 @@ def to_common(crop: Crop, gray: bool, box_only: bool) -> Crop:
             x1, y1, x2, y2 = crop.box
             mask = np.zeros(px.shape[:2], bool)
             mask[y1:y2, x1:x2] = True
-    return replace(crop, pixels=px, mask=mask)
+    ys, xs = np.nonzero(mask)
+    tight = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    wx1, wy1, wx2, wy2 = window(tight, mask.shape)
+    x1, y1, x2, y2 = tight
+    return replace(
+        crop,
+        pixels=np.ascontiguousarray(px[wy1:wy2, wx1:wx2]),
+        mask=np.ascontiguousarray(mask[wy1:wy2, wx1:wx2]),
+        box=(x1 - wx1, y1 - wy1, x2 - wx1, y2 - wy1),
+    )
 
 
 # -- real defects from a folder ----------------------------------------------------------------

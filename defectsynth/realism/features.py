@@ -77,8 +77,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("sharpness", "edge sharpness", more="sharper-edged", less="softer-edged"),
     Feature("skew", "skew of the inside", "signed", pos="speckled with bright spots",
             neg="speckled with dark spots"),
-    Feature("anisotropy", "directional texture inside", more="more streaked inside",
-            less="less streaked inside"),
+    Feature("anisotropy", "streaks inside, against the surface around", "signed",
+            pos="more streaked than their surface", neg="less streaked than their surface"),
     Feature("lightness", "lightness change", "signed", pos="lighter", neg="darker"),
     Feature("chroma", "colour shift", more="more strongly coloured", less="less coloured"),
     Feature("hue_a", "red-green shift", "signed", pos="redder", neg="greener"),
@@ -245,10 +245,7 @@ def _appearance(crop: Crop, out: np.ndarray) -> None:
     edge = (dist_in > 0) & (dist_in <= 1.5) | ((dist_out > 0) & (dist_out <= 1.5))
     if edge.any():
         out[_INDEX["sharpness"]] = float(mag[edge].mean() / (mag[ring].mean() + 1e-4))
-    jxx, jyy, jxy = (float((a * b)[mask].sum()) for a, b in ((gx, gx), (gy, gy), (gx, gy)))
-    tr = jxx + jyy
-    if tr > 1e-9:
-        out[_INDEX["anisotropy"]] = math.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / tr
+    out[_INDEX["anisotropy"]] = _coherence(gx, gy, mask) - _coherence(gx, gy, ring)
     if img.shape[2] == 3:
         lab = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2Lab)
         ring_lab = np.median(lab[ring], axis=0)
@@ -258,6 +255,14 @@ def _appearance(crop: Crop, out: np.ndarray) -> None:
         out[_INDEX["chroma"]] = float(math.hypot(d[1], d[2]))
         out[_INDEX["hue_a"]] = float(d[1])
         out[_INDEX["hue_b"]] = float(d[2])
+
+
+def _coherence(gx: np.ndarray, gy: np.ndarray, where: np.ndarray) -> float:
+    """How much the gradients in ``where`` share one direction (0: none, 1: all): the
+    structure tensor's anisotropy."""
+    jxx, jyy, jxy = (float((a * b)[where].sum()) for a, b in ((gx, gx), (gy, gy), (gx, gy)))
+    tr = jxx + jyy
+    return math.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / tr if tr > 1e-9 else 0.0
 
 
 # -- words -------------------------------------------------------------------------------------
