@@ -155,7 +155,8 @@ def cut(
 
 
 def to_common(crop: Crop, gray: bool, box_only: bool) -> Crop:
-    """The crop as the comparison sees it: gray when ``gray``; when ``box_only`` its mask
+    """The crop as the comparison sees it: gray when ``gray`` (else colour, a gray crop
+    repeated in three channels); when ``box_only`` its mask
     re-estimated from its box, as for a real defect labeled by a box; then cut to the
     window of the mask's own tight box.
 
@@ -166,6 +167,8 @@ def to_common(crop: Crop, gray: bool, box_only: bool) -> Crop:
     px = crop.pixels
     if gray and px.shape[2] == 3:
         px = cv2.cvtColor(px, cv2.COLOR_BGR2GRAY)[:, :, None]
+    elif not gray and px.shape[2] == 1:
+        px = np.repeat(px, 3, axis=2)
     mask = crop.mask
     if box_only or mask is None:
         mask = mask_from_box(px, crop.box)

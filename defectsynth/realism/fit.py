@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .crops import Crop, DefectSet, RealismError, read_defects, to_common
+from .crops import Crop, DefectSet, RealismError, is_gray, read_defects, to_common, to_float
 from .features import feature_matrix
 from .score import FEW_REAL, MIN_REAL, auc_of, two_sample_auc
 from .sources import CleanImages
@@ -332,8 +332,9 @@ def fit(
     real_set = real if isinstance(real, DefectSet) else read_defects(real, fmt)
     images = CleanImages(clean, product_mask)
     warnings: list[str] = list(f"clean image skipped: {s}" for s in images.skipped[:5])
-    gray = any(c.channels == 1 for c in real_set.crops) or any(
-        im.image.ndim == 2 for im in images.images
+    gray = all(c.channels == 1 for c in real_set.crops) or all(
+        im.image.ndim == 2 or im.image.shape[2] == 1 or is_gray(to_float(im.image))
+        for im in images.images
     )
     box_only = not real_set.has_masks
     candidates = list(generators) if generators else [

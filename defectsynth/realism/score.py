@@ -282,7 +282,8 @@ def compare(
 
 def common_form(real: DefectSet, synthetic: DefectSet) -> tuple[list[Crop], list[Crop], bool, bool]:
     """Both sides in the same form: (real crops, synthetic crops, gray, masks from boxes)."""
-    gray = any(c.channels == 1 for c in real.crops) or any(
+    # gray when either side is all gray; else colour, gray crops repeated in 3 channels
+    gray = all(c.channels == 1 for c in real.crops) or all(
         c.channels == 1 for c in synthetic.crops
     )
     box_only = not real.has_masks

@@ -201,7 +201,10 @@ class Proposal:
             if quality.get(a.name, 0.0) < MIN_R2:
                 continue
             u0, u1 = a.unit(a.cur[0]), a.unit(a.cur[1])
-            shift = float(pred_real[:, i].mean() - pred[:, i].mean())
+            # predictions move less than the parameters do (by about R^2 for a
+            # regression's shrinkage): scale the step back up, within a quarter of the scale
+            r2 = max(quality[a.name], 0.3)
+            shift = float(np.clip((pred_real[:, i].mean() - pred[:, i].mean()) / r2, -0.25, 0.25))
             ratio = float(np.clip((pred_real[:, i].std() + 1e-6) / (pred[:, i].std() + 1e-6),
                                   0.5, 2.0))
             c, half = (u0 + u1) / 2 + shift, max((u1 - u0) / 2 * ratio, MIN_HALF)
