@@ -2,10 +2,10 @@
 
 For each NEU-DET class, ``--shots`` defect photos (10) are the user's few real defects;
 the class's other photos are the held-out test. Clean surface is what lies far from every
-box of the shots' own photos: a product mask leaves out each box and 6 px around it (NEU
+box of the shots' own photos: a product mask leaves out each box and 16 px around it (NEU
 has no defect-free photos, and each class was photographed on its own kind of strip, so
-another class's photos would be another surface). Where the shots' boxes leave less than
-a quarter of a photo, the class has too little clean surface, and the other classes'
+another class's photos would be another surface). Photos whose boxes leave less than 15 %
+of them are left out; when fewer than 3 photos are left, the class has too little clean surface, and the other classes'
 photos (but the test ones) are used instead; the table says so. The data is read from
 ``../shared/data/neu-det`` (never copied into the repository); the working files go to a
 temporary folder.
@@ -66,15 +66,16 @@ def voc_folder(stems: list[str], dest: Path) -> Path:
 
 
 def clean_folder(stems: list[str], dest: Path) -> tuple[Path, str]:
-    """The photos with a product mask of what lies 6 px or more from every box."""
+    """The photos with a product mask of what lies 16 px or more from every box (a
+    defect placed closer would have a real one in its window)."""
     (dest / "images").mkdir(parents=True)
     (dest / "masks").mkdir()
     for s in stems:
         img = cv2.imread(str(DATA / "images" / f"{s}.jpg"), cv2.IMREAD_GRAYSCALE)
         mask = np.full(img.shape, 255, np.uint8)
         for x1, y1, x2, y2 in boxes(DATA / "annotations" / f"{s}.xml"):
-            mask[max(0, y1 - 6) : y2 + 6, max(0, x1 - 6) : x2 + 6] = 0
-        if (mask > 0).mean() < 0.25:
+            mask[max(0, y1 - 16) : y2 + 16, max(0, x1 - 16) : x2 + 16] = 0
+        if (mask > 0).mean() < 0.15:
             continue  # hardly any clean surface left
         cv2.imwrite(str(dest / "images" / f"{s}.png"), img)
         cv2.imwrite(str(dest / "masks" / f"{s}.png"), mask)

@@ -229,6 +229,13 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
         f"({rate:.1f} images/s" + (f"; {result.resumed} resumed" if result.resumed else "") + ")"
     )
     click.echo("  splits:    " + ", ".join(f"{k} {v}" for k, v in rep["splits"].items()))
+    empty = [k for k, v in rep["splits"].items() if not v]
+    if empty and rep["samples"]:
+        click.echo(
+            f"  warning: no samples in split {', '.join(empty)} (too few sources for the "
+            "split fractions, or a --limit); YOLO's data.yaml points it at another split. "
+            "Add sources or variants, or change 'split' in the recipe"
+        )
     inst = ", ".join(f"{k} {v}" for k, v in rep["instances"].items()) or "(none)"
     click.echo(f"  instances: {inst}")
     d = rep["dropped"]
@@ -272,7 +279,7 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
     "--limit",
     type=click.IntRange(min=1),
     default=None,
-    help="Only the first N samples (tasks in order), for a quick look.",
+    help="Only N samples, cut from every split in proportion, for a quick look.",
 )
 @click.option(
     "--seed", type=click.IntRange(min=0), default=None, help="Override the recipe's seed."
@@ -497,6 +504,8 @@ def validate_cmd(out: str, as_json: bool, max_problems: int) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
+        for w in report.warnings:
+            click.echo(f"warning: {w}")
         for p in report.problems[:max_problems]:
             click.echo(p)
         if len(report.problems) > max_problems:
@@ -629,6 +638,10 @@ def score_cmd(
     help="Held-out folds over the real defects' images.",
 )
 @click.option(
+    "-j", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Processes: the folds' searches run side by side (same recipe for any number).",
+)
+@click.option(
     "--transplant-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
     help="Share of the recipe's defects that are transplants of the real ones.",
 )
@@ -650,6 +663,7 @@ def fit_cmd(
     rounds: int,
     budget: float | None,
     folds: int,
+    workers: int,
     transplant_share: float,
     seed: int,
     report: str | None,
@@ -696,7 +710,7 @@ def fit_cmd(
             real, clean, generators=cands, mapping=_pairs(mapping, "--map"), rounds=rounds,
             budget_seconds=budget, seed=seed, product_mask=product_mask, folds=folds,
             transplant_share=transplant_share, host=host, progress=progress,
-            recipe_dir=Path(out).absolute().parent,
+            recipe_dir=Path(out).absolute().parent, workers=workers,
         )
     except (RealismError, OSError) as exc:
         if bar is not None:

@@ -29,6 +29,7 @@ Deterministic for a seed (renders use fixed seeds, the classifiers too); a time 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -44,6 +45,8 @@ from .features import feature_matrix
 from .score import FEW_REAL, MIN_REAL, auc_of, two_sample_auc
 from .sources import CleanImages
 from .space import GROW, Proposal
+
+log = logging.getLogger(__name__)
 
 TRANSPLANT_SHARE = 0.5
 DEFAULT_ROUNDS = 3
@@ -273,9 +276,7 @@ def _search(
             spec = proposal.spec()
             syn = trial.crops(generator, spec, category)
             auc = _fast_auc(real_x, real_groups, syn, seed)
-            if os.environ.get("DEFECTSYNTH_FIT_DEBUG"):
-                print(f"[fit] {category} {generator} round {r}.{step}: {auc:.3f} {spec}",
-                      flush=True)
+            log.debug("%s %s round %d.%d: %.3f %s", category, generator, r, step, auc, spec)
             if auc < best:
                 best, best_spec = auc, spec
             if step == CORRECTIONS or not proposal.correct(feature_matrix(syn)):
@@ -311,6 +312,7 @@ def fit(
     host: Any = None,
     progress: Progress | None = None,
     recipe_dir: str | os.PathLike[str] | None = None,
+    workers: int = 1,
 ) -> FitResult:
     """Fit generators to real defects (see the module docs).
 
@@ -323,6 +325,7 @@ def fit(
     :param product_mask: ``full``, ``auto`` or a file pattern (``masks/{stem}.png``).
     :param recipe_dir: the folder the recipe will be saved in (its paths are relative
         to it); default: the working directory.
+    :param workers: processes for the folds' searches (same result for any number).
     """
     from ..plugins import get_host
 
@@ -375,7 +378,7 @@ def fit(
         t0 = time.monotonic()
         _fit_category(
             cf, crops, images, host, gray, box_only, candidates, mapping.get(cat),
-            rounds, folds, seed + ci, deadline, progress, result,
+            rounds, folds, seed + ci, deadline, progress, result, workers,
         )
         cf.seconds = time.monotonic() - t0
         cf.weight = (1.0 - transplant_share) * len(crops) / total
@@ -408,6 +411,7 @@ def _fit_category(
     deadline: float,
     progress: Progress | None,
     result: FitResult,
+    workers: int = 1,
 ) -> None:
     cat = cf.category
     real_x = feature_matrix(crops)
@@ -451,27 +455,68 @@ def _fit_category(
     default_train = trial.crops(chosen, {}, cat)
     held_trial = _Trial(images, host, gray, box_only, n_syn, seed + 7919)
     default_test = held_trial.crops(chosen, {}, cat)
-    for f in range(k):
+    def one_fold(f: int) -> tuple[dict[str, Any], int, _Pair, _Pair]:
         test = fold_idx[f]
         train = [i for j, idx in enumerate(fold_idx) if j != f for i in idx]
         fx, tx = real_x[train], real_x[test]
+        quiet = workers > 1  # a worker process cannot move the parent's progress bar
         spec, _, n = _search(
             Proposal(gen_cls), trial, chosen, cat, fx, [groups[i] for i in train], rounds,
-            seed * 31 + f, deadline, lambda: tick("fitting"),
+            seed * 31 + f, deadline, (lambda: None) if quiet else (lambda: tick("fitting")),
         )
+        return (
+            spec,
+            n,
+            _heldout_auc(fx, tx, default_train, default_test, seed),
+            _heldout_auc(fx, tx, trial.crops(chosen, spec, cat),
+                         held_trial.crops(chosen, spec, cat), seed),
+        )
+
+    for spec, n, b, a in _map_folds(one_fold, k, workers, lambda: tick("fitting")):
         cf.rounds += n
         solutions.append(spec)
-        before.append(_heldout_auc(fx, tx, default_train, default_test, seed))
-        after.append(
-            _heldout_auc(fx, tx, trial.crops(chosen, spec, cat),
-                         held_trial.crops(chosen, spec, cat), seed)
-        )
+        before.append(b)
+        after.append(a)
     cf.score_before = _pooled(before)
     cf.score_after = _pooled(after)
     cf.params = _combine(solutions)
     final_test = held_trial.crops(chosen, cf.params, cat)
     result.synthetic_crops[cat] = (default_test, final_test)
     tick("done")
+
+
+_Pair = tuple[np.ndarray, np.ndarray]
+# what a forked worker of _map_folds runs: set in the parent just before the pool forks,
+# read by the children (a closure cannot be pickled, and the plugin host cannot either)
+_FORKED: dict[str, Callable[[int], Any]] = {}
+
+
+def _run_forked(f: int) -> Any:
+    return _FORKED["fold"](f)
+
+
+def _map_folds(
+    fn: Callable[[int], Any], k: int, workers: int, done: Callable[[], None]
+) -> list[Any]:
+    """``[fn(0), ..., fn(k - 1)]``, in up to ``workers`` forked processes (each fold's
+    search is a pure function of its inputs, so the result is the same either way)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1 or k <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(f) for f in range(k)]
+    _FORKED["fold"] = fn
+    try:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(workers, k), mp_context=ctx) as pool:
+            futures = [pool.submit(_run_forked, f) for f in range(k)]
+            out = []
+            for fut in futures:
+                out.append(fut.result())
+                done()
+            return out
+    finally:
+        _FORKED.pop("fold", None)
 
 
 def _combine(specs: list[dict[str, Any]]) -> dict[str, Any]:
