@@ -4,9 +4,10 @@ For each NEU-DET class, ``--shots`` defect photos (10) are the user's few real d
 the class's other photos are the held-out test. Clean surface is what lies far from every
 box of the shots' own photos: a product mask leaves out each box and 16 px around it (NEU
 has no defect-free photos, and each class was photographed on its own kind of strip, so
-another class's photos would be another surface). Photos whose boxes leave less than 15 %
-of them are left out; when fewer than 3 photos are left, the class has too little clean surface, and the other classes'
-photos (but the test ones) are used instead; the table says so. The data is read from
+another class's photos would be another surface). Photos whose boxes leave less than
+15 % of them are left out; when fewer than 3 photos are left, the class has too little
+clean surface, and the other classes' photos (but the test ones) are used instead; the
+table says so. The data is read from
 ``../shared/data/neu-det`` (never copied into the repository); the working files go to a
 temporary folder.
 
