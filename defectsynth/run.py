@@ -175,6 +175,44 @@ class Plan:
         n = len(self.sources) * self.recipe.variants
         return n if self.limit is None else min(n, self.limit)
 
+    def limited(self) -> list[int] | None:
+        """The task indices a ``limit`` keeps, sorted; None without a limit (every task).
+
+        A limit is cut from every split in proportion to its share of the tasks (largest
+        remainder; each split with tasks keeps at least one when the limit allows), and
+        within a split spread over its sources (variant 0 of each, then variant 1, ...), so
+        a quick look has every split and as many sources as it can. Only ``limit`` indices
+        are ever listed, however many tasks the recipe has.
+        """
+        n_all = len(self.sources) * self.recipe.variants
+        if self.limit is None or self.limit >= n_all:
+            return None
+        variants = self.recipe.variants
+        members: dict[str, list[int]] = {}
+        for si, split in enumerate(self.splits):
+            members.setdefault(split, []).append(si)
+        names = [s for s in self.recipe.splits if s in members]
+        names += [s for s in members if s not in names]
+        sizes = [len(members[s]) * variants for s in names]
+        exact = [self.limit * z / n_all for z in sizes]
+        counts = [int(e) for e in exact]
+        order = sorted(range(len(names)), key=lambda i: (-(exact[i] - counts[i]), i))
+        for i in order[: self.limit - sum(counts)]:
+            counts[i] += 1
+        if self.limit >= len(names):
+            for i in range(len(names)):
+                if counts[i] == 0:
+                    donor = max(range(len(names)), key=lambda j: (counts[j], -j))
+                    counts[donor] -= 1
+                    counts[i] += 1
+        chosen: list[int] = []
+        for name, k in zip(names, counts):
+            srcs = members[name]
+            for j in range(k):
+                v, pos = divmod(j, len(srcs))
+                chosen.append(srcs[pos] * variants + v)
+        return sorted(chosen)
+
     def task(self, index: int) -> Task:
         r = self.recipe
         si, v = divmod(index, r.variants)
@@ -191,9 +229,14 @@ class Plan:
             mask=str(mask) if mask is not None else None,
         )
 
+    def indices(self) -> Iterable[int]:
+        """The task indices of the run, in order (see :meth:`limited`)."""
+        chosen = self.limited()
+        return range(self.total) if chosen is None else chosen
+
     def tasks(self, skip: set[int] | frozenset[int] = frozenset()) -> Iterator[Task]:
         """Tasks in order, lazily, without those in ``skip``."""
-        for i in range(self.total):
+        for i in self.indices():
             if i not in skip:
                 yield self.task(i)
 
@@ -926,7 +969,8 @@ def generate(
     :param workers: processes for the local backend (default: the number of cores).
     :param resume: finish a dataset started with the same recipe and seed.
     :param overwrite: delete an existing dataset in ``out_dir`` first.
-    :param limit: only the first ``limit`` tasks (source x variant) in task order.
+    :param limit: only ``limit`` tasks (source x variant), cut from every split in
+        proportion and spread over the sources (:meth:`Plan.limited`).
     :param backend: a :class:`defectsynth.backends.Backend` (default: local).
     :param progress: called as ``progress(done_now, todo)`` after each task; return value
         ignored. ``todo`` is the number of tasks this call runs.
@@ -970,7 +1014,11 @@ def generate(
             f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
         ) from None
     done_set = set(done)
-    todo = plan.total - sum(1 for i in done_set if i < plan.total)
+    chosen = plan.limited()
+    if chosen is None:
+        todo = plan.total - sum(1 for i in done_set if i < plan.total)
+    else:
+        todo = sum(1 for i in chosen if i not in done_set)
     spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
     if backend is None:
         backend = local_backend(workers, chunksize=max(1, min(recipe.variants, 8)))

@@ -33,6 +33,8 @@ class ValidationReport:
     samples: int = 0
     formats: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: what readers accept but a user should know (an empty split); ``ok`` ignores them
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -45,6 +47,7 @@ class ValidationReport:
             "samples": self.samples,
             "formats": self.formats,
             "problems": self.problems,
+            "warnings": self.warnings,
         }
 
 
@@ -89,6 +92,7 @@ class _Checker:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.problems: list[str] = []
+        self.warnings: list[str] = []
         self.categories: list[str] = []
         self.splits: list[str] = []
         self.formats: list[str] = []
@@ -97,6 +101,23 @@ class _Checker:
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
+
+    def warn(self, where: str, message: str) -> None:
+        self.warnings.append(f"{where}: {message}")
+
+    def check_splits(self) -> None:
+        """Warn about a split of the recipe that holds no sample (too few sources for the
+        fractions, or a --limit): the formats then point readers elsewhere or lack it."""
+        if not self.expected:
+            return
+        counts = Counter(split for split, _ in self.expected)
+        for split in self.splits:
+            if not counts.get(split):
+                self.warn(
+                    f"images/{split}",
+                    f"split {split!r} has no samples (too few sources or a --limit); "
+                    "add sources or variants, or change 'split' in the recipe",
+                )
 
     def size(self, path: Path) -> tuple[int, int] | None:
         if path not in self.sizes:
@@ -376,6 +397,15 @@ class _Checker:
             self.add(f"{prefix}data.yaml", f"names {names_list} differ from {self.categories}")
         if isinstance(data, dict) and "val" not in data:
             self.add(f"{prefix}data.yaml", "has no 'val' key (ultralytics requires one)")
+        for key in ("train", "val", "test"):
+            value = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(value, str) or Path(value).is_absolute():
+                continue
+            if not _stems(root / value, IMAGE_SUFFIXES):
+                self.add(
+                    f"{prefix}data.yaml",
+                    f"{key}: {value} holds no images (ultralytics stops with 'No images found')",
+                )
         nc = len(names_list)
         found: set[tuple[str, str]] = set()
         for split in self.splits:
@@ -574,6 +604,7 @@ def validate_dataset(out: str | Path) -> ValidationReport:
     c = _Checker(root)
     c.load_info()
     samples = c.check_manifest()
+    c.check_splits()
     for fmt in c.formats:
         if fmt == "coco":
             c.check_coco()
@@ -585,4 +616,4 @@ def validate_dataset(out: str | Path) -> ValidationReport:
             c.check_voc()
         elif fmt == "anomaly":
             c.check_anomaly()
-    return ValidationReport(str(out), samples, list(c.formats), c.problems)
+    return ValidationReport(str(out), samples, list(c.formats), c.problems, c.warnings)

@@ -11,14 +11,16 @@
 - An image without defects gets an empty label file (ultralytics counts it as a
   background image instead of a missing label).
 - ``data.yaml``: ``path`` (the dataset folder, absolute, as ultralytics resolves a relative
-  ``path`` against its own datasets folder), one key per split (``val`` falls back to
-  ``test`` or ``train`` when the recipe has no val split, since ultralytics requires it),
-  ``nc`` and ``names``.
+  ``path`` against its own datasets folder), one key per split that holds images (``val``
+  falls back to ``test`` or ``train`` when the recipe has no val split or it is empty,
+  since ultralytics requires it; an empty ``train`` to ``val`` or ``test``), ``nc`` and
+  ``names``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -51,16 +53,23 @@ def segment_line(cls: int, polygons: list[list[float]], w: int, h: int) -> str:
     return f"{cls} " + " ".join(coords)
 
 
-def data_yaml(root: Path, context: WriteContext) -> str:
+def data_yaml(root: Path, context: WriteContext, counts: Mapping[str, int] | None = None) -> str:
+    """``data.yaml`` naming only splits that hold images (``counts``: images per split;
+    None: every split of the recipe). ultralytics needs ``train`` and ``val``: an empty
+    ``val`` points at ``test``, else ``train``; an empty ``train`` at ``val``, else ``test``."""
     import yaml
 
     splits = list(context.splits)
+    if counts is not None and any(counts.get(s, 0) for s in splits):
+        splits = [s for s in splits if counts.get(s, 0)]
     doc: dict[str, Any] = {"path": str(root.absolute())}
     for s in ("train", "val", "test"):
         if s in splits:
             doc[s] = f"images/{s}"
     if "val" not in doc:
         doc["val"] = doc.get("test") or doc.get("train") or "images/train"
+    if "train" not in doc:
+        doc["train"] = doc.get("val") or doc.get("test")
     doc["nc"] = len(context.categories)
     doc["names"] = dict(enumerate(context.categories))
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
@@ -83,8 +92,10 @@ class YoloWriter(DatasetWriter):
         for s in context.splits:
             (root / "labels" / s).mkdir(parents=True, exist_ok=True)
             (root / "images" / s).mkdir(parents=True, exist_ok=True)
+        counts: Counter[str] = Counter()
         for rec in records:
             split = rec["split"]
+            counts[split] += 1
             w, h = int(rec["width"]), int(rec["height"])
             lines = []
             for a in rec["annotations"]:
@@ -100,7 +111,7 @@ class YoloWriter(DatasetWriter):
             atomic_write_text(
                 root / "labels" / split / f"{stem}.txt", "".join(x + "\n" for x in lines)
             )
-        atomic_write_text(root / "data.yaml", data_yaml(root, context))
+        atomic_write_text(root / "data.yaml", data_yaml(root, context, counts))
 
 
 class YoloSegWriter(YoloWriter):

@@ -1,0 +1,102 @@
+"""A new user's first runs (issue 15): datasets that trainers load as they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from dataset_factory import PLUGINS, make_inputs, write_recipe
+
+from defectsynth.cli import cli
+from defectsynth.plugins import PluginHost
+from defectsynth.recipe import load_recipe
+from defectsynth.run import Plan, generate, iter_records
+from defectsynth.validate import validate_dataset
+
+
+@pytest.fixture(scope="module")
+def host() -> PluginHost:
+    return PluginHost([PLUGINS])
+
+
+def _splits(out: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rec in iter_records(out):
+        counts[rec["split"]] = counts.get(rec["split"], 0) + 1
+    return counts
+
+
+# -- 1. empty splits ----------------------------------------------------------------------
+
+
+def test_limit_cuts_every_split_in_proportion(tmp_path: Path, host: PluginHost) -> None:
+    """3 sources x 13 variants, train 0.8 / val 0.2, --limit 10: train has two sources
+    (26 tasks) and val one (13), so 7 and 3, spread over the sources of each split."""
+    make_inputs(tmp_path, n=3)
+    write_recipe(tmp_path, variants=13, split=None, negatives=0.0, output={"formats": ["yolo"]})
+    recipe = load_recipe(tmp_path / "recipe.yaml", host=host)
+    plan = Plan.build(recipe, limit=10)
+    chosen = plan.limited()
+    assert chosen is not None and len(chosen) == 10 and chosen == sorted(set(chosen))
+    res = CliRunner().invoke(
+        cli, ["generate", str(tmp_path / "recipe.yaml"), "-o", str(tmp_path / "ds"),
+              "--limit", "10", "--no-progress", "-j", "1"],
+    )
+    assert res.exit_code == 0, res.output
+    assert _splits(tmp_path / "ds") == {"train": 7, "val": 3}
+    assert "warning" not in res.output
+    sources = {rec["source"] for rec in iter_records(tmp_path / "ds")}
+    assert len(sources) == 3  # every source, not the first one's variants
+    assert Plan.build(recipe, limit=1000).limited() is None
+
+
+def test_limit_smaller_than_the_splits_and_resume(tmp_path: Path, host: PluginHost) -> None:
+    make_inputs(tmp_path, n=4)
+    write_recipe(tmp_path, variants=5, negatives=0.0, output={"formats": ["yolo"]})
+    recipe = load_recipe(tmp_path / "recipe.yaml", host=host)
+    assert len(Plan.build(recipe, limit=3).limited() or []) == 3
+    generate(recipe, tmp_path / "ds", host=host, workers=1, limit=3)
+    assert _splits(tmp_path / "ds") == {"train": 1, "val": 1, "test": 1}
+    again = generate(recipe, tmp_path / "ds", host=host, workers=1, limit=6, resume=True)
+    assert again.new_samples == 3 and again.samples == 6
+
+
+def test_an_empty_split_is_warned_and_data_yaml_points_elsewhere(
+    tmp_path: Path, host: PluginHost
+) -> None:
+    """One source: val is empty. data.yaml must not name images/val (ultralytics: "No
+    images found"); generate and validate say so; validate still passes."""
+    make_inputs(tmp_path, n=1)
+    write_recipe(tmp_path, variants=2, split=None, output={"formats": ["yolo", "yolo-seg"]})
+    res = CliRunner().invoke(
+        cli, ["generate", str(tmp_path / "recipe.yaml"), "-o", str(tmp_path / "ds"),
+              "--no-progress", "-j", "1"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "warning: no samples in split val" in res.output
+    for data_file in (tmp_path / "ds" / "data.yaml", tmp_path / "ds" / "yolo-seg" / "data.yaml"):
+        data = yaml.safe_load(data_file.read_text())
+        assert data["train"] == "images/train" and data["val"] == "images/train"
+    report = validate_dataset(tmp_path / "ds")
+    assert report.ok, report.problems
+    assert any("split 'val' has no samples" in w for w in report.warnings)
+    res = CliRunner().invoke(cli, ["validate", str(tmp_path / "ds")])
+    assert res.exit_code == 0 and "warning: images/val: split 'val' has no samples" in res.output
+
+
+def test_validate_fails_when_data_yaml_names_a_folder_without_images(
+    tmp_path: Path, host: PluginHost
+) -> None:
+    make_inputs(tmp_path, n=1)
+    write_recipe(tmp_path, variants=2, split=None, output={"formats": ["yolo"]})
+    generate(load_recipe(tmp_path / "recipe.yaml", host=host), tmp_path / "ds", host=host,
+             workers=1)
+    path = tmp_path / "ds" / "data.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["val"] = "images/val"  # what the writer used to write
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    report = validate_dataset(tmp_path / "ds")
+    assert not report.ok
+    assert any("val: images/val holds no images" in p for p in report.problems)
