@@ -5,8 +5,9 @@
   ``images/{split}/`` folders directly: ultralytics finds ``labels/`` by replacing
   ``/images/`` in each image path.
 - ``yolo-seg`` (segmentation): ``class x1 y1 x2 y2 ...``, the instance's outline
-  (pixel-centre coordinates, normalized). An instance whose mask has several parts is
-  written with its largest part, one line per instance as ultralytics expects. It lives in
+  (pixel-centre coordinates, normalized), taken from the mask itself. An instance whose
+  mask has several parts is one outline that joins the parts by zero-width bridges (one
+  line per instance, as ultralytics expects), so filling it gives back every part. It lives in
   ``yolo-seg/`` with its own ``images/`` (hard links, no copies) so both can coexist.
 - An image without defects gets an empty label file (ultralytics counts it as a
   background image instead of a missing label).
@@ -20,9 +21,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+
+import cv2
+import numpy as np
 
 from defectsynth import DatasetWriter, hookimpl
 from defectsynth.writing import WriteContext, atomic_write_text, link_or_copy, record_file_name
@@ -32,13 +36,64 @@ def _f(v: float) -> str:
     return f"{min(max(v, 0.0), 1.0):.6f}"
 
 
-def _largest(polys: list[list[float]]) -> list[float]:
-    def area(p: list[float]) -> float:
-        xs, ys = p[0::2], p[1::2]
-        n = len(xs)
-        return abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i] for i in range(n))) / 2
+def mask_in_box(rle: Mapping[str, Any], box: Sequence[int]) -> np.ndarray:
+    """The part of a COCO uncompressed RLE mask inside ``box`` (pixel xyxy), decoded
+    without building the full image (column-major runs of the box's columns only)."""
+    h = int(rle["size"][0])
+    x1, y1, x2, y2 = (int(v) for v in box)
+    lo, hi = x1 * h, x2 * h
+    counts = np.asarray(rle["counts"], dtype=np.int64)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    keep = (ends > lo) & (starts < hi)
+    lengths = np.minimum(ends[keep], hi) - np.maximum(starts[keep], lo)
+    values = (np.flatnonzero(keep) % 2).astype(bool)
+    cols = np.repeat(values, lengths).reshape((x2 - x1, h)).T
+    return np.ascontiguousarray(cols[y1:y2])
 
-    return max(polys, key=lambda p: (area(p), len(p)))
+
+def joined_outline(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """One closed outline (n x 2 pixel-centre points) of every part of ``mask``.
+
+    Each part's outer contour is spliced into the outline grown so far at the closest
+    pair of points, by a zero-width bridge walked there and back (the "keyhole" the usual
+    COCO-to-YOLO converters use), nearest part first. Filling the outline gives back
+    every part (holes filled) and nothing outside the parts' bridges, so the tight box is
+    the mask's. Parts of one or two pixels stay points or lines.
+    """
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    parts = sorted(
+        (c.reshape(-1, 2).astype(np.int64) for c in contours),
+        key=lambda c: (-cv2.contourArea(c.astype(np.int32)), -len(c)),
+    )
+    if not parts:
+        return np.zeros((0, 2), np.int64)
+    outline = parts[0]
+    rest = parts[1:]
+    # per remaining part: (squared distance, the outline point reached, its own point)
+    best = [_closest(outline, p) for p in rest]
+    while rest:
+        k = min(range(len(rest)), key=lambda i: best[i][0])
+        _, point, j = best.pop(k)
+        part = rest.pop(k)
+        at = int(np.flatnonzero((outline == point).all(axis=1))[0])
+        loop = np.concatenate([part[j:], part[: j + 1]]) if len(part) > 1 else part
+        outline = np.concatenate([outline[: at + 1], loop, outline[at:]])
+        for i, other in enumerate(rest):
+            near = _closest(part, other)
+            if near[0] < best[i][0]:
+                best[i] = near
+    return outline + np.asarray(offset, np.int64)
+
+
+def _closest(a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray, int]:
+    """The closest pair between point sets ``a`` and ``b``: (squared distance, the point of
+    ``a``, the index in ``b``)."""
+    d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    return int(d[i, j]), a[i], int(j)
 
 
 def detection_line(cls: int, box: list[int], w: int, h: int) -> str:
@@ -47,9 +102,15 @@ def detection_line(cls: int, box: list[int], w: int, h: int) -> str:
     return f"{cls} {_f(cx)} {_f(cy)} {_f((x2 - x1) / w)} {_f((y2 - y1) / h)}"
 
 
-def segment_line(cls: int, polygons: list[list[float]], w: int, h: int) -> str:
-    poly = _largest(polygons)
-    coords = [_f((v + 0.5) / (w if i % 2 == 0 else h)) for i, v in enumerate(poly)]
+def segment_line(cls: int, annotation: Mapping[str, Any], w: int, h: int) -> str:
+    """``class x1 y1 ...``: every part of the instance's mask in one outline
+    (:func:`joined_outline`), pixel centres normalized; a single part is its contour."""
+    box = annotation["box"]
+    crop = mask_in_box(annotation["mask_rle"], box)
+    pts = joined_outline(crop, (int(box[0]), int(box[1])))
+    if len(pts) < 3:  # a one-pixel line: a degenerate triangle still rasterises to it
+        pts = np.concatenate([pts, pts[::-1]])[:3] if len(pts) else pts
+    coords = [_f((float(v) + 0.5) / (w if i % 2 == 0 else h)) for i, v in enumerate(pts.ravel())]
     return f"{cls} " + " ".join(coords)
 
 
@@ -101,7 +162,7 @@ class YoloWriter(DatasetWriter):
             for a in rec["annotations"]:
                 c = cls_of[a["category"]]
                 if self.segment:
-                    lines.append(segment_line(c, a["polygons"], w, h))
+                    lines.append(segment_line(c, a, w, h))
                 else:
                     lines.append(detection_line(c, a["box"], w, h))
             fname = record_file_name(rec)
