@@ -243,6 +243,12 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
         f"  dropped for visibility: {d['visibility']} "
         f"(overlap {d['overlap']}, no room {d['no_room']})"
     )
+    folders = rep.get("skipped_input_folders") or []
+    if folders:
+        click.echo(
+            f"  not read as inputs (defectsynth output: the output folder or a folder "
+            f"with manifest.jsonl): {', '.join(folders)}"
+        )
     skipped = rep["skipped_sources"]
     if skipped:
         click.echo(f"  skipped {len(skipped)} source(s):")

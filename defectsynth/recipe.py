@@ -13,7 +13,7 @@ import os
 import re
 import string
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -320,23 +320,38 @@ class Recipe:
 
     # -- inputs -------------------------------------------------------------------------
 
-    def sources(self) -> list[SourceImage]:
+    def sources(
+        self,
+        exclude: Iterable[str | os.PathLike[str]] = (),
+        skipped: list[str] | None = None,
+    ) -> list[SourceImage]:
         """The input images, sorted by their path relative to the input root.
 
         Folders are searched recursively for files with an image extension; globs use
         ``**`` for any depth. Hidden files and folders are skipped; symbolic links to
-        folders are not followed (no loops). Raises RecipeError when nothing matches.
+        folders are not followed (no loops). So are the folders in ``exclude`` (a run's
+        output folder) and every folder holding a defectsynth dataset (a ``manifest.jsonl``):
+        its images and 0/255 masks are outputs, not clean sources. The folders skipped for
+        that are appended to ``skipped``. Raises RecipeError when nothing matches.
         """
         found: dict[str, str] = {}
         roots: list[str] = []
         per_entry: list[list[str]] = []
+        outputs = {os.path.realpath(p) for p in exclude}
+        seen_skips: list[str] = []
         for i, entry in enumerate(self.inputs.images):
             key = f"inputs.images[{i}]" if len(self.inputs.images) > 1 else "inputs.images"
-            root, files = _expand_input(self.resolve(entry, key))
+            root, files = _expand_input(self.resolve(entry, key), outputs, seen_skips)
             if not files:
+                why = ""
+                if seen_skips:
+                    why = (
+                        f"; skipped {', '.join(repr(d) for d in seen_skips)}: output of "
+                        "defectsynth (a run's output folder or a folder with manifest.jsonl)"
+                    )
                 raise self.error(
                     f"inputs.images[{i}]" if len(self.inputs.images) > 1 else "inputs.images",
-                    f"no image file matches {entry!r} (looked in {str(root)!r})",
+                    f"no image file matches {entry!r} (looked in {str(root)!r}){why}",
                 )
             roots.append(str(root))
             per_entry.append(files)
@@ -345,6 +360,8 @@ class Recipe:
             for f in files:
                 rel = Path(os.path.relpath(f, common)).as_posix()
                 found.setdefault(rel, f)
+        if skipped is not None:
+            skipped.extend(d for d in seen_skips if d not in skipped)
         return [SourceImage(path=found[r], rel=r) for r in sorted(found)]
 
     def mask_path(self, source: SourceImage) -> Path | None:
@@ -403,8 +420,20 @@ def _check_category(recipe: Recipe, key: str, name: str) -> None:
 # -- input expansion ------------------------------------------------------------------------
 
 
-def _walk_files(root: Path) -> Iterator[str]:
+DATASET_MARKER = "manifest.jsonl"
+
+
+def _walk_files(
+    root: Path, outputs: Collection[str] = (), skipped: list[str] | None = None
+) -> Iterator[str]:
+    """Files under ``root``, sorted, without hidden ones, without the folders in
+    ``outputs`` (real paths) or holding a ``manifest.jsonl`` (each appended to ``skipped``)."""
     for dirpath, dirs, files in os.walk(root, followlinks=False):
+        if DATASET_MARKER in files or (outputs and os.path.realpath(dirpath) in outputs):
+            dirs[:] = []
+            if skipped is not None and dirpath not in skipped:
+                skipped.append(dirpath)
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             if not f.startswith("."):
@@ -446,14 +475,18 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
-def _expand_input(path: Path) -> tuple[Path, list[str]]:
+def _expand_input(
+    path: Path, outputs: Collection[str] = (), skipped: list[str] | None = None
+) -> tuple[Path, list[str]]:
     text = path.as_posix()
     if not _GLOB_CHARS.search(text):
         if path.is_file():
             return path.parent, [str(path)]
         if path.is_dir():
             files = [
-                f for f in _walk_files(path) if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+                f
+                for f in _walk_files(path, outputs, skipped)
+                if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
             ]
             return path, files
         return path, []
@@ -463,7 +496,11 @@ def _expand_input(path: Path) -> tuple[Path, list[str]]:
     rx = _glob_regex("/".join(parts[k:]))
     if not root.is_dir():
         return root, []
-    files = [f for f in _walk_files(root) if rx.match(Path(os.path.relpath(f, root)).as_posix())]
+    files = [
+        f
+        for f in _walk_files(root, outputs, skipped)
+        if rx.match(Path(os.path.relpath(f, root)).as_posix())
+    ]
     return root, files
 
 

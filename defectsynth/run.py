@@ -156,10 +156,24 @@ class Plan:
     splits: list[str]
     ids: list[int]
     limit: int | None = None
+    #: input folders left out because they hold a defectsynth dataset (Recipe.sources);
+    #: the run's own output folder is left out too, without a mention
+    skipped_folders: list[str] = field(default_factory=list)
 
     @classmethod
-    def build(cls, recipe: Recipe, limit: int | None = None) -> Plan:
-        sources = recipe.sources()
+    def build(
+        cls,
+        recipe: Recipe,
+        limit: int | None = None,
+        exclude: Iterable[str | os.PathLike[str]] = (),
+    ) -> Plan:
+        """The plan; ``exclude``: folders never read as inputs (the run's output folder)."""
+        skipped: list[str] = []
+        exclude = list(exclude)
+        sources = recipe.sources(exclude=exclude, skipped=skipped)
+        # the run's own output folder goes unmentioned: a resumed run reports the same
+        own = {os.path.realpath(p) for p in exclude}
+        skipped = [d for d in skipped if os.path.realpath(d) not in own]
         rels = [s.rel for s in sources]
         return cls(
             recipe=recipe,
@@ -168,6 +182,7 @@ class Plan:
             splits=assign_splits(rels, recipe.split),
             ids=[source_id(r) for r in rels],
             limit=limit,
+            skipped_folders=skipped,
         )
 
     @property
@@ -931,7 +946,11 @@ def build_report(out: Path, plan: Plan, tally: _Tally, categories: list[str]) ->
             for s in sorted(tally.skipped)
         ],
         "failed_tasks": sorted(tally.failed, key=lambda d: int(d["task"])),
-    }
+    } | (
+        {"skipped_input_folders": [_shown_path(d, plan.recipe.base_dir)
+                                   for d in plan.skipped_folders]}
+        if plan.skipped_folders else {}
+    )
 
 
 def finalize(
@@ -997,7 +1016,7 @@ def generate(
         host = PluginHost(plugin_dirs)
     synth = recipe.synthesizer(host)  # validates generators, params and formats
     categories = synth.categories
-    plan = Plan.build(recipe, limit)
+    plan = Plan.build(recipe, limit, exclude=[out])
     info = dataset_info(recipe, host, limit, categories)
     done: list[int] = []
     try:

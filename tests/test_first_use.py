@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -169,3 +170,43 @@ def test_yolo_seg_polygon_gives_back_the_mask(name: str) -> None:
             assert tight_box(got) == tuple(a.box), (seed, a.box)
             checked += 1
     assert checked >= 8
+
+
+# -- 4. outputs are not read as inputs --------------------------------------------------------
+
+
+def test_outputs_inside_the_input_folder_are_not_read_as_sources(tmp_path: Path) -> None:
+    """``-o images/out`` inside the input folder: the next run must not read the generated
+    images and 0/255 masks as clean sources (8 tasks used to become 56)."""
+    make_inputs(tmp_path, n=4)
+    recipe = write_recipe(tmp_path, variants=2, negatives=0.0, output={"formats": ["coco"]})
+    runner = CliRunner()
+    first = tmp_path / "images" / "out"
+    args = ["generate", str(recipe), "--no-progress", "-j", "1"]
+    res = runner.invoke(cli, [*args, "-o", str(first)])
+    assert res.exit_code == 0, res.output
+    assert "wrote 8 samples" in res.output
+    res = runner.invoke(cli, [*args, "-o", str(first), "--overwrite"])
+    assert res.exit_code == 0 and "wrote 8 samples" in res.output, res.output
+    assert "not read as inputs" not in res.output  # its own output folder, silently
+    res = runner.invoke(cli, [*args, "-o", str(tmp_path / "images" / "second")])
+    assert res.exit_code == 0, res.output
+    assert "wrote 8 samples" in res.output
+    assert res.output.count("not read as inputs") == 1 and "images/out" in res.output
+    report = json.loads((tmp_path / "images" / "second" / "report.json").read_text())
+    assert report["skipped_input_folders"] == ["images/out"]
+    assert report["sources"] == 4
+
+
+def test_a_dataset_folder_as_the_only_input_is_named(tmp_path: Path) -> None:
+    from defectsynth.errors import RecipeError
+    from defectsynth.recipe import read_recipe
+
+    (tmp_path / "ds" / "images" / "train").mkdir(parents=True)
+    (tmp_path / "ds" / "manifest.jsonl").write_text("")
+    cv2.imwrite(str(tmp_path / "ds" / "images" / "train" / "a.png"), np.zeros((32, 32), np.uint8))
+    path = write_recipe(tmp_path, inputs={"images": "ds"})
+    with pytest.raises(RecipeError, match=r"no image file matches 'ds'.*manifest\.jsonl"):
+        read_recipe(path).sources()
+    glob = write_recipe(tmp_path, name="glob.yaml", inputs={"images": "ds/images/**/*.png"})
+    assert [s.rel for s in read_recipe(glob).sources()] == ["train/a.png"]  # asked for by name
