@@ -14,6 +14,8 @@ from . import __version__
 from .generator import ParamSpace, describe_range, param_fields, param_info
 from .plugins import PluginHost
 
+SHEET_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
 
 def _host(ctx: click.Context, extra_dirs: Sequence[str] = ()) -> PluginHost:
     obj = ctx.ensure_object(dict)
@@ -188,6 +190,26 @@ def describe_cmd(ctx: click.Context, generator: str, as_json: bool) -> None:
             click.echo(f"      {r['doc']}")
 
 
+def _allow_path_option(f: Any) -> Any:
+    """``--allow-path`` on a subcommand too (``generate r.yaml -o out --allow-path /x``),
+    added to the group's."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+        obj = ctx.ensure_object(dict)
+        obj["allow_paths"] = tuple(obj.get("allow_paths", ())) + tuple(value)
+
+    return click.option(
+        "--allow-path",
+        "allow_paths_here",
+        multiple=True,
+        type=click.Path(file_okay=False),
+        expose_value=False,
+        callback=remember,
+        help="Let the recipe read from this folder too (repeatable); the same as "
+        "defectsynth --allow-path DIR before the subcommand.",
+    )(f)
+
+
 def _load_recipe(ctx: click.Context, path: str, seed: int | None) -> tuple[Any, PluginHost]:
     """Read and fully validate a recipe; on a recipe error print it and exit 2."""
     from .errors import RecipeError
@@ -269,6 +291,7 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
 
 @cli.command("generate")
 @click.argument("recipe", type=click.Path(dir_okay=False))
+@_allow_path_option
 @click.option(
     "-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset folder."
 )
@@ -448,10 +471,15 @@ def generate_cmd(
 
 @cli.command("preview")
 @click.argument("recipe", type=click.Path(dir_okay=False))
+@_allow_path_option
 @click.option(
-    "-o", "--out", default="preview.png", show_default=True, help="Contact sheet to write."
+    "-o", "--out", default="preview.png", show_default=True,
+    help="Contact sheet to write; .png, .jpg/.jpeg, .bmp, .tif/.tiff or .webp.",
 )
-@click.option("-n", "count", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "-n", "count", type=click.IntRange(min=1), default=16, show_default=True,
+    help="Samples on the sheet (spread over the source images first).",
+)
 @click.option(
     "--seed", type=click.IntRange(min=0), default=None, help="Override the recipe's seed."
 )
@@ -484,7 +512,15 @@ def preview_cmd(
         ctx.exit(2)
     for src, reason in skipped:
         click.echo(f"skipped {src}: {reason}", err=True)
-    ok, buf = cv2.imencode(".png", sheet)
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in SHEET_EXTENSIONS:
+        click.echo(
+            f"error: cannot write a contact sheet as {out!r}: the name must end in "
+            f"{', '.join(SHEET_EXTENSIONS)} (the extension picks the image format)",
+            err=True,
+        )
+        ctx.exit(2)
+    ok, buf = cv2.imencode(ext, sheet)
     if not ok:
         raise click.ClickException("could not encode the contact sheet")
     atomic_write_bytes(out, buf.tobytes())

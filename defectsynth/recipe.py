@@ -286,8 +286,10 @@ class Recipe:
         """A :class:`~defectsynth.Synthesizer` configured by this recipe.
 
         Product masks given as a file pattern are resolved per image by the run; this
-        synthesizer's default is then ``full``. ``on_failure`` is passed on (the run uses
-        ``"reject"`` and counts failures against ``max_generator_failures``).
+        synthesizer reads them when called with the image's path
+        (``synth(image, source=path)``) and otherwise warns once and uses ``full``.
+        ``on_failure`` is passed on (the run uses ``"reject"`` and counts failures against
+        ``max_generator_failures``).
         """
         from .synthesizer import Entry, Gate, Synthesizer
 
@@ -304,7 +306,7 @@ class Recipe:
             for d in self.defects
         ]
         try:
-            return Synthesizer(
+            synth = Synthesizer(
                 entries,
                 instances=self.instances,
                 product_mask=default_mask,
@@ -317,6 +319,23 @@ class Recipe:
             )
         except (ValueError, DefectsynthError) as exc:
             raise self.error("defects", str(exc)) from None
+        if spec not in ("auto", "full"):
+            synth.mask_for_source = _MaskPattern(self)
+        return synth
+
+    def input_root(self) -> Path:
+        """The folder source paths are relative to (the common folder of the inputs),
+        found without listing them."""
+        roots = []
+        for i, entry in enumerate(self.inputs.images):
+            path = self.resolve(entry, f"inputs.images[{i}]")
+            parts = path.parts
+            k = next((j for j, part in enumerate(parts) if _GLOB_CHARS.search(part)), None)
+            if k is not None:
+                roots.append(str(Path(*parts[:k])))
+            else:
+                roots.append(str(path.parent if path.is_file() else path))
+        return Path(os.path.commonpath(roots)) if roots else Path(self.base_dir)
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -379,6 +398,21 @@ class Recipe:
             "relstem": rel.with_suffix("").as_posix(),
         }
         return self.resolve(spec.format(**values), "inputs.product_mask")
+
+
+@dataclass(frozen=True)
+class _MaskPattern:
+    """A source's product mask file by the recipe's pattern (picklable, for workers)."""
+
+    recipe: Recipe
+
+    def __call__(self, source: str) -> Path:
+        path = Path(os.path.abspath(source))
+        root = self.recipe.input_root()
+        rel = Path(os.path.relpath(path, root)).as_posix() if _within(path, root) else path.name
+        mask = self.recipe.mask_path(SourceImage(path=str(path), rel=rel))
+        assert mask is not None  # only made for a pattern
+        return mask
 
 
 def _dataclass_fields(cls: type) -> list[Any]:
@@ -681,6 +715,13 @@ def parse_recipe(
     else:
         count = r.integer(raw_inst, "instances", lo=0, hi=MAX_INSTANCES)
         instances = (count, count)
+    if instances[1] == 0:
+        raise r.fail(
+            "instances",
+            f"{raw_inst!r} gives every sample no defect; for defect-free samples use "
+            "negatives (a fraction, 1.0 for all), and give instances at least 1, "
+            "e.g. [1, 3]",
+        )
 
     if "defects" not in top:
         raise r.fail("defects", "missing: list at least one generator (defectsynth plugins)")
@@ -923,8 +964,28 @@ def parse_recipe_text(
     except yaml.YAMLError as exc:
         where = _mark(exc)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"{where}invalid YAML: {problem}", file=name) from None
+        hint = _flow_hint(text, exc)
+        raise RecipeError(f"{where}invalid YAML: {problem}{hint}", file=name) from None
     return parse_recipe(data, file=name, base_dir=base_dir, allow_paths=allow_paths)
+
+
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(MASK_FIELDS) + r")\}")
+
+
+def _flow_hint(text: str, exc: yaml.YAMLError) -> str:
+    """A hint for the commonest YAML error in a recipe: a ``{stem}`` pattern left unquoted
+    inside a ``{...}`` flow mapping, where YAML reads its braces as the mapping's."""
+    mark = getattr(exc, "problem_mark", None)
+    lines = text.splitlines()
+    near = lines[max(0, mark.line - 1) : mark.line + 1] if mark is not None else lines
+    m = next((m for line in near for m in [_PLACEHOLDER.search(line)] if m), None)
+    if m is None:
+        return ""
+    return (
+        f". Hint: a pattern such as {m.group(0)} inside a {{ ... }} mapping must be quoted, "
+        f"e.g. product_mask: 'masks/{m.group(0)}.png' (or write the mapping as indented "
+        "lines)"
+    )
 
 
 def _mark(exc: yaml.YAMLError) -> str:

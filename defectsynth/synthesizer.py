@@ -13,6 +13,7 @@ import functools
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +201,10 @@ class Synthesizer:
         if on_failure not in ("raise", "reject"):
             raise ValueError(f"on_failure must be 'raise' or 'reject', got {on_failure!r}")
         self.on_failure = on_failure
+        #: source path -> its product mask file, set by Recipe.synthesizer when the
+        #: recipe's ``product_mask`` is a file pattern (applied by ``apply(source=...)``)
+        self.mask_for_source: Callable[[str], Any] | None = None
+        self._warned_no_mask = False
 
     @classmethod
     def from_recipe(cls, recipe: Any, host: Any = None) -> Synthesizer:
@@ -235,6 +240,7 @@ class Synthesizer:
         source_id: int = 0,
         variant: int = 0,
         instances: int | None = None,
+        source: str | os.PathLike[str] | None = None,
     ) -> Sample:
         """Synthesize defects onto ``image`` (not modified) and return the labeled Sample.
 
@@ -242,9 +248,29 @@ class Synthesizer:
         :param product_mask: overrides the synthesizer's default for this image.
         :param seed, source_id, variant: the three parts of the random stream.
         :param instances: force this many defects (0 gives a clean negative sample).
+        :param source: the image's file. A synthesizer made from a recipe whose
+            ``product_mask`` is a file pattern reads that image's mask file through it;
+            without ``source`` (or ``product_mask``) it warns once that no product mask
+            was applied, and defects may land on the background.
         """
         _check_image(image)
         h, w = image.shape[:2]
+        if product_mask is None and self.mask_for_source is not None:
+            if source is not None:
+                from .imagefile import DEFAULT_MAX_PIXELS, read_mask_file
+
+                path = str(self.mask_for_source(os.fspath(source)))
+                product_mask = read_mask_file(path, (h, w), path, DEFAULT_MAX_PIXELS)
+            elif not self._warned_no_mask:
+                self._warned_no_mask = True
+                warnings.warn(
+                    "this Synthesizer's recipe gives product_mask as a file pattern, which "
+                    "needs the image's path: call synth(image, source=PATH) (or pass "
+                    "product_mask=); this image and the next ones get the whole image as "
+                    "the product",
+                    UserWarning,
+                    stacklevel=3,
+                )
         maxval = 255 if image.dtype == np.uint8 else 65535
         rng = np.random.default_rng(
             np.random.SeedSequence([int(seed), int(source_id), int(variant)])

@@ -210,3 +210,102 @@ def test_a_dataset_folder_as_the_only_input_is_named(tmp_path: Path) -> None:
         read_recipe(path).sources()
     glob = write_recipe(tmp_path, name="glob.yaml", inputs={"images": "ds/images/**/*.png"})
     assert [s.rel for s in read_recipe(glob).sources()] == ["train/a.png"]  # asked for by name
+
+
+# -- 5. small things -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, [0, 0]])
+def test_instances_zero_is_an_error_that_names_negatives(tmp_path: Path, value: object) -> None:
+    from defectsynth.errors import RecipeError
+    from defectsynth.recipe import read_recipe
+
+    path = write_recipe(tmp_path, instances=value)
+    with pytest.raises(RecipeError, match=r"instances: .*no defect; .*use negatives"):
+        read_recipe(path)
+    assert read_recipe(write_recipe(tmp_path, instances=[0, 2])).instances == (0, 2)
+
+
+def test_preview_honours_the_extension_or_refuses_it(tmp_path: Path) -> None:
+    make_inputs(tmp_path, n=2)
+    path = write_recipe(tmp_path)
+    runner = CliRunner()
+    args = ["preview", str(path), "-n", "2", "--cell", "64"]
+    res = runner.invoke(cli, [*args, "-o", str(tmp_path / "sheet.jpg")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "sheet.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG, not PNG
+    res = runner.invoke(cli, [*args, "-o", str(tmp_path / "sheet.txt")])
+    assert res.exit_code == 2 and "must end in .png, .jpg" in res.output
+    assert not (tmp_path / "sheet.txt").exists()
+    assert "Samples on the sheet" in runner.invoke(cli, ["preview", "--help"]).output
+
+
+def test_the_suite_uses_a_temporary_cache() -> None:
+    from defectsynth.transplant.library import cache_dir
+
+    cache = cache_dir()
+    assert cache is not None
+    assert Path.home() not in cache.resolve().parents
+
+
+def test_allow_path_after_the_subcommand(tmp_path: Path) -> None:
+    """``generate recipe.yaml -o out --allow-path /x`` used to fail with "No such option"."""
+    data = tmp_path / "data"
+    make_inputs(data, n=2)
+    (tmp_path / "recipes").mkdir()
+    path = write_recipe(
+        tmp_path / "recipes", variants=1, output={"formats": ["coco"]},
+        inputs={"images": str(data / "images")},
+    )
+    runner = CliRunner()
+    args = ["generate", str(path), "-o", str(tmp_path / "ds"), "--no-progress", "-j", "1"]
+    refused = runner.invoke(cli, args)
+    assert refused.exit_code == 2 and "--allow-path" in refused.output
+    res = runner.invoke(cli, [*args, "--allow-path", str(data)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["preview", str(path), "-o", str(tmp_path / "s.png"),
+                              "--allow-path", str(data), "-n", "1"])
+    assert res.exit_code == 0, res.output
+
+
+def test_an_unquoted_pattern_in_a_flow_mapping_gets_a_hint(tmp_path: Path) -> None:
+    from defectsynth.errors import RecipeError
+    from defectsynth.recipe import read_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("inputs: {images: images, product_mask: masks/{stem}.png}\ndefects: [blob]\n")
+    with pytest.raises(RecipeError, match=r"expected ',' or '\}'.*must be quoted.*'masks/\{stem\}"):
+        read_recipe(path)
+
+
+def test_a_recipe_synthesizer_applies_the_mask_pattern_given_the_source(tmp_path: Path) -> None:
+    """``Synthesizer.from_recipe(r)`` then ``synth(image)`` silently ignored a product_mask
+    pattern: now ``source=`` applies it, and without it a warning says so once."""
+    import warnings
+
+    from defectsynth import Synthesizer
+
+    make_inputs(tmp_path, n=1, size=(96, 128))
+    mask = np.zeros((96, 128), np.uint8)
+    mask[:, :40] = 255  # only the left part is product
+    cv2.imwrite(str(tmp_path / "masks" / "p0.png"), mask)
+    path = write_recipe(tmp_path, instances=[3, 3])
+    synth = Synthesizer.from_recipe(str(path), host=PluginHost([PLUGINS]))
+    src = tmp_path / "images" / "p0.png"
+    image = cv2.imread(str(src))
+    for seed in range(4):
+        sample = synth(image, seed=seed, source=src)
+        for a in sample.annotations:
+            assert not a.mask[:, 40:].any()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        synth(image, seed=0)
+        synth(image, seed=1)
+    said = [w for w in caught if "source=PATH" in str(w.message)]
+    assert len(said) == 1
+
+
+def test_the_torch_note_says_how_to_get_the_cpu_build() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in text
+    assert "torch==2.13.0 torchvision==0.28.0" in text
