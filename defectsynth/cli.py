@@ -132,7 +132,16 @@ def describe_cmd(ctx: click.Context, generator: str, as_json: bool) -> None:
     try:
         cls = host.generator(generator)
     except KeyError as exc:
-        raise click.ClickException(str(exc)) from None
+        try:
+            writer = host.writer(generator)
+        except KeyError:
+            raise click.ClickException(str(exc)) from None
+        raise click.ClickException(
+            f"{generator!r} is an output format (a writer: {writer.description}), not a "
+            "generator; describe shows a generator's parameters, and a recipe lists formats "
+            "under output.formats. `defectsynth plugins` lists both; formats are described "
+            "in docs/formats.md"
+        ) from None
     owner = host.provider("generator", cls.name)
     rows: list[dict[str, Any]] = []
     for f in param_fields(cls.Params):
@@ -245,10 +254,15 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
     rep = result.report
     secs = max(result.seconds, 1e-9)
     rate = result.new_samples / secs
+    if result.new_samples == 0 and result.resumed:
+        speed = f"nothing left to do: all {result.resumed} were done; index files rewritten"
+    else:
+        speed = f"{rate:.1f} images/s" + (
+            f"; {result.resumed} resumed" if result.resumed else ""
+        )
     click.echo(
         f"wrote {rep['samples']} samples ({rep['samples_with_defects']} with defects, "
-        f"{rep['negatives']} negatives) to {out} in {result.seconds:.1f} s "
-        f"({rate:.1f} images/s" + (f"; {result.resumed} resumed" if result.resumed else "") + ")"
+        f"{rep['negatives']} negatives) to {out} in {result.seconds:.1f} s ({speed})"
     )
     click.echo("  splits:    " + ", ".join(f"{k} {v}" for k, v in rep["splits"].items()))
     empty = [k for k, v in rep["splits"].items() if not v]
@@ -548,11 +562,13 @@ def validate_cmd(out: str, as_json: bool, max_problems: int) -> None:
     else:
         for w in report.warnings:
             click.echo(f"warning: {w}")
-        for p in report.problems[:max_problems]:
+        for p in report.problems[:max_problems] if report.is_dataset else ():
             click.echo(p)
         if len(report.problems) > max_problems:
             click.echo(f"... and {len(report.problems) - max_problems} more")
         status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+        if not report.is_dataset:
+            status = "not a defectsynth dataset (no manifest.jsonl)"
         click.echo(
             f"{out}: {report.samples} samples, formats {', '.join(report.formats)}: {status}"
         )

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 import unicodedata
@@ -828,7 +829,75 @@ class _Tally:
 
 
 def _is_empty_dir(p: Path) -> bool:
-    return not p.exists() or (p.is_dir() and not any(p.iterdir()))
+    return not p.exists() or (p.is_dir() and not any(c.name != LOCK for c in p.iterdir()))
+
+
+LOCK = ".defectsynth.lock"
+
+
+def _lock_owner(path: Path) -> tuple[int, str] | None:
+    """(pid, host) written in a lock file, or None when it holds neither."""
+    try:
+        pid, host = path.read_text(encoding="utf-8").split()[:2]
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int, host: str) -> bool:
+    """Whether the lock's owner may still be running (a process on another machine is
+    assumed to be)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.defectsynth.lock`` (the owner's pid and host) for the length of a run,
+    so that a second run into the same folder fails with a clear message instead of both
+    writing it. A lock whose process is gone (killed run) is stale and taken over."""
+    path = out / LOCK
+    try:
+        if not out.exists():
+            out.mkdir(parents=True)
+        elif not out.is_dir():
+            raise RunError(f"output {str(out)!r} exists and is not a folder")
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = _lock_owner(path)
+                if owner is not None and _alive(*owner):
+                    raise RunError(
+                        f"another defectsynth run (pid {owner[0]} on {owner[1]}) is writing "
+                        f"to {str(out)!r}; wait for it to finish, or stop it and finish "
+                        "with --resume. If no run is going on, delete "
+                        f"{str(path)!r}"
+                    ) from None
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # stale: its run was killed
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+            break
+        else:
+            raise RunError(f"cannot take the lock {str(path)!r}; is another run starting?")
+    except OSError as exc:
+        raise RunError(
+            f"cannot write to the output folder {str(out)!r}: {os_reason(exc)}"
+        ) from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -850,6 +919,8 @@ def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
             f"defectsynth dataset (no {DATASET} or {MANIFEST}); choose an empty folder"
         )
     for child in out.iterdir():
+        if child.name == LOCK:
+            continue  # this run's own
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
         else:
@@ -993,7 +1064,8 @@ def generate(
     :param backend: a :class:`defectsynth.backends.Backend` (default: local).
     :param progress: called as ``progress(done_now, todo)`` after each task; return value
         ignored. ``todo`` is the number of tasks this call runs.
-    :raises RunError: the output folder cannot be used, or a generator failed
+    :raises RunError: the output folder cannot be used (another run holds its lock,
+        ``OUT/.defectsynth.lock``), or a generator failed
         ``recipe.max_generator_failures`` times in a row.
     :raises RunStopped: a file could not be written (disk full): the samples in the
         manifest are complete; ``resume=True`` finishes once the cause is fixed.
@@ -1018,109 +1090,112 @@ def generate(
     categories = synth.categories
     plan = Plan.build(recipe, limit, exclude=[out])
     info = dataset_info(recipe, host, limit, categories)
-    done: list[int] = []
-    try:
-        prepare_output(out, resume=resume, overwrite=overwrite)
-        if resume:
-            _check_resume(out, info)
-            remove_temp_files(out)
-            done = read_manifest(out, repair=True)
-        atomic_write_text(out / DATASET, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-        fd = os.open(out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
-        raise RunError(
-            f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
-        ) from None
-    done_set = set(done)
-    chosen = plan.limited()
-    if chosen is None:
-        todo = plan.total - sum(1 for i in done_set if i < plan.total)
-    else:
-        todo = sum(1 for i in chosen if i not in done_set)
-    spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
-    if backend is None:
-        backend = local_backend(workers, chunksize=max(1, min(recipe.variants, 8)))
-    if getattr(backend, "name", "") == "serial":
-        runner = TaskRunner(spec, host=host)
-        factory: Callable[[], Callable[[Task], dict[str, Any]]] = lambda: runner  # noqa: E731
-    else:
-        factory = partial(make_runner, spec)
-    tally = _Tally()
-    watch = _FailureWatch(recipe.max_generator_failures, categories=_labels_of(synth))
-    stop = _Stop()
-    new = 0
-    try:
-        manifest_size = os.fstat(fd).st_size
-        tasks = _until_stopped(plan.tasks(done_set), stop)
-        with _graceful_signals(stop), _worker_deaths(stop, out):
-            for i, result in enumerate(backend.map(factory, tasks)):
-                if "record" in result:
-                    data = dump_record(result["record"]).encode("utf-8")
-                    try:
-                        _append(fd, data)
-                        manifest_size += len(data)
-                        new += 1
-                    except OSError as exc:
-                        # keep the manifest whole and the sample out of the dataset
-                        with contextlib.suppress(OSError):
-                            os.ftruncate(fd, manifest_size)
-                        _discard_files(out, result["record"])
-                        what = f"cannot append to {MANIFEST}: {os_reason(exc)}"
-                        stop.fail(_stopped(what, exc.errno))
-                elif "skipped" in result:
-                    src = str(result["source"])
-                    tally.skipped.setdefault(src, str(result["skipped"]))
-                    if result.get("traceback"):
-                        tally.tracebacks.setdefault(src, str(result["traceback"]))
-                    tally.skipped_tasks[src] += 1
-                elif "write_error" in result:
-                    stop.fail(_stopped(str(result["write_error"]), result.get("errno")))
-                else:
-                    tally.failed.append(
-                        {"task": result["task"], "source": result["source"],
-                         "error": result["failed"]}
-                    )
-                stopper = watch.update(result.get("calls") or {})
-                if stopper is not None:
-                    stop.fail(RunError(stopper))
-                if progress is not None:
-                    progress(i + 1, todo)
-    finally:
-        os.close(fd)
-    # a worker killed mid-write whose task a backend retried (dask) leaves temporary files
-    for folder in ("images", "masks"):
-        remove_temp_files(out / folder)
-    if isinstance(stop.error, RunStopped):
-        raise RunStopped(
-            f"{stop.error}. The run stopped; the {len(done_set) + new} samples in {MANIFEST} "
-            "are complete and nothing else was kept. Fix the cause (free some space), then "
-            "finish with --resume"
+    if resume and overwrite:
+        raise RunError("--resume and --overwrite exclude each other")
+    with output_lock(out):  # a second run into OUT fails here, clearly
+        done: list[int] = []
+        try:
+            prepare_output(out, resume=resume, overwrite=overwrite)
+            if resume:
+                _check_resume(out, info)
+                remove_temp_files(out)
+                done = read_manifest(out, repair=True)
+            atomic_write_text(out / DATASET, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+            fd = os.open(out / MANIFEST, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and Path(exc.filename) != out else ""
+            raise RunError(
+                f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
+            ) from None
+        done_set = set(done)
+        chosen = plan.limited()
+        if chosen is None:
+            todo = plan.total - sum(1 for i in done_set if i < plan.total)
+        else:
+            todo = sum(1 for i in chosen if i not in done_set)
+        spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
+        if backend is None:
+            backend = local_backend(workers, chunksize=max(1, min(recipe.variants, 8)))
+        if getattr(backend, "name", "") == "serial":
+            runner = TaskRunner(spec, host=host)
+            factory: Callable[[], Callable[[Task], dict[str, Any]]] = lambda: runner  # noqa: E731
+        else:
+            factory = partial(make_runner, spec)
+        tally = _Tally()
+        watch = _FailureWatch(recipe.max_generator_failures, categories=_labels_of(synth))
+        stop = _Stop()
+        new = 0
+        try:
+            manifest_size = os.fstat(fd).st_size
+            tasks = _until_stopped(plan.tasks(done_set), stop)
+            with _graceful_signals(stop), _worker_deaths(stop, out):
+                for i, result in enumerate(backend.map(factory, tasks)):
+                    if "record" in result:
+                        data = dump_record(result["record"]).encode("utf-8")
+                        try:
+                            _append(fd, data)
+                            manifest_size += len(data)
+                            new += 1
+                        except OSError as exc:
+                            # keep the manifest whole and the sample out of the dataset
+                            with contextlib.suppress(OSError):
+                                os.ftruncate(fd, manifest_size)
+                            _discard_files(out, result["record"])
+                            what = f"cannot append to {MANIFEST}: {os_reason(exc)}"
+                            stop.fail(_stopped(what, exc.errno))
+                    elif "skipped" in result:
+                        src = str(result["source"])
+                        tally.skipped.setdefault(src, str(result["skipped"]))
+                        if result.get("traceback"):
+                            tally.tracebacks.setdefault(src, str(result["traceback"]))
+                        tally.skipped_tasks[src] += 1
+                    elif "write_error" in result:
+                        stop.fail(_stopped(str(result["write_error"]), result.get("errno")))
+                    else:
+                        tally.failed.append(
+                            {"task": result["task"], "source": result["source"],
+                             "error": result["failed"]}
+                        )
+                    stopper = watch.update(result.get("calls") or {})
+                    if stopper is not None:
+                        stop.fail(RunError(stopper))
+                    if progress is not None:
+                        progress(i + 1, todo)
+        finally:
+            os.close(fd)
+        # a worker killed mid-write whose task a backend retried (dask) leaves temporary files
+        for folder in ("images", "masks"):
+            remove_temp_files(out / folder)
+        if isinstance(stop.error, RunStopped):
+            raise RunStopped(
+                f"{stop.error}. The run stopped; the {len(done_set) + new} samples in {MANIFEST} "
+                "are complete and nothing else was kept. Fix the cause (free some space), then "
+                "finish with --resume"
+            )
+        if stop.error is not None:
+            raise stop.error
+        if stop.signum is not None:
+            raise RunInterrupted(stop.signum)
+        try:
+            finalize(out, recipe, host, info, categories)
+            report = build_report(out, plan, tally, categories)
+            report["generator_failures"] = watch.report()
+            atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise _stopped(
+                f"cannot write the index files ({_shown_file(exc.filename, out)}): "
+                f"{os_reason(exc)}. "
+                f"Every sample in {MANIFEST} is complete; fix the cause (free some space), then "
+                "write them with --resume",
+                exc.errno,
+            ) from None
+        return RunResult(
+            out_dir=out,
+            report=report,
+            new_samples=new,
+            resumed=len(done_set),
+            seconds=time.perf_counter() - t0,
         )
-    if stop.error is not None:
-        raise stop.error
-    if stop.signum is not None:
-        raise RunInterrupted(stop.signum)
-    try:
-        finalize(out, recipe, host, info, categories)
-        report = build_report(out, plan, tally, categories)
-        report["generator_failures"] = watch.report()
-        atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    except OSError as exc:
-        raise _stopped(
-            f"cannot write the index files ({_shown_file(exc.filename, out)}): "
-            f"{os_reason(exc)}. "
-            f"Every sample in {MANIFEST} is complete; fix the cause (free some space), then "
-            "write them with --resume",
-            exc.errno,
-        ) from None
-    return RunResult(
-        out_dir=out,
-        report=report,
-        new_samples=new,
-        resumed=len(done_set),
-        seconds=time.perf_counter() - t0,
-    )
 
 
 # -- preview ----------------------------------------------------------------------------------

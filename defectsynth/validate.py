@@ -35,6 +35,8 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     #: what readers accept but a user should know (an empty split); ``ok`` ignores them
     warnings: list[str] = field(default_factory=list)
+    #: False for a folder with neither manifest.jsonl nor dataset.json
+    is_dataset: bool = True
 
     @property
     def ok(self) -> bool:
@@ -48,6 +50,7 @@ class ValidationReport:
             "formats": self.formats,
             "problems": self.problems,
             "warnings": self.warnings,
+            "is_dataset": self.is_dataset,
         }
 
 
@@ -601,6 +604,12 @@ class _Checker:
 def validate_dataset(out: str | Path) -> ValidationReport:
     """Check the dataset in ``out``; the report lists every problem found."""
     root = Path(out)
+    if not (root / "manifest.jsonl").exists() and not (root / "dataset.json").exists():
+        return ValidationReport(
+            str(out),
+            problems=[f"{out}: not a defectsynth dataset (no manifest.jsonl)"],
+            is_dataset=False,
+        )
     c = _Checker(root)
     c.load_info()
     samples = c.check_manifest()

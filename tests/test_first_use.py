@@ -309,3 +309,62 @@ def test_the_torch_note_says_how_to_get_the_cpu_build() -> None:
     text = (Path(__file__).parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
     assert "--index-url https://download.pytorch.org/whl/cpu" in text
     assert "torch==2.13.0 torchvision==0.28.0" in text
+
+
+# -- also -----------------------------------------------------------------------------------
+
+
+def test_describe_a_writer_says_it_is_an_output_format() -> None:
+    res = CliRunner().invoke(cli, ["describe", "coco"])
+    assert res.exit_code == 1
+    assert "'coco' is an output format (a writer" in res.output
+    assert "not a generator" in res.output
+
+
+def test_resume_with_nothing_left_says_so(tmp_path: Path) -> None:
+    make_inputs(tmp_path, n=2)
+    path = write_recipe(tmp_path, variants=1, output={"formats": ["coco"]})
+    args = ["generate", str(path), "-o", str(tmp_path / "ds"), "--no-progress", "-j", "1"]
+    runner = CliRunner()
+    assert runner.invoke(cli, args).exit_code == 0
+    res = runner.invoke(cli, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "nothing left to do" in res.output and "images/s" not in res.output
+
+
+def test_validate_on_a_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(b"")
+    res = CliRunner().invoke(cli, ["validate", str(tmp_path / "photos")])
+    assert res.exit_code == 1
+    assert "not a defectsynth dataset (no manifest.jsonl)" in res.output
+    assert "problem(s)" not in res.output
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path, host: PluginHost) -> None:
+    """A live lock (this process's pid) refuses a run, --resume included; a stale one (a
+    pid that no longer exists) is taken over; the lock goes when the run ends."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from defectsynth.errors import RunError
+    from defectsynth.run import LOCK
+
+    make_inputs(tmp_path, n=2)
+    recipe = load_recipe(
+        write_recipe(tmp_path, variants=1, output={"formats": ["coco"]}), host=host
+    )
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / LOCK).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    for resume in (False, True):
+        with pytest.raises(RunError, match=r"another defectsynth run \(pid \d+ .*is writing"):
+            generate(recipe, out, host=host, workers=1, resume=resume)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (out / LOCK).write_text(f"{int(dead.stdout)} {socket.gethostname()}\n")
+    result = generate(recipe, out, host=host, workers=1)
+    assert result.samples == 2 and not (out / LOCK).exists()
+    assert validate_dataset(out).ok
