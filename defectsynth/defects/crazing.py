@@ -1,0 +1,158 @@
+"""Crazing: a fine network of shallow cracks over an area (hot-rolled steel strip)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
+from defectsynth.defects._steel import along_across, relight, rotated_extent
+from defectsynth.textures import fbm_fields, smoothstep
+
+F32 = np.float32
+
+
+class CrazingGenerator(DefectGenerator):
+    """A field of fine, shallow cracks that join into irregular polygonal cells.
+
+    The cells are a Voronoi tessellation of jittered seeds, stretched along the field's
+    long side (``stretch``) and warped by fractal noise so that their edges wander like
+    real crack paths rather than running straight. Only some of the edges open
+    (``completeness``), and each open one fades in and out along its length, so the
+    network is partial, as crazing usually is. Each crack is a narrow groove in a height
+    map, lit by the scene light, with its floor darkened by how little light reaches it
+    (``darkness``); the change multiplies the surface's own luminance, so the texture
+    survives. The field fades out at a ragged edge. The label is the cracks themselves:
+    a mask with many closed or nearly closed cells.
+    """
+
+    name = "crazing"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Params:
+        size: float = param(
+            120.0, lo=16.0, hi=1200.0, vary=(60.0, 190.0), doc="long side of the crazed field in px"
+        )
+        aspect: float = param(
+            0.6, lo=0.15, hi=1.0, vary=(0.35, 0.95), doc="short / long side of the field"
+        )
+        rolling_angle: float = param(
+            90.0, lo=0.0, hi=180.0, vary=(82.0, 98.0), doc="rolling direction, degrees (90 = down)"
+        )
+        cell: float = param(
+            14.0, lo=4.0, hi=80.0, vary=(9.0, 22.0), doc="typical cell diameter in px"
+        )
+        stretch: float = param(
+            1.6, lo=1.0, hi=4.0, vary=(1.1, 2.4), doc="how much longer cells are along the field"
+        )
+        completeness: float = param(
+            0.6, lo=0.1, hi=1.0, vary=(0.4, 0.85), doc="share of the network's edges that opened"
+        )
+        wiggle: float = param(
+            0.35, lo=0.0, hi=1.0, vary=(0.15, 0.6), doc="how far cracks wander from straight"
+        )
+        line_width: float = param(
+            2.2, lo=0.4, hi=6.0, vary=(1.5, 3.2), doc="typical crack width in px"
+        )
+        depth: float = param(
+            0.5, lo=0.05, hi=4.0, vary=(0.25, 0.8), doc="crack depth in px"
+        )
+        darkness: float = param(
+            0.45, lo=0.0, hi=1.0, vary=(0.3, 0.6), doc="how little light reaches a crack's floor"
+        )
+
+    def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
+        angle = params.rolling_angle + 90.0
+        return rotated_extent(params.size * 1.1, params.size * params.aspect * 1.1, angle)
+
+    def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
+        h, w = region.shape
+        u, v = along_across((h, w), params.rolling_angle + 90.0)
+        a = params.size / 2
+        b = params.size * params.aspect / 2
+        cell = params.cell
+        n_edge, n_u, n_v, n_fade = fbm_fields(
+            (h, w),
+            [
+                {"scale": max(params.size * 0.3, 4.0), "octaves": 3},
+                {"scale": max(cell * 0.8, 2.0), "octaves": 2},
+                {"scale": max(cell * 0.8, 2.0), "octaves": 2},
+                {"scale": max(cell * 2.0, 2.0), "octaves": 2},
+            ],
+            rng,
+        )
+        # the field: a rounded rectangle with a ragged edge
+        q = ((np.abs(u) / F32(a)) ** 4 + (np.abs(v) / F32(b)) ** 4) ** F32(0.25)
+        q *= F32(1.0) + F32(0.18) * n_edge
+        field = F32(1.0) - smoothstep(0.75, 1.0, q)
+        # the network: cells elongated along u, their edges warped
+        k = F32(params.wiggle * cell * 0.35)
+        s = math.sqrt(params.stretch)
+        x = (u + k * n_u) / F32(s)
+        y = (v + k * n_v) * F32(s)
+        dist, pair = _cell_edges(x, y, cell, rng)
+        dist *= F32(min(s, 1.6))  # back to ~px across the (mostly along-u) edges
+        open_ = _edge_draw(pair, rng) < params.completeness
+        # each open edge fades in and out along its length
+        strength = np.clip(F32(0.9) + F32(0.4) * n_fade, 0.0, 1.0) * open_
+        # width and depth swell and thin along a crack (knots where it is darkest)
+        swell = np.clip(F32(0.8) + F32(0.45) * n_fade, 0.35, 1.6)
+        half = np.maximum(F32(params.line_width * 0.5) * swell, F32(0.3))
+        profile = np.exp(-np.square(dist / half) * F32(0.7))
+        line = profile * strength * field * swell
+        # seen through the same optics as the surface: a crack is never sharper than a pixel
+        line = cv2.GaussianBlur(line, (0, 0), 0.8)
+        height = line * F32(-params.depth)
+        cavity = F32(1.0) - F32(params.darkness) * line
+        out = relight(region, height, cavity=cavity, ambient=0.5, specular=0.12)
+        coverage = np.clip((line - F32(0.12)) * F32(2.6), 0.0, 1.0).astype(F32)
+        return Layer(out, coverage)
+
+
+def _cell_edges(
+    x: np.ndarray, y: np.ndarray, cell: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (in the warped space) of every pixel to the nearest Voronoi edge of
+    jittered seeds, one per ``cell`` x ``cell`` square, and an id of that edge (the
+    pair of cells it separates)."""
+    gx = np.floor(x / F32(cell)).astype(np.int64)
+    gy = np.floor(y / F32(cell)).astype(np.int64)
+    x0, y0 = int(gx.min()) - 1, int(gy.min()) - 1
+    nx, ny = int(gx.max()) - x0 + 2, int(gy.max()) - y0 + 2
+    jitter = rng.uniform(0.1, 0.9, (2, ny, nx)).astype(F32)
+    best = [np.full(x.shape, np.inf, F32), np.full(x.shape, np.inf, F32)]
+    ids = [np.zeros(x.shape, np.int64), np.zeros(x.shape, np.int64)]
+    for oy in (-1, 0, 1):
+        for ox in (-1, 0, 1):
+            cx = gx + ox
+            cy = gy + oy
+            ix, iy = cx - x0, cy - y0
+            sx = (cx + jitter[0, iy, ix]) * F32(cell)
+            sy = (cy + jitter[1, iy, ix]) * F32(cell)
+            d = np.hypot(x - sx, y - sy).astype(F32)
+            cid = iy * nx + ix
+            first = d < best[0]
+            second = ~first & (d < best[1])
+            best[1] = np.where(first, best[0], np.where(second, d, best[1]))
+            ids[1] = np.where(first, ids[0], np.where(second, cid, ids[1]))
+            best[0] = np.where(first, d, best[0])
+            ids[0] = np.where(first, cid, ids[0])
+    dist = (best[1] - best[0]) * F32(0.5)
+    lo, hi = np.minimum(ids[0], ids[1]), np.maximum(ids[0], ids[1])
+    return dist, lo * (nx * ny) + hi
+
+
+def _edge_draw(pair: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniform draw in [0, 1) per edge id, the same for every pixel of that edge."""
+    uniq, inv = np.unique(pair, return_inverse=True)
+    return rng.random(len(uniq)).astype(F32)[inv.reshape(pair.shape)]
+
+
+@hookimpl
+def register_generators(register: Callable[[type[DefectGenerator]], None]) -> None:
+    register(CrazingGenerator)
