@@ -42,8 +42,10 @@ def surface(shape: tuple[int, int], channels: int = 1, seed: int = 0) -> np.ndar
     rng = np.random.default_rng(seed)
     h, w = shape
     t = 0.5 + 0.05 * fbm((h, w), 16, rng, octaves=4) + 0.03 * rng.standard_normal((h, w))
-    t = np.clip(t, 0, 1).astype(np.float32)[:, :, None]
-    return t if channels == 1 else np.repeat(t, 3, axis=2) * np.float32([0.95, 1.0, 1.05])
+    gray = np.clip(t, 0, 1).astype(np.float32)[:, :, None]
+    if channels == 1:
+        return gray
+    return (np.repeat(gray, 3, axis=2) * np.array([0.95, 1.0, 1.05], np.float32)).astype(np.float32)
 
 
 def region(pixels: np.ndarray) -> Region:
@@ -171,7 +173,9 @@ def test_crazing_cracks_are_thin_and_dark() -> None:
     base, layer = render(CrazingGenerator, seed=3)
     m = layer.coverage >= 0.5
     # a network, not a blob: the mask fills a small part of its box
-    x1, y1, x2, y2 = tight_box(m)
+    box = tight_box(m)
+    assert box is not None
+    x1, y1, x2, y2 = box
     assert m.sum() < 0.45 * (x2 - x1) * (y2 - y1)
     d = luminance(layer.pixels) - luminance(base)
     assert d[m].mean() < -0.01
