@@ -279,6 +279,12 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
         f"  dropped for visibility: {d['visibility']} "
         f"(overlap {d['overlap']}, no room {d['no_room']})"
     )
+    good = os.path.join(out, "anomaly", "train", "good")
+    if os.path.isdir(good) and not os.listdir(good):
+        click.echo(
+            "  warning: anomaly/train/good is empty (no sample in the train split): an "
+            "anomaly model has no clean images to train on"
+        )
     folders = rep.get("skipped_input_folders") or []
     if folders:
         click.echo(

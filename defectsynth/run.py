@@ -1035,6 +1035,7 @@ def finalize(
         image_format=recipe.output.image_format,
         recipe=info["recipe"],
         version=__version__,
+        source_root=str(recipe.input_root()),
     )
     for fmt in recipe.output.formats:
         writer = host.writer(fmt)()

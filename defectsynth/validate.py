@@ -594,11 +594,28 @@ class _Checker:
                 folder = f"test/{cats.pop() if len(cats) == 1 else 'combined'}"
             if not any((root / folder / f"{stem}{ext}").exists() for ext in IMAGE_SUFFIXES):
                 self.add("anomaly", f"manifest image {split}/{stem} is missing from {folder}/")
-        for stem, img in _stems(root / "train" / "good", IMAGE_SUFFIXES).items():
+        good = _stems(root / "train" / "good", IMAGE_SUFFIXES)
+        train_sources = {
+            stem.rsplit("_", 1)[0] for split, stem in self.expected if split == "train"
+        }
+        for stem, img in good.items():
+            if stem.endswith("_src"):
+                if stem[: -len("_src")] not in train_sources:
+                    self.add(f"anomaly/train/good/{img.name}", "not a source of the train split")
+                continue
             key = by_stem.get(stem)
             exp = self.expected.get(key) if key else None
             if exp is None or exp.boxes:
                 self.add(f"anomaly/train/good/{img.name}", "not a defect-free manifest image")
+        for src in sorted(train_sources):
+            if f"{src}_src" not in good:
+                self.add("anomaly/train/good", f"the clean source of {src!r} is missing")
+        if not good:
+            self.add(
+                "anomaly/train/good",
+                "is empty: an anomaly model trains on clean images, and there are none "
+                "(no sample in the train split?)",
+            )
 
 
 def validate_dataset(out: str | Path) -> ValidationReport:

@@ -37,6 +37,7 @@ class WriteContext:
     :param image_format: ``png`` or ``jpg``: the extension of every written image.
     :param recipe: the normalized recipe (as in ``dataset.json``).
     :param version: the defectsynth version that wrote the dataset.
+    :param source_root: the input folder the records' ``source`` paths are relative to.
     """
 
     categories: tuple[str, ...]
@@ -44,6 +45,9 @@ class WriteContext:
     image_format: str = "png"
     recipe: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    #: the folder a record's ``source`` is relative to (absolute), for formats that use
+    #: the clean sources themselves (the anomaly layout's train/good); "" when unknown
+    source_root: str = ""
 
     def category_index(self, name: str) -> int:
         return self.categories.index(name)

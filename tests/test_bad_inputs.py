@@ -204,7 +204,12 @@ def check_consistent(ws: Ws, outcome: Outcome) -> None:
     }
     assert on_disk == held, f"files the manifest does not hold: {sorted(on_disk - held)[:5]}"
     if outcome.exit == 0:
-        assert validate_dataset(ws.out).problems == []
+        problems = validate_dataset(ws.out).problems
+        if not any(rec["split"] == "train" for rec in records):
+            # the good sources all fell in val/test: the anomaly layout then has no clean
+            # image to train on, which validate rightly reports (issue 15)
+            problems = [p for p in problems if not p.startswith("anomaly/train/good: is empty")]
+        assert problems == []
 
 
 # -- sources --------------------------------------------------------------------------------

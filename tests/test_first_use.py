@@ -368,3 +368,74 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path, host: Plug
     result = generate(recipe, out, host=host, workers=1)
     assert result.samples == 2 and not (out / LOCK).exists()
     assert validate_dataset(out).ok
+
+
+# -- 2. the anomaly layout ------------------------------------------------------------------
+
+
+def test_anomaly_train_good_holds_the_clean_train_sources(tmp_path: Path, host: PluginHost) -> None:
+    """negatives: 0 (the default) used to leave anomaly/train/good missing, and validate said
+    OK. The train split's clean sources go there, linked (or copied) as they are."""
+    import os
+
+    make_inputs(tmp_path, n=4)
+    write_recipe(tmp_path, variants=2, negatives=None, output={"formats": ["anomaly"]})
+    recipe = load_recipe(tmp_path / "recipe.yaml", host=host)
+    out = tmp_path / "ds"
+    generate(recipe, out, host=host, workers=1)
+    records = list(iter_records(out))
+    train = sorted({r["source"] for r in records if r["split"] == "train"})
+    assert train
+    good = sorted((out / "anomaly" / "train" / "good").iterdir())
+    assert len(good) == len(train)
+    for path, source in zip(good, train):
+        original = tmp_path / "images" / source
+        assert path.name == f"{Path(source).stem}_src.png"
+        assert path.read_bytes() == original.read_bytes()
+        assert os.path.samefile(path, original)  # a hard link on this file system
+    assert validate_dataset(out).ok
+    # the test split still holds the samples with defects and their masks
+    assert list((out / "anomaly" / "ground_truth").glob("*/*_mask.png"))
+    again = generate(recipe, out, host=host, workers=1, resume=True)
+    assert again.new_samples == 0 and sorted((out / "anomaly/train/good").iterdir()) == good
+
+
+def test_validate_fails_and_generate_warns_when_train_good_is_empty(tmp_path: Path) -> None:
+    make_inputs(tmp_path, n=2)
+    path = write_recipe(tmp_path, variants=1, split={"val": 0.5, "test": 0.5},
+                        output={"formats": ["anomaly"]})
+    res = CliRunner().invoke(
+        cli, ["generate", str(path), "-o", str(tmp_path / "ds"), "--no-progress", "-j", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "warning: anomaly/train/good is empty" in res.output
+    report = validate_dataset(tmp_path / "ds")
+    assert not report.ok
+    assert any(p.startswith("anomaly/train/good: is empty") for p in report.problems)
+
+
+def test_anomaly_layout_pairs_as_an_mvtec_reader_expects(tmp_path: Path, host: PluginHost) -> None:
+    """What anomalib's MVTec/Folder readers rely on, checked on the files (anomalib itself
+    is not installed in CI): train/good and test/good hold only clean images, every image
+    of test/<category> has ground_truth/<category>/<stem>_mask.png of its size, in the
+    same sorted order, and all images share one size."""
+    make_inputs(tmp_path, n=6)
+    write_recipe(tmp_path, variants=2, negatives=0.3, output={"formats": ["anomaly"]})
+    generate(load_recipe(tmp_path / "recipe.yaml", host=host), tmp_path / "ds", host=host,
+             workers=1)
+    root = tmp_path / "ds" / "anomaly"
+    sizes = set()
+    assert list((root / "train" / "good").iterdir())
+    for sub in sorted((root / "test").iterdir()):
+        images = sorted(sub.iterdir())
+        if sub.name == "good":
+            continue
+        masks = sorted((root / "ground_truth" / sub.name).iterdir())
+        assert [m.name for m in masks] == [f"{i.stem}_mask.png" for i in images]
+        for img, m in zip(images, masks):
+            a, b = cv2.imread(str(img)), cv2.imread(str(m), cv2.IMREAD_GRAYSCALE)
+            assert a.shape[:2] == b.shape and set(np.unique(b)) <= {0, 255}
+            sizes.add(a.shape[:2])
+    for good in [*(root / "train" / "good").iterdir(), *(root / "test" / "good").iterdir()]:
+        sizes.add(cv2.imread(str(good)).shape[:2])
+    assert len(sizes) == 1

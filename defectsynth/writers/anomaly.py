@@ -2,16 +2,21 @@
 
 ::
 
+    anomaly/train/good/{source}_src.{ext}   the clean sources of the train split
     anomaly/train/good/{name}.png           negatives of the train split
     anomaly/test/good/{name}.png            negatives of the val and test splits
     anomaly/test/{category}/{name}.png      samples with defects of the val and test splits
     anomaly/ground_truth/{category}/{name}_mask.png   union of the instance masks, 0/255
 
-A sample whose instances have several categories goes to ``test/combined`` (MVTec's name for
-it). Samples with defects from the train split are left out: anomaly models train on good
-images only, and putting them in ``test/`` would leak train sources into the test set. So
-this layout needs ``negatives`` > 0 in the recipe (train/good) and a val or test split.
-Images are hard links to ``images/{split}/``; masks are 8-bit PNG, 255 on the defect.
+An anomaly model trains on good images, and the clean sources are exactly that: every
+source of the train split that has a sample goes to ``train/good`` as it is (its own file
+format and extension; ``{source}`` is the samples' name without ``_{variant}``), a hard
+link where the file system allows it and a copy otherwise. A sample whose instances have
+several categories goes to ``test/combined`` (MVTec's name for it). Samples with defects
+from the train split are left out: putting them in ``test/`` would leak train sources into
+the test set. Negatives are pixel for pixel their source (a negative sample gets no defect
+and no other change). Images are hard links to ``images/{split}/``; masks are 8-bit PNG,
+255 on the defect.
 With anomalib: ``MVTec(root=OUT, category="anomaly")`` or ``Folder(root=OUT/"anomaly",
 normal_dir="train/good", abnormal_dir="test", normal_test_dir="test/good",
 mask_dir="ground_truth")``.
@@ -45,6 +50,17 @@ def anomaly_folder(rec: dict[str, Any]) -> str | None:
     return f"test/{cats.pop() if len(cats) == 1 else COMBINED}"
 
 
+SOURCE_SUFFIX = "_src"
+
+
+def source_file_name(rec: dict[str, Any]) -> str:
+    """``{source}_src.{ext}``: a record's clean source in train/good. The stem is the
+    record's name without ``_{variant}``, so it never equals a sample's name (those end in
+    three digits); the extension is the source's own, lower case."""
+    stem = str(rec["name"]).rsplit("_", 1)[0]
+    return f"{stem}{SOURCE_SUFFIX}{Path(str(rec['source'])).suffix.lower()}"
+
+
 def union_mask(rec: dict[str, Any]) -> np.ndarray:
     h, w = int(rec["height"]), int(rec["width"])
     m = np.zeros((h, w), dtype=bool)
@@ -66,7 +82,14 @@ class AnomalyWriter(DatasetWriter):
         root = out_dir / ROOT
         for d in ("train/good", "test/good"):
             (root / d).mkdir(parents=True, exist_ok=True)
+        sources_done: set[str] = set()
         for rec in records:
+            if rec["split"] == "train" and context.source_root:
+                name = source_file_name(rec)
+                if name not in sources_done:
+                    sources_done.add(name)
+                    link_or_copy(Path(context.source_root) / rec["source"],
+                                 root / "train" / "good" / name)
             folder = anomaly_folder(rec)
             if folder is None:
                 continue
