@@ -53,6 +53,7 @@ def relight(
     colour so its texture survives). ``cavity`` (0..1, 1 = fully open) darkens what the
     light and the sky reach less. Returns float32 (h, w, c) in 0..1."""
     pixels = region.pixels
+    height = np.ascontiguousarray(height, dtype=F32)
     gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
     gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
     shading = surface_shading(pixels, ambient=ambient, specular=specular, roughness=roughness)

@@ -127,22 +127,29 @@ def _cell_edges(
     jitter = rng.uniform(0.1, 0.9, (2, ny, nx)).astype(F32)
     best = [np.full(x.shape, np.inf, F32), np.full(x.shape, np.inf, F32)]
     ids = [np.zeros(x.shape, np.int64), np.zeros(x.shape, np.int64)]
+    seeds = [np.zeros((2,) + x.shape, F32), np.zeros((2,) + x.shape, F32)]
     for oy in (-1, 0, 1):
         for ox in (-1, 0, 1):
             cx = gx + ox
             cy = gy + oy
             ix, iy = cx - x0, cy - y0
-            sx = (cx + jitter[0, iy, ix]) * F32(cell)
-            sy = (cy + jitter[1, iy, ix]) * F32(cell)
-            d = np.hypot(x - sx, y - sy).astype(F32)
+            sxy = np.stack([cx + jitter[0, iy, ix], cy + jitter[1, iy, ix]]).astype(F32)
+            sxy *= F32(cell)
+            d = np.hypot(x - sxy[0], y - sxy[1]).astype(F32)
             cid = iy * nx + ix
             first = d < best[0]
             second = ~first & (d < best[1])
             best[1] = np.where(first, best[0], np.where(second, d, best[1]))
             ids[1] = np.where(first, ids[0], np.where(second, cid, ids[1]))
+            seeds[1] = np.where(first, seeds[0], np.where(second, sxy, seeds[1]))
             best[0] = np.where(first, d, best[0])
             ids[0] = np.where(first, cid, ids[0])
-    dist = (best[1] - best[0]) * F32(0.5)
+            seeds[0] = np.where(first, sxy, seeds[0])
+    # distance to the bisector of the two nearest seeds: the same width everywhere along
+    # an edge, junctions included
+    sep = np.hypot(seeds[1][0] - seeds[0][0], seeds[1][1] - seeds[0][1])
+    dist = (np.square(best[1]) - np.square(best[0])) / np.maximum(F32(2.0) * sep, F32(1e-3))
+    dist = dist.astype(F32)
     lo, hi = np.minimum(ids[0], ids[1]), np.maximum(ids[0], ids[1])
     return dist, lo * (nx * ny) + hi
 
