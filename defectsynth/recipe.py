@@ -107,6 +107,8 @@ class Recipe:
     gate: GateSpec = field(default_factory=GateSpec)
     plugin_dirs: tuple[str, ...] = ()
     max_generator_failures: int = DEFAULT_MAX_GENERATOR_FAILURES
+    #: a total number of samples spread evenly over the sources (instead of ``variants``)
+    samples: int | None = None
     base_dir: str = "."
     file: str = "<recipe>"
     #: folders the recipe's paths may point into (see :func:`allowed_roots`); empty: the
@@ -168,8 +170,9 @@ class Recipe:
         return replace(self, seed=int(seed))
 
     def to_dict(self) -> dict[str, Any]:
-        """The normalized recipe (every key, defaults filled in), as stored in dataset.json."""
-        return {
+        """The normalized recipe (every key, defaults filled in), as stored in dataset.json.
+        ``samples`` is there only when the recipe gives it."""
+        return ({"samples": self.samples} if self.samples is not None else {}) | {
             "seed": self.seed,
             "plugin_dirs": list(self.plugin_dirs),
             "inputs": {
@@ -553,6 +556,7 @@ _TOP_KEYS = (
     "placement",
     "gate",
     "max_generator_failures",
+    "samples",
 )
 
 
@@ -702,6 +706,15 @@ def parse_recipe(
     )
 
     variants = r.integer(top.get("variants", 1), "variants", lo=1, hi=MAX_VARIANTS)
+    samples = None
+    if top.get("samples") is not None:
+        if "variants" in top:
+            raise r.fail(
+                "samples",
+                "give either samples (a total, spread over the sources) or variants (per "
+                "source), not both",
+            )
+        samples = r.integer(top["samples"], "samples", lo=1, hi=MAX_VARIANTS * 1000)
 
     raw_inst = top.get("instances", [1, 3])
     if isinstance(raw_inst, list):
@@ -819,6 +832,7 @@ def parse_recipe(
         gate=gate,
         plugin_dirs=plugin_dirs,
         max_generator_failures=max_failures,
+        samples=samples,
         base_dir=str(Path(base_dir).absolute()),
         file=file,
         allowed=allowed_roots(base_dir, allow_paths),

@@ -28,7 +28,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,19 @@ def assign_splits(rels: list[str], fractions: Iterable[tuple[str, float]]) -> li
     return out
 
 
+def samples_per_source(rels: list[str], total: int) -> list[int]:
+    """``total`` samples spread evenly over the sources: ``total // n`` each, and one more
+    for ``total % n`` of them, chosen by a hash of their relative path (not by the split
+    ranking, so the extra ones fall in every split)."""
+    n = len(rels)
+    base, extra = divmod(total, n)
+    ranked = sorted(range(n), key=lambda k: hashlib.sha256(b"samples:" + rels[k].encode()).digest())
+    counts = [base] * n
+    for k in ranked[:extra]:
+        counts[k] += 1
+    return counts
+
+
 def is_negative(seed: int, sid: int, variant: int, fraction: float) -> bool:
     """Whether task (sid, variant) is a defect-free sample; its own random stream."""
     if fraction <= 0:
@@ -160,6 +173,9 @@ class Plan:
     #: input folders left out because they hold a defectsynth dataset (Recipe.sources);
     #: the run's own output folder is left out too, without a mention
     skipped_folders: list[str] = field(default_factory=list)
+    #: samples per source when the recipe gives ``samples`` (else ``variants`` each);
+    #: task ``si * variants + v`` exists for ``v < counts[si]``
+    counts: list[int] | None = None
 
     @classmethod
     def build(
@@ -176,6 +192,10 @@ class Plan:
         own = {os.path.realpath(p) for p in exclude}
         skipped = [d for d in skipped if os.path.realpath(d) not in own]
         rels = [s.rel for s in sources]
+        counts = None
+        if recipe.samples is not None and sources:
+            counts = samples_per_source(rels, recipe.samples)
+            recipe = replace(recipe, variants=max(counts))
         return cls(
             recipe=recipe,
             sources=sources,
@@ -184,11 +204,16 @@ class Plan:
             ids=[source_id(r) for r in rels],
             limit=limit,
             skipped_folders=skipped,
+            counts=counts,
         )
+
+    def count(self, si: int) -> int:
+        """Samples of source ``si``."""
+        return self.counts[si] if self.counts is not None else self.recipe.variants
 
     @property
     def total(self) -> int:
-        n = len(self.sources) * self.recipe.variants
+        n = sum(self.count(i) for i in range(len(self.sources)))
         return n if self.limit is None else min(n, self.limit)
 
     def limited(self) -> list[int] | None:
@@ -200,16 +225,20 @@ class Plan:
         a quick look has every split and as many sources as it can. Only ``limit`` indices
         are ever listed, however many tasks the recipe has.
         """
-        n_all = len(self.sources) * self.recipe.variants
-        if self.limit is None or self.limit >= n_all:
-            return None
         variants = self.recipe.variants
+        n_all = (
+            sum(self.counts) if self.counts is not None else len(self.sources) * variants
+        )
+        if self.limit is None or self.limit >= n_all:
+            if self.counts is None:
+                return None
+            return [si * variants + v for si, c in enumerate(self.counts) for v in range(c)]
         members: dict[str, list[int]] = {}
         for si, split in enumerate(self.splits):
             members.setdefault(split, []).append(si)
         names = [s for s in self.recipe.splits if s in members]
         names += [s for s in members if s not in names]
-        sizes = [len(members[s]) * variants for s in names]
+        sizes = [sum(self.count(si) for si in members[s]) for s in names]
         exact = [self.limit * z / n_all for z in sizes]
         counts = [int(e) for e in exact]
         order = sorted(range(len(names)), key=lambda i: (-(exact[i] - counts[i]), i))
@@ -224,9 +253,15 @@ class Plan:
         chosen: list[int] = []
         for name, k in zip(names, counts):
             srcs = members[name]
-            for j in range(k):
-                v, pos = divmod(j, len(srcs))
-                chosen.append(srcs[pos] * variants + v)
+            if self.counts is None:
+                for j in range(k):
+                    v, pos = divmod(j, len(srcs))
+                    chosen.append(srcs[pos] * variants + v)
+                continue
+            walk = (
+                si * variants + v for v in range(variants) for si in srcs if v < self.count(si)
+            )
+            chosen.extend(next(walk) for _ in range(k))
         return sorted(chosen)
 
     def task(self, index: int) -> Task:
@@ -1116,7 +1151,9 @@ def generate(
             todo = sum(1 for i in chosen if i not in done_set)
         spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
         if backend is None:
-            backend = local_backend(workers, chunksize=max(1, min(recipe.variants, 8)))
+            backend = local_backend(
+                workers, chunksize=max(1, min(plan.recipe.variants, 8))
+            )
         if getattr(backend, "name", "") == "serial":
             runner = TaskRunner(spec, host=host)
             factory: Callable[[], Callable[[Task], dict[str, Any]]] = lambda: runner  # noqa: E731
@@ -1207,9 +1244,12 @@ def preview_tasks(plan: Plan, n: int) -> list[Task]:
     n_src = len(plan.sources)
     variants = plan.recipe.variants
     out: list[Task] = []
-    for i in range(min(n, n_src * variants)):
+    for i in range(n_src * variants):
+        if len(out) >= n:
+            break
         si, v = i % n_src, i // n_src
-        out.append(plan.task(si * variants + v))
+        if v < plan.count(si):
+            out.append(plan.task(si * variants + v))
     return out
 
 

@@ -439,3 +439,36 @@ def test_anomaly_layout_pairs_as_an_mvtec_reader_expects(tmp_path: Path, host: P
     for good in [*(root / "train" / "good").iterdir(), *(root / "test" / "good").iterdir()]:
         sizes.add(cv2.imread(str(good)).shape[:2])
     assert len(sizes) == 1
+
+
+# -- 8. samples: N ----------------------------------------------------------------------------
+
+
+def test_samples_spreads_a_total_over_the_sources(tmp_path: Path, host: PluginHost) -> None:
+    """``samples: 10`` over 4 sources: 3, 3, 2, 2 samples, every split in its share,
+    resumable, and exclusive with ``variants``."""
+    from defectsynth.errors import RecipeError
+    from defectsynth.recipe import read_recipe
+
+    make_inputs(tmp_path, n=4)
+    path = write_recipe(tmp_path, variants=None, samples=10, negatives=0.0,
+                        output={"formats": ["coco", "yolo"]})
+    recipe = load_recipe(path, host=host)
+    assert recipe.samples == 10 and recipe.to_dict()["samples"] == 10
+    out = tmp_path / "ds"
+    result = generate(recipe, out, host=host, workers=1)
+    assert result.samples == 10
+    per_source: dict[str, int] = {}
+    for rec in iter_records(out):
+        per_source[rec["source"]] = per_source.get(rec["source"], 0) + 1
+    assert sorted(per_source.values()) == [2, 2, 3, 3]
+    assert set(_splits(out)) == {"train", "val", "test"}
+    assert validate_dataset(out).ok
+    limited = generate(recipe, tmp_path / "lim", host=host, workers=1, limit=5)
+    assert limited.samples == 5
+    again = generate(recipe, tmp_path / "lim", host=host, workers=1, resume=True)
+    assert again.samples == 10 and again.new_samples == 5
+    both = write_recipe(tmp_path, name="both.yaml", variants=2, samples=10)
+    with pytest.raises(RecipeError, match=r"samples: give either samples .* or variants"):
+        read_recipe(both)
+    assert "samples" not in load_recipe(write_recipe(tmp_path, name="v.yaml"), host=host).to_dict()
