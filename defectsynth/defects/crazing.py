@@ -36,7 +36,7 @@ class CrazingGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         size: float = param(
-            120.0, lo=16.0, hi=1200.0, vary=(60.0, 190.0), doc="long side of the crazed field in px"
+            140.0, lo=16.0, hi=1200.0, vary=(80.0, 210.0), doc="long side of the crazed field in px"
         )
         aspect: float = param(
             0.6, lo=0.15, hi=1.0, vary=(0.35, 0.95), doc="short / long side of the field"

@@ -44,10 +44,10 @@ class InclusionGenerator(DefectGenerator):
         )
         slivers: int = param(2, lo=1, hi=8, vary=(1, 4), doc="slivers in the stringer")
         darkness: float = param(
-            0.2, lo=0.02, hi=0.9, vary=(0.1, 0.3), doc="share of the light the oxide absorbs"
+            0.16, lo=0.02, hi=0.9, vary=(0.08, 0.25), doc="share of the light the oxide absorbs"
         )
         raggedness: float = param(
-            0.4, lo=0.0, hi=1.0, vary=(0.2, 0.7), doc="how much the width varies along a sliver"
+            0.6, lo=0.0, hi=1.0, vary=(0.4, 0.9), doc="how much the width varies along a sliver"
         )
         softness: float = param(
             0.8, lo=0.05, hi=1.0, vary=(0.5, 1.0), doc="width of the soft edge / half width"

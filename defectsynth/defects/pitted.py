@@ -61,10 +61,10 @@ class PittedGenerator(DefectGenerator):
             0.5, lo=0.0, hi=1.0, vary=(0.2, 0.8), doc="how unevenly the pits are spread"
         )
         depth: float = param(
-            0.6, lo=0.05, hi=3.0, vary=(0.3, 0.9), doc="depth / radius of a pit"
+            0.45, lo=0.05, hi=3.0, vary=(0.2, 0.7), doc="depth / radius of a pit"
         )
         darkness: float = param(
-            0.3, lo=0.0, hi=1.0, vary=(0.15, 0.45), doc="how little light reaches a pit's floor"
+            0.22, lo=0.0, hi=1.0, vary=(0.1, 0.35), doc="how little light reaches a pit's floor"
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
@@ -131,8 +131,8 @@ def _stamp_pits(
     for k in np.unique(cls).tolist():
         sel = cls == k
         r = float(np.exp(lr.min() + k * step))
-        sa = max(0.7, 0.8 * r * math.sqrt(elongation))
-        sb = max(0.7, 0.8 * r / math.sqrt(elongation))
+        sa = max(0.9, 0.8 * r * math.sqrt(elongation))
+        sb = max(0.9, 0.8 * r / math.sqrt(elongation))
         kern = _gauss_kernel(sa, sb, angle_deg)
         # the impulse of a pit of depth d: d times the kernel's own peak's inverse
         imp = np.zeros((h, w), F32)
