@@ -125,39 +125,43 @@ def _cell_edges(
     x0, y0 = int(gx.min()) - 1, int(gy.min()) - 1
     nx, ny = int(gx.max()) - x0 + 2, int(gy.max()) - y0 + 2
     jitter = rng.uniform(0.1, 0.9, (2, ny, nx)).astype(F32)
+    seed_x = ((np.arange(nx, dtype=F32) + F32(x0))[None, :] + jitter[0]).ravel() * F32(cell)
+    seed_y = ((np.arange(ny, dtype=F32) + F32(y0))[:, None] + jitter[1]).ravel() * F32(cell)
+    own = ((gy - y0) * nx + (gx - x0)).astype(np.int32)
+    # the two nearest of the seeds in the 3 x 3 cells around each pixel's own, kept in
+    # place (copyto with a mask: several times faster than np.where)
     best = [np.full(x.shape, np.inf, F32), np.full(x.shape, np.inf, F32)]
-    ids = [np.zeros(x.shape, np.int64), np.zeros(x.shape, np.int64)]
-    seeds = [np.zeros((2,) + x.shape, F32), np.zeros((2,) + x.shape, F32)]
+    ids = [np.zeros(x.shape, np.int32), np.zeros(x.shape, np.int32)]
     for oy in (-1, 0, 1):
         for ox in (-1, 0, 1):
-            cx = gx + ox
-            cy = gy + oy
-            ix, iy = cx - x0, cy - y0
-            sxy = np.stack([cx + jitter[0, iy, ix], cy + jitter[1, iy, ix]]).astype(F32)
-            sxy *= F32(cell)
-            d = np.hypot(x - sxy[0], y - sxy[1]).astype(F32)
-            cid = iy * nx + ix
-            first = d < best[0]
-            second = ~first & (d < best[1])
-            best[1] = np.where(first, best[0], np.where(second, d, best[1]))
-            ids[1] = np.where(first, ids[0], np.where(second, cid, ids[1]))
-            seeds[1] = np.where(first, seeds[0], np.where(second, sxy, seeds[1]))
-            best[0] = np.where(first, d, best[0])
-            ids[0] = np.where(first, cid, ids[0])
-            seeds[0] = np.where(first, sxy, seeds[0])
+            f = own + np.int32(oy * nx + ox)
+            d2 = np.square(x - seed_x.take(f))
+            d2 += np.square(y - seed_y.take(f))
+            first = d2 < best[0]
+            second = (d2 < best[1]) & ~first
+            np.copyto(best[1], best[0], where=first)
+            np.copyto(ids[1], ids[0], where=first)
+            np.copyto(best[1], d2, where=second)
+            np.copyto(ids[1], f, where=second)
+            np.copyto(best[0], d2, where=first)
+            np.copyto(ids[0], f, where=first)
+    dsx = seed_x.take(ids[1]) - seed_x.take(ids[0])
+    dsy = seed_y.take(ids[1]) - seed_y.take(ids[0])
+    best2 = best
     # distance to the bisector of the two nearest seeds: the same width everywhere along
     # an edge, junctions included
-    sep = np.hypot(seeds[1][0] - seeds[0][0], seeds[1][1] - seeds[0][1])
-    dist = (np.square(best[1]) - np.square(best[0])) / np.maximum(F32(2.0) * sep, F32(1e-3))
+    sep = np.hypot(dsx, dsy)
+    dist = (best2[1] - best2[0]) / np.maximum(F32(2.0) * sep, F32(1e-3))
     dist = dist.astype(F32)
     lo, hi = np.minimum(ids[0], ids[1]), np.maximum(ids[0], ids[1])
-    return dist, lo * (nx * ny) + hi
+    return dist, lo.astype(np.int64) * (nx * ny) + hi
 
 
 def _edge_draw(pair: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A uniform draw in [0, 1) per edge id, the same for every pixel of that edge."""
-    uniq, inv = np.unique(pair, return_inverse=True)
-    return rng.random(len(uniq)).astype(F32)[inv.reshape(pair.shape)]
+    """A uniform draw in [0, 1) per edge id, the same for every pixel of that edge (a
+    random table indexed by a hash of the id: a sort of the ids costs 10x more)."""
+    table = rng.random(4093).astype(F32)
+    return table[(pair * 2654435761) % 4093]
 
 
 @hookimpl
