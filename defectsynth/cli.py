@@ -219,13 +219,31 @@ def _allow_path_option(f: Any) -> Any:
     )(f)
 
 
-def _load_recipe(ctx: click.Context, path: str, seed: int | None) -> tuple[Any, PluginHost]:
-    """Read and fully validate a recipe; on a recipe error print it and exit 2."""
+def _load_recipe(
+    ctx: click.Context,
+    path: str | None,
+    seed: int | None,
+    overrides: Sequence[str] = (),
+    flags: Sequence[tuple[str, Any]] = (),
+    images: str | None = None,
+    defects: Sequence[str] = (),
+) -> tuple[Any, PluginHost]:
+    """Read and fully validate a recipe (a file, or made from flags when ``path`` is None)
+    with ``flags`` (key path, value) and then ``overrides`` (KEY=VALUE texts) set first; on
+    a recipe error print it and exit 2."""
     from .errors import RecipeError
-    from .recipe import read_recipe
+    from .recipe import parse_override, read_recipe, recipe_from_flags
 
+    allow = ctx.obj.get("allow_paths", ())
     try:
-        recipe = read_recipe(path, allow_paths=ctx.obj.get("allow_paths", ())).with_seed(seed)
+        where = path or "command line"
+        pairs = [*flags, *(parse_override(o, where) for o in overrides)]
+        if path is None:
+            recipe = recipe_from_flags(
+                images=images, defects=defects, overrides=pairs, allow_paths=allow
+            ).with_seed(seed)
+        else:
+            recipe = read_recipe(path, allow_paths=allow, overrides=pairs).with_seed(seed)
         host = _host(ctx, [str(p) for p in recipe.plugin_paths()])
         recipe.check(host)
     except RecipeError as exc:
@@ -236,17 +254,24 @@ def _load_recipe(ctx: click.Context, path: str, seed: int | None) -> tuple[Any, 
 
 
 def _resume_command(
-    ctx: click.Context, recipe: str, out: str, seed: int | None, on_dask: str
+    ctx: click.Context,
+    recipe: str | None,
+    out: str,
+    seed: int | None,
+    on_dask: str,
+    more: Sequence[str] = (),
 ) -> str:
-    """The command that finishes this run: the same plugin folders, allowed paths, seed
-    and backend, with --resume."""
+    """The command that finishes this run: the same plugin folders, allowed paths, seed,
+    backend, flags and overrides (``more``), with --resume."""
     import shlex
 
     q = shlex.quote
     glob_opts = "".join(f" --plugin-dir {q(d)}" for d in ctx.obj.get("plugin_dirs", ()))
     glob_opts += "".join(f" --allow-path {q(d)}" for d in ctx.obj.get("allow_paths", ()))
     seed_opt = f" --seed {seed}" if seed is not None else ""
-    return (f"  defectsynth{glob_opts} generate {q(recipe)} -o {q(out)} --resume"
+    what = f" {q(recipe)}" if recipe else ""
+    extra = "".join(f" {q(m)}" for m in more)
+    return (f"  defectsynth{glob_opts} generate{what}{extra} -o {q(out)} --resume"
             f"{seed_opt}{on_dask}")
 
 
@@ -310,8 +335,25 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
 
 
 @cli.command("generate")
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, metavar="[RECIPE] [KEY=VALUE]...")
 @_allow_path_option
+@click.option(
+    "--images", type=click.Path(file_okay=True), default=None,
+    help="Clean images (a folder, a glob or a file): with --defects, generate without a "
+    "recipe file; with a recipe, replaces inputs.images.",
+)
+@click.option(
+    "--defects", default=None, metavar="A,B,...",
+    help="Generators to use, comma-separated (defectsynth plugins lists them).",
+)
+@click.option(
+    "--samples", "total", type=click.IntRange(min=1), default=None,
+    help="Samples in all, spread evenly over the images (the recipe key samples).",
+)
+@click.option(
+    "--formats", default=None, metavar="A,B,...",
+    help="Output formats, comma-separated (coco, yolo, yolo-seg, voc, anomaly).",
+)
 @click.option(
     "-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset folder."
 )
@@ -366,7 +408,11 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
 @click.pass_context
 def generate_cmd(
     ctx: click.Context,
-    recipe: str,
+    args: tuple[str, ...],
+    images: str | None,
+    defects: str | None,
+    total: int | None,
+    formats: str | None,
     out: str,
     workers: int | None,
     resume: bool,
@@ -381,6 +427,10 @@ def generate_cmd(
 ) -> None:
     """Write a labeled dataset: every image of the recipe's inputs, VARIANTS times.
 
+    KEY=VALUE after the recipe overrides any recipe key (the value is YAML), checked
+    like the recipe itself: variants=10, defects[0].params.width=[1,3], split.val=0.3.
+    Without a recipe, --images and --defects make one.
+
     \b
     OUT gets images/{split}/, masks/{split}/ (one PNG per instance), the formats the
     recipe lists (COCO annotations/, YOLO labels/ + data.yaml, voc/, anomaly/),
@@ -390,6 +440,9 @@ def generate_cmd(
     \b
     Examples:
       defectsynth generate fixtures/recipes/demo.yaml -o out/demo
+      defectsynth generate --images photos/ --defects scratch,dent --samples 50 \\
+          --formats yolo -o out/quick
+      defectsynth generate recipe.yaml variants=10 instances=[1,2] -o out/ds
       defectsynth generate recipe.yaml -o out/ds --limit 20 --workers 2
       defectsynth generate recipe.yaml -o out/ds --resume     # after a crash or Ctrl-C
       defectsynth generate recipe.yaml -o /shared/ds --scheduler tcp://head:8786
@@ -405,7 +458,29 @@ def generate_cmd(
     from .errors import RecipeError, RunError, RunStopped
     from .run import generate
 
-    rec, host = _load_recipe(ctx, recipe, seed)
+    recipe, overrides = _split_args(args)
+    names = [d.strip() for d in (defects or "").split(",") if d.strip()]
+    flags: list[tuple[str, Any]] = []
+    more: list[str] = list(overrides)
+    if recipe is None and (images is None or not names):
+        raise click.UsageError(
+            "give a RECIPE file, or --images DIR and --defects A,B to generate without one "
+            "(defectsynth init writes a starter recipe)"
+        )
+    if recipe is not None:
+        if images is not None:
+            flags.append(("inputs.images", images))
+        if names:
+            flags.append(("defects", names))
+    if total is not None:
+        flags.append(("samples", total))
+    if formats is not None:
+        flags.append(("output.formats", [f.strip() for f in formats.split(",") if f.strip()]))
+    for flag, value in (("--images", images), ("--defects", defects), ("--formats", formats),
+                        ("--samples", total)):
+        if value is not None:
+            more[:0] = [flag, str(value)]
+    rec, host = _load_recipe(ctx, recipe, seed, overrides, flags, images, names)
     if max_failures is not None:
         rec = dataclasses.replace(rec, max_generator_failures=max_failures)
     bar: Any = None
@@ -458,7 +533,7 @@ def generate_cmd(
             bar.close()
             bar = None
         click.echo(f"\nerror: {exc}:", err=True)
-        click.echo(_resume_command(ctx, recipe, out, seed, on_dask), err=True)
+        click.echo(_resume_command(ctx, recipe, out, seed, on_dask, more), err=True)
         ctx.exit(1)
     except RunError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -474,7 +549,7 @@ def generate_cmd(
         )
         click.echo(
             f"\n{how}; every sample in {os.path.join(out, 'manifest.jsonl')} is complete."
-            " Finish with:\n" + _resume_command(ctx, recipe, out, seed, on_dask),
+            " Finish with:\n" + _resume_command(ctx, recipe, out, seed, on_dask, more),
             err=True,
         )
         ctx.exit(128 + int(getattr(exc, "signum", 2)))
@@ -487,6 +562,21 @@ def generate_cmd(
     if result.samples == 0:
         click.echo("error: no sample could be written (see the skipped sources above)", err=True)
         ctx.exit(1)
+
+
+def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(recipe file or None, KEY=VALUE overrides) from generate's arguments."""
+    rest = list(args)
+    recipe = None
+    if rest and ("=" not in rest[0] or os.path.isfile(rest[0])):
+        recipe = rest.pop(0)
+    for a in rest:
+        if "=" not in a:
+            raise click.UsageError(
+                f"unexpected argument {a!r}: after the recipe come KEY=VALUE overrides "
+                "(variants=10, defects[0].params.width=[1,3])"
+            )
+    return recipe, rest
 
 
 @cli.command("preview")

@@ -927,9 +927,13 @@ def _check_plain_data(r: _Reader, data: Any) -> None:
 
 
 def read_recipe(
-    path: str | os.PathLike[str], *, allow_paths: Iterable[str | os.PathLike[str]] = ()
+    path: str | os.PathLike[str],
+    *,
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
+    overrides: Sequence[tuple[str, Any]] = (),
 ) -> Recipe:
-    """Parse and validate a recipe file's structure (no plugin look-ups)."""
+    """Parse and validate a recipe file's structure (no plugin look-ups). ``overrides``:
+    (key path, value) pairs set before validation (:func:`apply_overrides`)."""
     p = Path(path)
     name = str(path)
     try:
@@ -945,7 +949,8 @@ def read_recipe(
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read the recipe: {exc}", file=name) from None
     return parse_recipe_text(
-        text, file=name, base_dir=p.absolute().parent, allow_paths=allow_paths
+        text, file=name, base_dir=p.absolute().parent, allow_paths=allow_paths,
+        overrides=overrides,
     )
 
 
@@ -955,6 +960,7 @@ def parse_recipe_text(
     file: str = "<recipe>",
     base_dir: str | os.PathLike[str] = ".",
     allow_paths: Iterable[str | os.PathLike[str]] = (),
+    overrides: Sequence[tuple[str, Any]] = (),
 ) -> Recipe:
     """Parse and validate recipe YAML already read (what :func:`read_recipe` does after
     reading the file). Raises RecipeError for anything that is not a valid recipe."""
@@ -980,7 +986,136 @@ def parse_recipe_text(
         problem = getattr(exc, "problem", None) or str(exc)
         hint = _flow_hint(text, exc)
         raise RecipeError(f"{where}invalid YAML: {problem}{hint}", file=name) from None
+    if overrides:
+        data = apply_overrides(data, overrides, file=name)
     return parse_recipe(data, file=name, base_dir=base_dir, allow_paths=allow_paths)
+
+
+# -- overrides: key=value on the command line -----------------------------------------------
+
+_KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)((?:\[\d+\])*)")
+
+
+def parse_override(text: str, file: str = "command line") -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key path, value); the value is read as YAML (``10``, ``[1, 3]``,
+    ``scratch``, ``{train: 0.9, val: 0.1}``), the key as ``a.b[0].c``."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(
+            f"{text!r} is not KEY=VALUE (for example variants=10 or "
+            "defects[0].params.width=[1,3])",
+            file=file,
+        )
+    try:
+        value = yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, ValueError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(
+            f"the value {raw!r} is not valid YAML ({problem}); quote it, and write a list "
+            "as [1,3]",
+            file=file,
+            key=key,
+        ) from None
+    _key_parts(key, file)
+    return key, value
+
+
+def _key_parts(key: str, file: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for piece in key.split("."):
+        m = _KEY_PART.fullmatch(piece)
+        if m is None:
+            raise RecipeError(
+                f"{piece!r} is not a key: write keys as a.b[0].c (for example "
+                "defects[0].params.width)",
+                file=file,
+                key=key,
+            )
+        parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return parts
+
+
+def apply_overrides(
+    data: Any, overrides: Sequence[tuple[str, Any]], *, file: str = "command line"
+) -> Any:
+    """The recipe data with each (key path, value) set, in order (a copy; ``data`` is not
+    changed). Mappings on the way are created; a list index must exist or be the next one
+    (append). ``samples`` replaces ``variants`` and the other way round. The result is then
+    validated like any recipe, so errors name the same key paths."""
+    import copy
+
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        return data  # parse_recipe says what is wrong with it
+    out: Any = copy.deepcopy(dict(data))
+    for key, value in overrides:
+        parts = _key_parts(key, file)
+        cur: Any = out
+        for i, part in enumerate(parts):
+            where = _key_text(parts[: i + 1])
+            if isinstance(part, int):
+                if not isinstance(cur, list):
+                    raise RecipeError(
+                        f"{_key_text(parts[:i])} is not a list", file=file, key=where
+                    )
+                if part > len(cur):
+                    raise RecipeError(
+                        f"the list has {len(cur)} entries: use an index from 0 to {len(cur)} "
+                        f"({len(cur)} appends one)",
+                        file=file,
+                        key=where,
+                    )
+                if part == len(cur):
+                    cur.append(None)
+            elif not isinstance(cur, dict):
+                raise RecipeError(
+                    f"{_key_text(parts[:i])} is not a mapping", file=file, key=where
+                )
+            if i == len(parts) - 1:
+                cur[part] = value
+                break
+            nxt = parts[i + 1]
+            child = cur[part] if isinstance(part, int) or part in cur else None
+            if isinstance(child, str) and not isinstance(nxt, int):
+                child = {"generator": child}  # defects: [scratch] -> a full entry
+            if child is None:
+                child = [] if isinstance(nxt, int) else {}
+            cur[part] = child
+            cur = child
+        if parts == ["samples"]:
+            out.pop("variants", None)
+        elif parts == ["variants"]:
+            out.pop("samples", None)
+    return out
+
+
+def _key_text(parts: Sequence[str | int]) -> str:
+    text = ""
+    for p in parts:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else p)
+    return text
+
+
+def recipe_from_flags(
+    *,
+    images: str | None,
+    defects: Sequence[str] = (),
+    overrides: Sequence[tuple[str, Any]] = (),
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
+) -> Recipe:
+    """A recipe made on the command line (``generate --images DIR --defects a,b``), with
+    the working directory as its folder; the images folder the user named is allowed."""
+    data: dict[str, Any] = {}
+    if images is not None:
+        data["inputs"] = {"images": images}
+    if defects:
+        data["defects"] = list(defects)
+    data = apply_overrides(data, overrides, file="command line")
+    extra = [*allow_paths, *([os.path.abspath(os.path.expanduser(images))] if images else [])]
+    return parse_recipe(data, file="command line", base_dir=os.getcwd(), allow_paths=extra)
 
 
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(MASK_FIELDS) + r")\}")

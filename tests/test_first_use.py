@@ -472,3 +472,69 @@ def test_samples_spreads_a_total_over_the_sources(tmp_path: Path, host: PluginHo
     with pytest.raises(RecipeError, match=r"samples: give either samples .* or variants"):
         read_recipe(both)
     assert "samples" not in load_recipe(write_recipe(tmp_path, name="v.yaml"), host=host).to_dict()
+
+
+# -- 7. generation from flags and key=value overrides ---------------------------------------
+
+
+def test_generate_from_flags_without_a_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_inputs(tmp_path, n=3)
+    res = CliRunner().invoke(cli, [
+        "--plugin-dir", str(PLUGINS), "generate", "--images", "images", "--defects", "blob",
+        "--samples", "7", "--formats", "yolo", "-o", "out", "--no-progress", "-j", "1",
+    ])
+    assert res.exit_code == 0, res.output
+    assert "wrote 7 samples" in res.output
+    assert (tmp_path / "out" / "data.yaml").exists() and not (tmp_path / "out" / "voc").exists()
+    assert validate_dataset(tmp_path / "out").ok
+    info = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert info["recipe"]["samples"] == 7 and info["recipe"]["output"]["formats"] == ["yolo"]
+    # the same command with --resume finishes it (nothing left)
+    res = CliRunner().invoke(cli, [
+        "--plugin-dir", str(PLUGINS), "generate", "--images", "images", "--defects", "blob",
+        "--samples", "7", "--formats", "yolo", "-o", "out", "--no-progress", "--resume",
+    ])
+    assert res.exit_code == 0 and "nothing left to do" in res.output, res.output
+    bad = CliRunner().invoke(cli, [
+        "--plugin-dir", str(PLUGINS), "generate", "--images", "images", "--defects", "blub",
+        "-o", "out2",
+    ])
+    assert bad.exit_code == 2
+    assert "command line: defects[0].generator: unknown generator 'blub'" in bad.output
+    assert "did you mean 'blob'" in bad.output
+    missing = CliRunner().invoke(cli, ["generate", "-o", "out3"])
+    assert missing.exit_code == 2 and "--images DIR and --defects" in missing.output
+
+
+def test_key_value_overrides_are_validated_like_the_recipe(tmp_path: Path) -> None:
+    make_inputs(tmp_path, n=2)
+    path = write_recipe(tmp_path, output={"formats": ["coco"]})
+    runner = CliRunner()
+    base = ["generate", str(path), "--no-progress", "-j", "1"]
+    res = runner.invoke(cli, [*base, "variants=2", "defects[0].params.radius=[3,4]",
+                              "split={train: 1.0}", "-o", str(tmp_path / "ds")])
+    assert res.exit_code == 0, res.output
+    records = list(iter_records(tmp_path / "ds"))
+    assert len(records) == 4 and {r["split"] for r in records} == {"train"}
+    radii = [a["params"]["radius"] for r in records for a in r["annotations"]
+             if a["category"] == "blob"]
+    assert radii and all(3 <= v <= 4 for v in radii)
+    for args, message in [
+        (["variants=0"], "recipe.yaml: variants: 0 is below the minimum 1"),
+        (["defects[0].params.radiuss=3"],
+         "recipe.yaml: defects[0].params.radiuss: unknown parameter of generator 'blob'"),
+        (["defects[5].weight=1"], "recipe.yaml: defects[5]: the list has 2 entries"),
+        (["variant=3"], "recipe.yaml: variant: unknown key 'variant' (did you mean 'variants'"),
+        (["instances=[1,"], "recipe.yaml: instances: the value '[1,' is not valid YAML"),
+    ]:
+        res = runner.invoke(cli, [*base, *args, "-o", str(tmp_path / "x")])
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.output, (args, res.output)
+    res = runner.invoke(cli, [*base, "oops", "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "KEY=VALUE overrides" in res.output
+    # samples replaces variants, and the other way round
+    res = runner.invoke(cli, [*base, "samples=3", "-o", str(tmp_path / "s")])
+    assert res.exit_code == 0 and "wrote 3 samples" in res.output, res.output
