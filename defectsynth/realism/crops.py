@@ -29,14 +29,9 @@ import cv2
 import numpy as np
 
 from ..sample import Sample
-from ..transplant.extract import mask_from_box, mask_from_label, polygon_mask
-from ..transplant.sources import (
-    SourceDefect,
-    SourceError,
-    decode_coco_rle,
-    read_index_mask,
-    read_source,
-)
+from ..transplant.extract import mask_from_box
+from ..transplant.library import label_mask
+from ..transplant.sources import SourceDefect, SourceError, read_source
 from .maskfolder import MaskDefect, read_mask_folder
 
 F32 = np.float32
@@ -279,21 +274,7 @@ def _label_mask(
         return d.mask_in(shape)
     if not d.has_mask:
         return None
-    if d.polygons:
-        label = polygon_mask(shape, d.polygons)
-    elif d.rle is not None:
-        label = decode_coco_rle(d.rle)
-        if label.shape != shape:
-            raise SourceError(f"RLE size {label.shape} is not the image's {shape}")
-    else:
-        assert d.mask_file is not None
-        if d.mask_file not in cache:
-            cache[d.mask_file] = read_index_mask(base / d.mask_file)
-        index = cache[d.mask_file]
-        if index.shape != shape:
-            raise SourceError(f"{d.mask_file} is {index.shape}, not the image's {shape}")
-        label = index == d.mask_value
-    return mask_from_label(label, d.box)
+    return label_mask(base, d, shape, cache)
 
 
 # -- synthetic defects from samples ------------------------------------------------------------

@@ -312,24 +312,35 @@ def _defect_mask(
             ref_cache[d.reference] = ref
         reference = ref_cache[d.reference]
     if d.has_mask:
-        if d.polygons:
-            label = polygon_mask((h, w), d.polygons)
-        elif d.rle is not None:
-            label = decode_coco_rle(d.rle)
-            if label.shape != (h, w):
-                raise SourceError(f"RLE size {label.shape} is not the image's {(h, w)}")
-        else:
-            assert d.mask_file is not None
-            if d.mask_file not in masks_cache:
-                masks_cache[d.mask_file] = read_index_mask(base / d.mask_file)
-            index = masks_cache[d.mask_file]
-            if index.shape != (h, w):
-                raise SourceError(f"{d.mask_file} is {index.shape}, not the image's {(h, w)}")
-            label = index == d.mask_value
-        return mask_from_label(label, d.box), "label", reference
+        return label_mask(base, d, (h, w), masks_cache), "label", reference
     if reference is not None:
         return mask_from_reference(image, reference, d.box), "reference", reference
     return mask_from_box(image, d.box), "box", None
+
+
+def label_mask(
+    base: Path, d: SourceDefect, shape: tuple[int, int], cache: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The full-size mask a defect's label gives (polygons, RLE or a VOC instance PNG,
+    read once per file through ``cache``), limited to its box.
+
+    :raises SourceError: the label's mask is not the image's size.
+    """
+    if d.polygons:
+        label = polygon_mask(shape, d.polygons)
+    elif d.rle is not None:
+        label = decode_coco_rle(d.rle)
+        if label.shape != shape:
+            raise SourceError(f"RLE size {label.shape} is not the image's {shape}")
+    else:
+        assert d.mask_file is not None
+        if d.mask_file not in cache:
+            cache[d.mask_file] = read_index_mask(base / d.mask_file)
+        index = cache[d.mask_file]
+        if index.shape != shape:
+            raise SourceError(f"{d.mask_file} is {index.shape}, not the image's {shape}")
+        label = index == d.mask_value
+    return mask_from_label(label, d.box)
 
 
 def _entry(
