@@ -154,6 +154,7 @@ def describe_cmd(ctx: click.Context, generator: str, as_json: bool) -> None:
                 "allowed": describe_range(f),
                 "varies": list(info.vary) if info.vary is not None else None,
                 "doc": info.doc,
+                "size": info.size,
             }
         )
     doc = (cls.__doc__ or "").strip()
@@ -192,6 +193,8 @@ def describe_cmd(ctx: click.Context, generator: str, as_json: bool) -> None:
         click.echo("  (none)")
     for r in rows:
         varies = f"; varies {r['varies']} by default" if r["varies"] is not None else ""
+        if r["size"]:
+            varies += f"; a size, scaled by the recipe's scale (tuned for {cls.reference_size} px)"
         click.echo(
             f"  {r['name']} ({r['type']}, default {r['default']!r}, allowed {r['allowed']}{varies})"
         )
@@ -355,6 +358,11 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
     help="Output formats, comma-separated (coco, yolo, yolo-seg, voc, anomaly).",
 )
 @click.option(
+    "--scale", "scale", default=None, metavar="auto|FLOAT",
+    help="Scale the generators' sizes (the recipe key scale): auto = by the image's "
+    "shorter side over the size they were tuned for (512 px).",
+)
+@click.option(
     "-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset folder."
 )
 @click.option(
@@ -413,6 +421,7 @@ def generate_cmd(
     defects: str | None,
     total: int | None,
     formats: str | None,
+    scale: str | None,
     out: str,
     workers: int | None,
     resume: bool,
@@ -476,8 +485,10 @@ def generate_cmd(
         flags.append(("samples", total))
     if formats is not None:
         flags.append(("output.formats", [f.strip() for f in formats.split(",") if f.strip()]))
+    if scale is not None:
+        flags.append(("scale", _scale_value(scale)))
     for flag, value in (("--images", images), ("--defects", defects), ("--formats", formats),
-                        ("--samples", total)):
+                        ("--samples", total), ("--scale", scale)):
         if value is not None:
             more[:0] = [flag, str(value)]
     rec, host = _load_recipe(ctx, recipe, seed, overrides, flags, images, names)
@@ -564,6 +575,14 @@ def generate_cmd(
         ctx.exit(1)
 
 
+def _scale_value(text: str) -> Any:
+    """``--scale``: "auto" or a number, checked later like the recipe key."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
     """(recipe file or None, KEY=VALUE overrides) from generate's arguments."""
     rest = list(args)
@@ -596,9 +615,19 @@ def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 @click.option(
     "--cell", type=click.IntRange(min=32), default=256, show_default=True, help="Tile px."
 )
+@click.option(
+    "--scale", "scale", default=None, metavar="auto|FLOAT",
+    help="Scale the generators' sizes (the recipe key scale).",
+)
 @click.pass_context
 def preview_cmd(
-    ctx: click.Context, recipe: str, out: str, count: int, seed: int | None, cell: int
+    ctx: click.Context,
+    recipe: str,
+    out: str,
+    count: int,
+    seed: int | None,
+    cell: int,
+    scale: str | None,
 ) -> None:
     """Draw a contact sheet of N samples with masks and boxes; no dataset is written.
 
@@ -614,7 +643,8 @@ def preview_cmd(
     from .run import contact_sheet
     from .writing import atomic_write_bytes
 
-    rec, host = _load_recipe(ctx, recipe, seed)
+    flags = [("scale", _scale_value(scale))] if scale is not None else []
+    rec, host = _load_recipe(ctx, recipe, seed, flags=flags)
     try:
         sheet, skipped = contact_sheet(rec, count, host=host, cell=cell)
     except RecipeError as exc:

@@ -29,6 +29,9 @@ class ParamInfo:
     choices: tuple[Any, ...] | None = None
     vary: tuple[Any, Any] | tuple[Any, ...] | None = None
     doc: str = ""
+    #: a length in pixels, tuned for images of the generator's ``reference_size``:
+    #: a recipe's ``scale`` multiplies it
+    size: bool = False
 
 
 def param(
@@ -39,6 +42,7 @@ def param(
     choices: Sequence[Any] | None = None,
     vary: Sequence[Any] | None = None,
     doc: str = "",
+    size: bool = False,
 ) -> Any:
     """Declare one field of a generator's ``Params`` dataclass.
 
@@ -49,6 +53,9 @@ def param(
     :param vary: what a recipe that does not mention the field draws from: a ``(lo, hi)``
         range for numeric fields or a list of choices. ``None`` means the default is fixed.
     :param doc: one line for ``defectsynth describe``.
+    :param size: the field is a length in pixels (a radius, a width), tuned for images
+        whose shorter side is the generator's ``reference_size``; a recipe's ``scale``
+        (``auto``: the image's shorter side / ``reference_size``) multiplies it.
     """
     info = ParamInfo(
         lo=lo,
@@ -56,6 +63,7 @@ def param(
         choices=tuple(choices) if choices is not None else None,
         vary=tuple(vary) if vary is not None else None,
         doc=doc,
+        size=size,
     )
     return dataclasses.field(default=default, metadata={_META_KEY: info})
 
@@ -175,6 +183,10 @@ class DefectGenerator:
     #: names of string ``Params`` fields that hold file or folder paths; a recipe resolves
     #: them relative to the recipe file
     path_params: ClassVar[tuple[str, ...]] = ()
+    #: the shorter image side, in pixels, that the defaults of the size-like parameters
+    #: (``param(..., size=True)``) were tuned for; ``scale: auto`` scales by
+    #: ``min(height, width) / reference_size``
+    reference_size: ClassVar[int] = 512
 
     @dataclass(frozen=True)
     class Params:
@@ -407,6 +419,31 @@ class ParamSpace:
         for fs in self._fields:
             out[fs.name] = fs.values[0] if fs.mode == "fixed" else list(fs.values)
         return out
+
+
+def size_fields(generator: type[DefectGenerator]) -> list[str]:
+    """Names of the size-like fields of a generator's Params (``param(..., size=True)``)."""
+    return [f.name for f in dataclasses.fields(generator.Params) if param_info(f).size]
+
+
+def scale_params(generator: type[DefectGenerator], params: Any, factor: float) -> Any:
+    """``params`` with every size-like field multiplied by ``factor`` and kept inside its
+    allowed range (integers rounded)."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(generator.Params):
+        info = param_info(f)
+        if not info.size:
+            continue
+        value = getattr(params, f.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        scaled: float = value * factor
+        if info.lo is not None:
+            scaled = max(scaled, info.lo)
+        if info.hi is not None:
+            scaled = min(scaled, info.hi)
+        changes[f.name] = round(scaled) if isinstance(value, int) else float(scaled)
+    return dataclasses.replace(params, **changes) if changes else params
 
 
 def params_from_dict(generator: type[DefectGenerator], values: Mapping[str, Any]) -> Any:

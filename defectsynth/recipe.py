@@ -109,6 +109,8 @@ class Recipe:
     max_generator_failures: int = DEFAULT_MAX_GENERATOR_FAILURES
     #: a total number of samples spread evenly over the sources (instead of ``variants``)
     samples: int | None = None
+    #: "auto" or a factor for the generators' size-like parameters; None: as declared
+    scale: float | str | None = None
     base_dir: str = "."
     file: str = "<recipe>"
     #: folders the recipe's paths may point into (see :func:`allowed_roots`); empty: the
@@ -171,8 +173,13 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         """The normalized recipe (every key, defaults filled in), as stored in dataset.json.
-        ``samples`` is there only when the recipe gives it."""
-        return ({"samples": self.samples} if self.samples is not None else {}) | {
+        ``samples`` and ``scale`` are there only when the recipe gives them."""
+        extra: dict[str, Any] = {}
+        if self.samples is not None:
+            extra["samples"] = self.samples
+        if self.scale is not None:
+            extra["scale"] = self.scale
+        return extra | {
             "seed": self.seed,
             "plugin_dirs": list(self.plugin_dirs),
             "inputs": {
@@ -319,6 +326,7 @@ class Recipe:
                 max_attempts=self.placement.max_attempts,
                 host=h,
                 on_failure=on_failure,
+                scale=self.scale,
             )
         except (ValueError, DefectsynthError) as exc:
             raise self.error("defects", str(exc)) from None
@@ -557,6 +565,7 @@ _TOP_KEYS = (
     "gate",
     "max_generator_failures",
     "samples",
+    "scale",
 )
 
 
@@ -715,6 +724,17 @@ def parse_recipe(
                 "source), not both",
             )
         samples = r.integer(top["samples"], "samples", lo=1, hi=MAX_VARIANTS * 1000)
+    scale: float | str | None = None
+    if top.get("scale") is not None:
+        raw_scale = top["scale"]
+        if isinstance(raw_scale, str) and raw_scale.strip().lower() == "auto":
+            scale = "auto"
+        elif isinstance(raw_scale, str):
+            raise r.fail(
+                "scale", f"{_short(repr(raw_scale))} is not 'auto' or a number (e.g. 2.5)"
+            )
+        else:
+            scale = r.number(raw_scale, "scale", lo=0.01, hi=100.0)
 
     raw_inst = top.get("instances", [1, 3])
     if isinstance(raw_inst, list):
@@ -833,6 +853,7 @@ def parse_recipe(
         plugin_dirs=plugin_dirs,
         max_generator_failures=max_failures,
         samples=samples,
+        scale=scale,
         base_dir=str(Path(base_dir).absolute()),
         file=file,
         allowed=allowed_roots(base_dir, allow_paths),

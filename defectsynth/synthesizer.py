@@ -23,7 +23,7 @@ import numpy as np
 
 from .compose import alpha_blend, change_map, check_layer, check_pixels, poisson_blend
 from .errors import GeneratorFailure, InputImageError, did_you_mean
-from .generator import BLEND_MODES, DefectGenerator, Light, ParamSpace, Region
+from .generator import BLEND_MODES, DefectGenerator, Light, ParamSpace, Region, scale_params
 from .placement import CentreSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
 
@@ -148,6 +148,7 @@ class Synthesizer:
         light_elevation: tuple[float, float] = (25.0, 65.0),
         host: Any = None,
         on_failure: str = "raise",
+        scale: float | str | None = None,
     ) -> None:
         if host is None:
             from .plugins import get_host
@@ -201,6 +202,15 @@ class Synthesizer:
         if on_failure not in ("raise", "reject"):
             raise ValueError(f"on_failure must be 'raise' or 'reject', got {on_failure!r}")
         self.on_failure = on_failure
+        if scale is not None and scale != "auto":
+            if isinstance(scale, bool) or not isinstance(scale, int | float) or not (
+                math.isfinite(scale) and scale > 0
+            ):
+                raise ValueError(f"scale must be 'auto' or a number > 0, got {scale!r}")
+            scale = float(scale)
+        #: size-like parameters (``param(..., size=True)``) are multiplied by this, or by
+        #: the image's shorter side / the generator's ``reference_size`` for "auto"
+        self.scale = scale
         #: source path -> its product mask file, set by Recipe.synthesizer when the
         #: recipe's ``product_mask`` is a file pattern (applied by ``apply(source=...)``)
         self.mask_for_source: Callable[[str], Any] | None = None
@@ -401,6 +411,16 @@ class Synthesizer:
         name = type(gen).name
         grng = np.random.default_rng(inst_seed)
         params = prep.space.draw(grng)
+        if self.scale is not None:
+            H0, W0 = out.shape[:2]
+            cls = type(gen)
+            factor = (
+                min(H0, W0) / float(getattr(cls, "reference_size", 512) or 512)
+                if self.scale == "auto"
+                else float(self.scale)
+            )
+            if factor != 1.0:
+                params = scale_params(cls, params, factor)
         try:
             ext = gen.extent(params, grng)
             eh, ew = (int(v) for v in ext)

@@ -538,3 +538,67 @@ def test_key_value_overrides_are_validated_like_the_recipe(tmp_path: Path) -> No
     # samples replaces variants, and the other way round
     res = runner.invoke(cli, [*base, "samples=3", "-o", str(tmp_path / "s")])
     assert res.exit_code == 0 and "wrote 3 samples" in res.output, res.output
+
+
+# -- 9. scale: auto | FLOAT -------------------------------------------------------------------
+
+SIZED = ("scratch", "dent", "crack", "pit", "stain", "discoloration")
+
+
+@pytest.mark.parametrize("name", SIZED)
+def test_scale_auto_multiplies_the_size_parameters(name: str) -> None:
+    """On an image twice the reference size, ``scale: auto`` doubles every size-like
+    parameter of the same draw (within its allowed range); nothing else changes."""
+    import dataclasses
+
+    from defectsynth import Synthesizer
+    from defectsynth.generator import param_info, size_fields
+
+    cls = _BUILTIN_HOST.generator(name)
+    sized = size_fields(cls)
+    assert sized, f"{name} declares no size-like parameter"
+    image = cv2.imread(str(FIXTURES / "images" / "brushed_metal.png"))
+    big = cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2))
+    factor = min(big.shape[:2]) / cls.reference_size
+    plain = Synthesizer([{"generator": name}], instances=(2, 2), host=_BUILTIN_HOST)
+    auto = Synthesizer([{"generator": name}], instances=(2, 2), host=_BUILTIN_HOST,
+                       scale="auto")
+    fields = {f.name: param_info(f) for f in dataclasses.fields(cls.Params)}
+    compared = 0
+    for seed in range(4):
+        a = plain(big, seed=seed).annotations
+        b = auto(big, seed=seed).annotations
+        for x, y in zip(a, b):
+            if x.seed != y.seed:
+                continue  # a redraw went another way
+            for key, value in x.params.items():
+                if key in sized:
+                    info = fields[key]
+                    want = min(max(value * factor, info.lo or 0.0), info.hi or float("inf"))
+                    assert y.params[key] == pytest.approx(want, rel=1e-6, abs=0.5), key
+                else:
+                    assert y.params[key] == value, key
+            compared += 1
+    assert compared
+
+
+def test_scale_in_the_recipe_and_on_the_command_line(tmp_path: Path, host: PluginHost) -> None:
+    from defectsynth.errors import RecipeError
+    from defectsynth.recipe import read_recipe
+
+    make_inputs(tmp_path, n=1)
+    assert read_recipe(write_recipe(tmp_path, scale="auto")).scale == "auto"
+    assert read_recipe(write_recipe(tmp_path, scale=2.5)).scale == 2.5
+    assert "scale" not in read_recipe(write_recipe(tmp_path)).to_dict()
+    with pytest.raises(RecipeError, match=r"scale: 'big' is not 'auto' or a number"):
+        read_recipe(write_recipe(tmp_path, scale="big"))
+    with pytest.raises(RecipeError, match=r"scale: 0 is below the minimum 0.01"):
+        read_recipe(write_recipe(tmp_path, scale=0))
+    path = write_recipe(tmp_path, output={"formats": ["coco"]})
+    res = CliRunner().invoke(cli, ["generate", str(path), "--scale", "auto", "-o",
+                                   str(tmp_path / "ds"), "--no-progress", "-j", "1"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert info["recipe"]["scale"] == "auto"
+    res = CliRunner().invoke(cli, ["describe", "scratch"])
+    assert "a size, scaled by the recipe's scale" in res.output

@@ -36,13 +36,13 @@ class CrackGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         length: float = param(
-            90.0, lo=10.0, hi=1000.0, vary=(40.0, 170.0), doc="tip-to-tip length in px"
+            90.0, lo=10.0, hi=1000.0, vary=(40.0, 170.0), size=True, doc="tip-to-tip length in px"
         )
         angle: float = param(
             0.0, lo=0.0, hi=180.0, vary=(0.0, 180.0), doc="overall direction, degrees"
         )
         width: float = param(
-            1.1, lo=0.3, hi=8.0, vary=(0.55, 1.6), doc="opening at the origin in px"
+            1.1, lo=0.3, hi=8.0, vary=(0.55, 1.6), size=True, doc="opening at the origin in px"
         )
         jaggedness: float = param(
             0.5, lo=0.0, hi=1.0, vary=(0.3, 0.85), doc="how much each step turns"

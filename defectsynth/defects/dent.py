@@ -45,7 +45,7 @@ class DentGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         radius: float = param(
-            22.0, lo=3.0, hi=300.0, vary=(10.0, 38.0), doc="semi-major axis in px"
+            22.0, lo=3.0, hi=300.0, vary=(10.0, 38.0), size=True, doc="semi-major axis in px"
         )
         aspect: float = param(
             0.8, lo=0.15, hi=1.0, vary=(0.45, 1.0), doc="semi-minor / semi-major axis"

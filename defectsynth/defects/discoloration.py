@@ -55,7 +55,7 @@ class DiscolorationGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         size: float = param(
-            40.0, lo=6.0, hi=400.0, vary=(22.0, 70.0), doc="radius of the patch in px"
+            40.0, lo=6.0, hi=400.0, vary=(22.0, 70.0), size=True, doc="radius of the patch in px"
         )
         aspect: float = param(
             0.75, lo=0.2, hi=1.0, vary=(0.45, 1.0), doc="minor / major axis of the outline"

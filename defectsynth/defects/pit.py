@@ -41,11 +41,17 @@ class PitGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         count: int = param(1, lo=1, hi=60, vary=(1, 9), doc="number of pits")
-        radius: float = param(3.5, lo=1.0, hi=40.0, vary=(2.0, 5.5), doc="typical pit radius in px")
+        radius: float = param(
+            3.5, lo=1.0, hi=40.0, vary=(2.0, 5.5), size=True,
+            doc="typical pit radius in px"
+        )
         size_variation: float = param(
             0.35, lo=0.0, hi=0.9, vary=(0.2, 0.6), doc="spread of radii within a cluster"
         )
-        spread: float = param(14.0, lo=2.0, hi=200.0, vary=(8.0, 28.0), doc="cluster radius in px")
+        spread: float = param(
+            14.0, lo=2.0, hi=200.0, vary=(8.0, 28.0), size=True,
+            doc="cluster radius in px"
+        )
         depth: float = param(0.9, lo=0.1, hi=3.0, vary=(0.5, 1.4), doc="depth / radius of each pit")
         rim: float = param(0.15, lo=0.0, hi=0.6, vary=(0.0, 0.35), doc="height of the rim / depth")
         darkness: float = param(

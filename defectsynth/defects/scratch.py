@@ -49,13 +49,14 @@ class ScratchGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         length: float = param(
-            120.0, lo=8.0, hi=1200.0, vary=(50.0, 220.0), doc="length of the stroke in px"
+            120.0, lo=8.0, hi=1200.0, vary=(50.0, 220.0), size=True,
+            doc="length of the stroke in px"
         )
         angle: float = param(
             0.0, lo=0.0, hi=180.0, vary=(0.0, 180.0), doc="direction of the stroke, degrees"
         )
         width: float = param(
-            1.8, lo=0.5, hi=16.0, vary=(1.1, 2.8), doc="groove width in px where widest"
+            1.8, lo=0.5, hi=16.0, vary=(1.1, 2.8), size=True, doc="groove width in px where widest"
         )
         depth: float = param(
             0.7, lo=0.05, hi=3.0, vary=(0.35, 1.1), doc="wall slope (depth / half-width)"
@@ -76,7 +77,8 @@ class ScratchGenerator(DefectGenerator):
             0, lo=0, hi=24, vary=(0, 3), doc="parallel fine scratches alongside"
         )
         spread: float = param(
-            8.0, lo=1.0, hi=60.0, vary=(3.0, 14.0), doc="how far micro-scratches stray, px"
+            8.0, lo=1.0, hi=60.0, vary=(3.0, 14.0), size=True,
+            doc="how far micro-scratches stray, px"
         )
         gloss: float = param(
             0.5, lo=0.0, hi=1.0, vary=(0.25, 0.8), doc="strength of the walls' glints"

@@ -65,7 +65,8 @@ class StainGenerator(DefectGenerator):
             "water", choices=SUBSTANCES, vary=SUBSTANCES, doc="what it is (sets its colour)"
         )
         size: float = param(
-            18.0, lo=3.0, hi=250.0, vary=(9.0, 32.0), doc="radius of the spot / drop in px"
+            18.0, lo=3.0, hi=250.0, vary=(9.0, 32.0), size=True,
+            doc="radius of the spot / drop in px"
         )
         opacity: float = param(
             0.6, lo=0.05, hi=1.0, vary=(0.35, 0.85), doc="thickness of the deposit"
