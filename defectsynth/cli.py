@@ -77,6 +77,7 @@ def cli(
 
     \b
     Typical session:
+      defectsynth init photos/ -o recipe.yaml  # a commented starter recipe
       defectsynth plugins                      # what generators and formats exist
       defectsynth describe scratch             # a generator's parameters
       defectsynth preview recipe.yaml -o sheet.png   # look before a long run
@@ -665,6 +666,62 @@ def preview_cmd(
         raise click.ClickException("could not encode the contact sheet")
     atomic_write_bytes(out, buf.tobytes())
     click.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)")
+
+
+@cli.command("init")
+@click.argument("images", default=".", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "-o", "--out", default="recipe.yaml", show_default=True, type=click.Path(dir_okay=False),
+    help="Recipe file to write.",
+)
+@click.option("--force", is_flag=True, help="Replace the recipe file if it exists.")
+@click.pass_context
+def init_cmd(ctx: click.Context, images: str, out: str, force: bool) -> None:
+    """Write a commented starter recipe for the images in IMAGES (default: here).
+
+    It looks at a few of the images to guess the product mask (auto when the product
+    stands on a plain background, else full), the defect sizes (scale: auto when the
+    images are far from the 512 px the generators were tuned for), the number of samples
+    and the splits, proposes defect types, and prints the next three commands:
+
+    \b
+      defectsynth init photos/ -o recipe.yaml
+    """
+    from pathlib import Path
+
+    from .errors import RecipeError
+    from .recipe import load_recipe
+    from .starter import starter_recipe
+    from .writing import atomic_write_text
+
+    if Path(out).exists() and not force:
+        click.echo(f"error: {out} exists; pass --force to replace it, or -o another file",
+                   err=True)
+        ctx.exit(1)
+    host = _host(ctx)
+    try:
+        start = starter_recipe(images, out, host)
+    except RecipeError as exc:
+        click.echo(f"error: {exc.detail}", err=True)
+        ctx.exit(2)
+    atomic_write_text(out, start.text)
+    load_recipe(out, host=host)  # what init writes must be a valid recipe
+    click.echo(
+        f"wrote {out} for {start.images} image(s) (looked at {start.looked_at}: about "
+        f"{start.shorter_side} px on the shorter side; product_mask {start.product_mask}; "
+        f"{'scale auto; ' if start.scale else ''}{start.samples} samples; defects "
+        f"{', '.join(start.generators)})"
+    )
+    folder = Path(images).absolute()
+    inside = folder == Path(out).absolute().parent or folder in Path(out).absolute().parents
+    sheet = "../sheet.png" if inside else "sheet.png"
+    click.echo("next:")
+    for command, why in (
+        (f"defectsynth preview {out} -o {sheet}", "look before a long run"),
+        (f"defectsynth generate {out} -o out/", "the dataset"),
+        ("defectsynth validate out/", "check every format"),
+    ):
+        click.echo(f"  {command:<48} # {why}")
 
 
 @cli.command("validate")

@@ -602,3 +602,62 @@ def test_scale_in_the_recipe_and_on_the_command_line(tmp_path: Path, host: Plugi
     assert info["recipe"]["scale"] == "auto"
     res = CliRunner().invoke(cli, ["describe", "scratch"])
     assert "a size, scaled by the recipe's scale" in res.output
+
+
+# -- 6. defectsynth init ------------------------------------------------------------------------
+
+
+def _photos(root: Path, n: int, size: tuple[int, int], plain_background: bool) -> Path:
+    rng = np.random.default_rng(3)
+    root.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    for i in range(n):
+        base = rng.integers(90, 160, size=(h // 16 + 1, w // 16 + 1, 3)).astype(np.uint8)
+        img = cv2.resize(base, (w, h), interpolation=cv2.INTER_LINEAR)
+        if plain_background:
+            canvas = np.full_like(img, 20)
+            canvas[h // 5 : h - h // 5, w // 5 : w - w // 5] = img[h // 5 : h - h // 5,
+                                                                 w // 5 : w - w // 5]
+            img = canvas
+        cv2.imwrite(str(root / f"part{i}.png"), img)
+    return root
+
+
+def test_init_writes_a_starter_recipe_that_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _photos(tmp_path / "photos", 5, (1200, 1500), plain_background=True)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["init", "photos", "-o", "recipe.yaml"])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "recipe.yaml").read_text()
+    data = yaml.safe_load(text)
+    assert data["inputs"] == {"images": "photos", "product_mask": "auto"}
+    assert data["scale"] == "auto"  # 1200 px images, sizes tuned for 512
+    assert [d["generator"] for d in data["defects"]][:2] == ["scratch", "dent"]
+    assert text.count("#") > 15  # commented
+    assert "next:" in res.output
+    for command in ("defectsynth preview recipe.yaml", "defectsynth generate recipe.yaml -o out/",
+                    "defectsynth validate out/"):
+        assert command in res.output
+    again = runner.invoke(cli, ["init", "photos", "-o", "recipe.yaml"])
+    assert again.exit_code == 1 and "--force" in again.output
+    res = runner.invoke(cli, ["generate", "recipe.yaml", "-o", "out", "--limit", "3",
+                              "--no-progress", "-j", "1", "--formats", "coco"])
+    assert res.exit_code == 0, res.output
+
+
+def test_init_chooses_full_and_no_scale_for_full_frame_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _photos(tmp_path / "shots", 3, (480, 640), plain_background=False)
+    res = CliRunner().invoke(cli, ["init", "shots", "-o", "r.yaml"])
+    assert res.exit_code == 0, res.output
+    data = yaml.safe_load((tmp_path / "r.yaml").read_text())
+    assert data["inputs"]["product_mask"] == "full"
+    assert "scale" not in data
+    (tmp_path / "empty").mkdir()
+    res = CliRunner().invoke(cli, ["init", "empty", "-o", "e.yaml"])
+    assert res.exit_code == 2 and "no image file in 'empty'" in res.output
