@@ -4,7 +4,8 @@ For each real category:
 
 1. **Which generator.** Every candidate (all registered generators but ``transplant``,
    or the one ``mapping`` names) renders defects with its default ranges on the clean
-   images; the one whose defects score closest to the real ones is kept.
+   images; the two whose defects score closest to the real ones get one search round
+   each (below), and the one that scores best after it is kept.
 2. **Which ranges.** The classifier of the score is also a density-ratio estimator: its
    odds ``P(real | x) / P(synthetic | x)`` say how much more often a defect that looks
    like ``x`` occurs among the real ones. Each round draws defects from widened ranges
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 
 TRANSPLANT_SHARE = 0.5
 DEFAULT_ROUNDS = 3
+FINALISTS = 2  # generators that get a trial round before one is chosen
 HOPELESS = 0.97  # a category whose best generator still scores this high is not approached
 DRAWS = 300  # defects drawn per search round
 CORRECTIONS = 2  # indirect-inference steps after each round's estimate
@@ -66,7 +68,8 @@ class CategoryFit:
 
     ``score_before``: held-out score of the chosen generator with its default ranges;
     ``score_after``: held-out score of the fitted ranges; ``candidates``: every
-    generator's score with its defaults (against all of the category's real defects).
+    generator's score with its defaults (against all of the category's real defects);
+    ``candidates_fitted``: the finalists' scores after one search round.
     """
 
     category: str
@@ -77,6 +80,7 @@ class CategoryFit:
     score_before: float = math.nan
     score_after: float = math.nan
     candidates: dict[str, float] = field(default_factory=dict)
+    candidates_fitted: dict[str, float] = field(default_factory=dict)
     rounds: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -420,7 +424,7 @@ def _fit_category(
     trial = _Trial(images, host, gray, box_only, n_syn, seed)
     k = max(2, min(folds, len({*groups})))
     fold_idx = _folds(crops, k, seed)
-    steps = (0 if forced else len(candidates)) + k * rounds + 1
+    steps = (0 if forced else len(candidates) + FINALISTS) + k * rounds + 1
     done = 0
 
     def tick(what: str) -> None:
@@ -444,7 +448,20 @@ def _fit_category(
             cf.notes.append("no candidate generator rendered a visible defect")
             result.warnings.append(f"category {cat!r}: {cf.notes[-1]}")
             return
-        chosen = min(cf.candidates, key=lambda g: (cf.candidates[g], g))
+        ranked = sorted(cf.candidates, key=lambda g: (cf.candidates[g], g))
+        chosen = ranked[0]
+        if rounds > 0 and len(ranked) > 1:
+            # a generator whose defaults are further off may fit better: the best
+            # FINALISTS get one search round on every shot, and the best after it wins
+            after_one = {}
+            for g in ranked[:FINALISTS]:
+                _, after_one[g], _ = _search(
+                    Proposal(host.generator(g)), trial, g, cat, real_x, groups, 1, seed,
+                    deadline, lambda: None,
+                )
+                tick(f"trying {g} fitted")
+            cf.candidates_fitted = after_one
+            chosen = min(after_one, key=lambda g: (after_one[g], g))
     cf.generator = chosen
     gen_cls = host.generator(chosen)
 

@@ -89,6 +89,10 @@ def write_fit_report(result: FitResult, path: str | os.PathLike[str]) -> None:
             cands = ", ".join(f"{e(g)} {v:.2f}" for g, v in sorted(cf.candidates.items(),
                                                                    key=lambda kv: kv[1]))
             parts.append(f"<p>generators with default ranges: {cands}</p>")
+        if cf.candidates_fitted:
+            fitted = ", ".join(f"{e(g)} {v:.2f}" for g, v in sorted(
+                cf.candidates_fitted.items(), key=lambda kv: kv[1]))
+            parts.append(f"<p>finalists after one search round: {fitted}</p>")
         parts.append(_feature_table(real, before, after))
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts))
