@@ -44,7 +44,7 @@ class PatchesGenerator(DefectGenerator):
         )
         lobes: int = param(2, lo=1, hi=6, vary=(1, 4), doc="overlapping lobes of the outline")
         darkness: float = param(
-            0.4, lo=-0.8, hi=0.9, vary=(0.25, 0.6), doc="share of light lost (< 0: lighter)"
+            0.5, lo=-0.8, hi=0.9, vary=(0.35, 0.7), doc="share of light lost (< 0: lighter)"
         )
         irregularity: float = param(
             0.5, lo=0.0, hi=1.0, vary=(0.3, 0.75), doc="how ragged the outline is"
@@ -53,10 +53,10 @@ class PatchesGenerator(DefectGenerator):
             0.4, lo=0.03, hi=1.0, vary=(0.25, 0.6), doc="width of the fading edge / radius"
         )
         dulling: float = param(
-            0.65, lo=0.0, hi=1.0, vary=(0.45, 0.9), doc="how much fine texture the layer hides"
+            0.3, lo=0.0, hi=1.0, vary=(0.1, 0.5), doc="how much fine texture the layer hides"
         )
         mottling: float = param(
-            0.3, lo=0.0, hi=1.0, vary=(0.1, 0.5), doc="how much the change varies inside"
+            0.15, lo=0.0, hi=1.0, vary=(0.0, 0.3), doc="how much the change varies inside"
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
@@ -103,13 +103,13 @@ class PatchesGenerator(DefectGenerator):
         soft = params.softness
         q += F32(0.12 * soft) * fringe
         body = F32(1.0) - smoothstep(1.0 - soft, 1.0 + 0.35 * soft, q)
-        body = np.asarray(cv2.GaussianBlur(body, (0, 0), 1.0), dtype=F32)
+        body = np.asarray(cv2.GaussianBlur(body, (0, 0), max(1.0, 0.04 * params.size)), dtype=F32)
         change = body * F32(params.darkness)
         change *= np.clip(F32(1.0) + F32(0.5 * params.mottling) * tone, 0.2, 1.8)
         gain = np.clip(F32(1.0) - change, 0.05, 2.5)
         # a thick, matte layer hides the fine roughness of the steel under it
         pixels = region.pixels
-        smooth = cv2.GaussianBlur(pixels, (0, 0), 1.5)
+        smooth = cv2.GaussianBlur(pixels, (0, 0), 1.0)
         if smooth.ndim == 2:
             smooth = smooth[:, :, None]
         hide = (body * F32(params.dulling))[:, :, None]
