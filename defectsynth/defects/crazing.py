@@ -51,7 +51,7 @@ class CrazingGenerator(DefectGenerator):
             1.6, lo=1.0, hi=4.0, vary=(1.1, 2.4), doc="how much longer cells are along the field"
         )
         completeness: float = param(
-            0.6, lo=0.1, hi=1.0, vary=(0.4, 0.85), doc="share of the network's edges that opened"
+            0.5, lo=0.1, hi=1.0, vary=(0.3, 0.7), doc="share of the network's edges that opened"
         )
         wiggle: float = param(
             0.35, lo=0.0, hi=1.0, vary=(0.15, 0.6), doc="how far cracks wander from straight"
@@ -63,7 +63,7 @@ class CrazingGenerator(DefectGenerator):
             0.5, lo=0.05, hi=4.0, vary=(0.25, 0.8), doc="crack depth in px"
         )
         darkness: float = param(
-            0.45, lo=0.0, hi=1.0, vary=(0.3, 0.6), doc="how little light reaches a crack's floor"
+            0.28, lo=0.0, hi=1.0, vary=(0.15, 0.4), doc="how little light reaches a crack's floor"
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:

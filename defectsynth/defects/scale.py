@@ -38,7 +38,7 @@ class ScaleGenerator(DefectGenerator):
             85.0, lo=8.0, hi=1200.0, vary=(45.0, 150.0), doc="cluster length along rolling, px"
         )
         aspect: float = param(
-            0.7, lo=0.15, hi=1.5, vary=(0.4, 1.2), doc="width / length of the cluster"
+            0.8, lo=0.15, hi=1.5, vary=(0.5, 1.3), doc="width / length of the cluster"
         )
         rolling_angle: float = param(
             90.0, lo=0.0, hi=180.0, vary=(84.0, 96.0), doc="rolling direction, degrees (90 = down)"
@@ -47,19 +47,19 @@ class ScaleGenerator(DefectGenerator):
             0.006, lo=0.0005, hi=0.06, vary=(0.003, 0.01), doc="flakes per square px of the cluster"
         )
         flake_length: float = param(
-            7.0, lo=2.0, hi=60.0, vary=(4.0, 10.0), doc="typical flake length (across rolling), px"
+            8.0, lo=2.0, hi=60.0, vary=(5.0, 12.0), doc="typical flake length (across rolling), px"
         )
         flake_aspect: float = param(
             0.4, lo=0.1, hi=1.0, vary=(0.25, 0.6), doc="flake width / length"
         )
         darkness: float = param(
-            0.22, lo=0.0, hi=0.9, vary=(0.12, 0.32), doc="share of the light the oxide absorbs"
+            0.18, lo=0.0, hi=0.9, vary=(0.1, 0.26), doc="share of the light the oxide absorbs"
         )
         rim: float = param(
             0.4, lo=0.0, hi=1.0, vary=(0.1, 0.7), doc="brightness and height of the raised rims"
         )
         depth: float = param(
-            0.5, lo=0.0, hi=4.0, vary=(0.2, 0.8), doc="depth of a flake's pocket in px"
+            0.35, lo=0.0, hi=4.0, vary=(0.15, 0.6), doc="depth of a flake's pocket in px"
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
