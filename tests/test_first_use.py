@@ -661,3 +661,11 @@ def test_init_chooses_full_and_no_scale_for_full_frame_images(
     (tmp_path / "empty").mkdir()
     res = CliRunner().invoke(cli, ["init", "empty", "-o", "e.yaml"])
     assert res.exit_code == 2 and "no image file in 'empty'" in res.output
+
+
+def test_defect_dataset_takes_its_length_from_samples(tmp_path: Path, host: PluginHost) -> None:
+    from defectsynth.integrations.dataset import DefectDataset
+
+    make_inputs(tmp_path, n=3)
+    recipe = load_recipe(write_recipe(tmp_path, variants=None, samples=7), host=host)
+    assert len(DefectDataset(None, recipe)) == 7

@@ -130,8 +130,8 @@ class DefectDataset:
         the recipe's ``inputs.images`` (and its product-mask pattern).
     :param recipe: a recipe file, a loaded :class:`~defectsynth.recipe.Recipe`, or a
         ready :class:`~defectsynth.Synthesizer`.
-    :param length: number of items; default ``len(sources) * recipe.variants``. Item ``i``
-        uses source ``i % len(sources)``.
+    :param length: number of items; default the recipe's ``samples``, else
+        ``len(sources) * recipe.variants``. Item ``i`` uses source ``i % len(sources)``.
     :param transform: ``transform(image, target) -> (image, target)``, applied last
         (torchvision v2 transforms take exactly this).
     :param defect_fraction: the fraction of items that get defects; the others are clean
@@ -201,7 +201,9 @@ class DefectDataset:
         if not self._sources:
             raise ValueError(f"no source images found in {sources!r}")
         variants = int(self._recipe.variants) if self._recipe is not None else 1
-        self.length = len(self._sources) * variants if length is None else int(length)
+        total = getattr(self._recipe, "samples", None)  # a recipe's samples: N total
+        default = int(total) if total is not None else len(self._sources) * variants
+        self.length = default if length is None else int(length)
         if self.length < 0:
             raise ValueError(f"length must be >= 0, got {length!r}")
 
