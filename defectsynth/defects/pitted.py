@@ -37,7 +37,7 @@ class PittedGenerator(DefectGenerator):
     @dataclass(frozen=True)
     class Params:
         size: float = param(
-            130.0, lo=12.0, hi=1500.0, vary=(70.0, 200.0), doc="length of the pitted area in px"
+            180.0, lo=12.0, hi=1500.0, vary=(120.0, 260.0), doc="length of the pitted area in px"
         )
         aspect: float = param(
             0.75, lo=0.15, hi=1.0, vary=(0.4, 1.0), doc="width / length of the area"
