@@ -215,7 +215,7 @@ def test_patches_with_negative_darkness_are_lighter() -> None:
 
 
 def test_pitted_places_many_separate_pits() -> None:
-    _, layer = render(PittedGenerator, seed=0, size=120.0, density=0.02, radius=1.2)
+    _, layer = render(PittedGenerator, seed=0, size=120.0, cover=0.09, radius=1.2)
     m = (layer.coverage >= 0.5).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
@@ -227,7 +227,7 @@ def test_pitted_pits_are_dark_on_the_side_facing_the_light() -> None:
     # a lone big pit: its wall towards the light faces away from it and falls in shade
     base = np.full((40, 40, 1), 0.5, np.float32)
     gen = PittedGenerator()
-    p = dataclasses.replace(PittedGenerator.Params(), size=14.0, aspect=1.0, density=0.004,
+    p = dataclasses.replace(PittedGenerator.Params(), size=14.0, aspect=1.0, cover=0.2,
                             radius=4.0, size_variation=0.0, elongation=1.0, clustering=0.0)
     light = Light(0.0, 35.0)  # from the right (+x)
     for seed in range(20):
@@ -252,7 +252,7 @@ def test_pitted_pits_are_dark_on_the_side_facing_the_light() -> None:
 def test_scale_flakes_lie_across_rolling_in_a_cluster_along_it() -> None:
     for rolling in (90.0, 0.0):
         base, layer = render(ScaleGenerator, seed=1, rolling_angle=rolling, size=100.0,
-                             aspect=0.5, flake_length=10.0, flake_aspect=0.3, density=0.006)
+                             aspect=0.5, flake_length=10.0, flake_aspect=0.3, crowding=0.6)
         body = luminance(layer.pixels) / luminance(base) < 0.93
         n, lab, stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8))
         assert n - 1 >= 5, f"{n - 1} flakes"
@@ -272,3 +272,21 @@ def test_scale_rims_are_brighter_than_the_flakes() -> None:
     m = layer.coverage >= 0.5
     assert ratio[m].min() < 0.85  # dark oxide
     assert np.percentile(ratio[m], 95) > 1.02  # bright rims
+
+
+@pytest.mark.parametrize("cls", STEEL, ids=lambda c: c.name)
+def test_sizes_scale_with_the_image(cls: type[DefectGenerator]) -> None:
+    """The defaults were tuned on 200-px photos; ``scale: auto`` multiplies the lengths,
+    and the defect then covers about the same share of the (larger) image."""
+    from defectsynth.generator import scale_params, size_fields
+
+    assert cls.reference_size == 200 and size_fields(cls)
+    areas = []
+    for factor in (1.0, 2.0):
+        gen = cls()
+        p = scale_params(cls, cls.Params(), factor)
+        rng = np.random.default_rng(5)
+        h, w = gen.extent(p, rng)
+        layer = gen.render(region(surface((h, w), 1, 5)), p, rng)
+        areas.append(float((layer.coverage >= 0.5).sum()))
+    assert 2.0 <= areas[1] / areas[0] <= 8.0, areas

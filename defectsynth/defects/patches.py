@@ -30,11 +30,13 @@ class PatchesGenerator(DefectGenerator):
 
     name = "patches"
     version = "1"
+    # the defaults were chosen on 200 x 200 photos of steel strip (NEU-DET)
+    reference_size = 200
 
     @dataclass(frozen=True)
     class Params:
         size: float = param(
-            70.0, lo=8.0, hi=1200.0, vary=(40.0, 130.0), doc="length of the patch in px"
+            70.0, lo=8.0, hi=1200.0, vary=(40.0, 130.0), size=True, doc="length of the patch in px"
         )
         aspect: float = param(
             0.65, lo=0.15, hi=1.0, vary=(0.45, 1.0), doc="width / length of the patch"

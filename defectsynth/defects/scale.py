@@ -31,11 +31,14 @@ class ScaleGenerator(DefectGenerator):
 
     name = "scale"
     version = "1"
+    # the defaults were chosen on 200 x 200 photos of steel strip (NEU-DET)
+    reference_size = 200
 
     @dataclass(frozen=True)
     class Params:
         size: float = param(
-            85.0, lo=8.0, hi=1200.0, vary=(45.0, 150.0), doc="cluster length along rolling, px"
+            85.0, lo=8.0, hi=1200.0, vary=(45.0, 150.0), size=True,
+            doc="cluster length along rolling, px"
         )
         aspect: float = param(
             0.8, lo=0.15, hi=1.5, vary=(0.5, 1.3), doc="width / length of the cluster"
@@ -43,11 +46,12 @@ class ScaleGenerator(DefectGenerator):
         rolling_angle: float = param(
             90.0, lo=0.0, hi=180.0, vary=(84.0, 96.0), doc="rolling direction, degrees (90 = down)"
         )
-        density: float = param(
-            0.006, lo=0.0005, hi=0.06, vary=(0.003, 0.01), doc="flakes per square px of the cluster"
+        crowding: float = param(
+            0.4, lo=0.02, hi=3.0, vary=(0.2, 0.8), doc="flakes per flake length squared of cluster"
         )
         flake_length: float = param(
-            8.0, lo=2.0, hi=60.0, vary=(5.0, 12.0), doc="typical flake length (across rolling), px"
+            8.0, lo=2.0, hi=60.0, vary=(5.0, 12.0), size=True,
+            doc="typical flake length (across rolling), px"
         )
         flake_aspect: float = param(
             0.4, lo=0.1, hi=1.0, vary=(0.25, 0.6), doc="flake width / length"
@@ -59,7 +63,7 @@ class ScaleGenerator(DefectGenerator):
             0.4, lo=0.0, hi=1.0, vary=(0.1, 0.7), doc="brightness and height of the raised rims"
         )
         depth: float = param(
-            0.35, lo=0.0, hi=4.0, vary=(0.15, 0.6), doc="depth of a flake's pocket in px"
+            0.35, lo=0.0, hi=4.0, vary=(0.15, 0.6), size=True, doc="depth of a flake's pocket in px"
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
@@ -75,7 +79,9 @@ class ScaleGenerator(DefectGenerator):
         across = np.array([-math.sin(a), math.cos(a)])
         half_l, half_w = params.size / 2, params.size * params.aspect / 2
         area = math.pi * half_l * half_w
-        n = max(3, int(rng.poisson(params.density * area)))
+        # flakes per square px from the crowding: the same look at any scale
+        density = params.crowding / params.flake_length**2
+        n = max(3, int(rng.poisson(density * area)))
         # clumped: a few sub-clusters, flakes scattered around them (Gaussian)
         groups = max(1, int(round(n / 10)))
         gc = rng.uniform(-0.6, 0.6, (groups, 2)) * [half_l, half_w]
