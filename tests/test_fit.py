@@ -307,6 +307,8 @@ def test_a_category_no_generator_approaches_is_warned(tmp_path: Path) -> None:
         assert c.mask is not None
         cv2.imwrite(str(folder / "masks" / f"s{i}.png"), c.mask.astype(np.uint8) * 255)
     result = fit(folder, IMAGES, product_mask=MASKS, generators=["crack"], rounds=0, folds=2)
+    assert any("transplant reads COCO, YOLO or VOC" in w for w in result.warnings)
+    assert [d["generator"] for d in result.recipe.data["defects"]] == ["crack"]
     cf = result.per_category["defect"]
     assert cf.generator == "crack"
     assert cf.score_after >= 0.9

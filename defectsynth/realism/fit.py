@@ -577,6 +577,16 @@ def _rel(path: str, base: Path) -> str:
         return p.as_posix()
 
 
+def _transplantable(folder: str) -> bool:
+    from ..transplant.sources import SourceError, read_source
+
+    try:
+        read_source(folder)
+    except (SourceError, OSError):
+        return False
+    return True
+
+
 def _recipe(
     result: FitResult,
     real: DefectSet,
@@ -598,6 +608,12 @@ def _recipe(
                 "params": cf.params,
             }
         )
+    if share > 0 and not _transplantable(real.source):
+        result.warnings.append(
+            f"{real.source}: transplant reads COCO, YOLO or VOC labels, not an image + mask "
+            "folder; the recipe has no transplant entry"
+        )
+        share = 0.0
     if share > 0:
         defects.append(
             {"generator": "transplant", "weight": round(share, 4),
@@ -632,7 +648,8 @@ def _recipe(
                 f"{cf.score_after:.2f}, {cf.n_real} real defects{flag}"
             )
     comments += [
-        f"transplant: {share:.0%} of the defects are the real ones, varied (weight {share:g})",
+        f"transplant: {share:.0%} of the defects are the real ones, varied (weight {share:g})"
+        if share > 0 else "no transplant entry (see the warnings of the fit)",
         "paths are relative to this file; edit freely, `defectsynth validate` after generate",
     ]
     return FittedRecipe(data, comments)
