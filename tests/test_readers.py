@@ -1,11 +1,12 @@
 """Real readers accept our output: ultralytics' own dataset checks, supervision's loaders.
 
-These need heavy packages (torch, ultralytics, supervision) and skip cleanly without them.
+These need heavy packages (torch, ultralytics, supervision, anomalib) and skip cleanly
+without them.
 Run them in a separate environment::
 
     python -m venv /work/venv-readers
     /work/venv-readers/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /work/venv-readers/bin/pip install ultralytics supervision pytest pycocotools -e .
+    /work/venv-readers/bin/pip install -e ".[test,readers]"
     /work/venv-readers/bin/pytest -m readers tests/test_readers.py
 """
 
@@ -112,3 +113,39 @@ def test_supervision_loads_the_same_boxes_from_three_formats(dataset: Path) -> N
             assert np.allclose(got_yolo[name], want, atol=1.0), name
             assert np.allclose(got_voc[name], want, atol=1.0), name
 
+
+
+def test_anomalib_folder_datamodule_reads_the_anomaly_layout(dataset: Path) -> None:
+    """anomalib's own Folder datamodule (2.x): train/good are all normal, every image of
+    test/<category> is abnormal with its ground_truth mask paired by name and non-empty,
+    test/good is normal."""
+    pytest.importorskip("anomalib")
+    from anomalib.data import Folder
+
+    root = dataset / "anomaly"
+    cats = sorted(p.name for p in (root / "test").iterdir() if p.name != "good")
+    assert cats
+    dm = Folder(
+        name="defectsynth", root=root, normal_dir="train/good",
+        abnormal_dir=[f"test/{c}" for c in cats], normal_test_dir="test/good",
+        mask_dir=[f"ground_truth/{c}" for c in cats], num_workers=0,
+        train_batch_size=4, eval_batch_size=4, val_split_mode="none",
+    )
+    dm.setup()
+    train = dm.train_data.samples
+    assert len(train) == len(list((root / "train" / "good").iterdir())) > 0
+    assert set(train.label_index.tolist()) == {0}
+    test = dm.test_data.samples
+    abnormal = test[test.label_index == 1]
+    n_abnormal = sum(len(list((root / "test" / c).iterdir())) for c in cats)
+    assert len(abnormal) == n_abnormal
+    for image, mask in zip(abnormal.image_path, abnormal.mask_path, strict=True):
+        cat = Path(image).parent.name
+        assert Path(mask) == root / "ground_truth" / cat / f"{Path(image).stem}_mask.png"
+    good = root / "test" / "good"
+    n_good = len(list(good.iterdir())) if good.is_dir() else 0
+    assert int((test.label_index == 0).sum()) == n_good
+    for batch in dm.test_dataloader():
+        for label, mask, image in zip(batch.gt_label, batch.gt_mask, batch.image, strict=True):
+            assert mask.shape[-2:] == image.shape[-2:]
+            assert bool(mask.any()) == bool(label)
