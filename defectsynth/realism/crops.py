@@ -85,14 +85,6 @@ class DefectSet:
     def has_masks(self) -> bool:
         return bool(self.crops) and all(c.mask is not None for c in self.crops)
 
-    @property
-    def groups(self) -> int:
-        return len({c.group for c in self.crops})
-
-    def only(self, categories: Iterable[str]) -> DefectSet:
-        keep = set(categories)
-        return DefectSet([c for c in self.crops if c.category in keep], self.skipped, self.source)
-
 
 def window(box: Box, shape: tuple[int, int], grow: float = 0.5, lo: int = 8, hi: int = 48) -> Box:
     """The context window of a box: grown by ``grow`` of its longer side (``lo``..``hi``
