@@ -45,7 +45,7 @@ import math
 import os
 import xml.etree.ElementTree as ET
 import xml.parsers.expat as expat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,6 +320,29 @@ def _clip_box(x1: float, y1: float, x2: float, y2: float, hw: tuple[int, int]) -
 # -- COCO ----------------------------------------------------------------------------------
 
 
+def _read_docs(
+    root: Path,
+    fmt: str,
+    docs: list[tuple[str, Any]],
+    unusable: list[str],
+    read_doc: Callable[[Path, str, Any, SourceListing], None],
+) -> SourceListing | None:
+    """The listing of a format's label files: each read by ``read_doc``, a bad one skipped
+    with its reason (and a bug in a reader too), the others read. None when no file is of
+    this format and none was unusable."""
+    if not docs:
+        return SourceListing(root, fmt, [], [], unusable) if unusable else None
+    listing = SourceListing(root, fmt, [], [], unusable)
+    for rel, doc in docs:
+        try:
+            read_doc(root, rel, doc, listing)
+        except _Skip as exc:
+            listing.skipped.append(f"{rel}: {exc}")
+        except Exception as exc:  # a bug: this file is skipped, the others are read
+            listing.skipped.append(f"{rel}: {_unexpected(exc)}")
+    return listing
+
+
 def _read_coco(root: Path, files: list[str]) -> SourceListing | None:
     docs: list[tuple[str, dict[str, Any]]] = []
     unusable: list[str] = []
@@ -335,17 +358,7 @@ def _read_coco(root: Path, files: list[str]) -> SourceListing | None:
             continue  # not JSON (or absurdly nested): not a COCO file
         if isinstance(data, dict) and all(k in data for k in ("images", "annotations")):
             docs.append((rel, data))
-    if not docs:
-        return SourceListing(root, "coco", [], [], unusable) if unusable else None
-    listing = SourceListing(root, "coco", [], [], unusable)
-    for rel, data in docs:
-        try:
-            _read_coco_doc(root, rel, data, listing)
-        except _Skip as exc:
-            listing.skipped.append(f"{rel}: {exc}")
-        except Exception as exc:  # a bug: this file is skipped, the others are read
-            listing.skipped.append(f"{rel}: {_unexpected(exc)}")
-    return listing
+    return _read_docs(root, "coco", docs, unusable, _read_coco_doc)
 
 
 def _entries(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -721,17 +734,7 @@ def _read_voc(root: Path, files: list[str]) -> SourceListing | None:
             continue  # not XML: not a VOC file
         if ann.tag == "annotation":
             docs.append((rel, ann))
-    if not docs:
-        return SourceListing(root, "voc", [], [], unusable) if unusable else None
-    listing = SourceListing(root, "voc", [], [], unusable)
-    for rel, ann in docs:
-        try:
-            _read_voc_doc(root, rel, ann, listing)
-        except _Skip as exc:
-            listing.skipped.append(f"{rel}: {exc}")
-        except Exception as exc:  # a bug: this file is skipped, the others are read
-            listing.skipped.append(f"{rel}: {_unexpected(exc)}")
-    return listing
+    return _read_docs(root, "voc", docs, unusable, _read_voc_doc)
 
 
 def _read_voc_doc(root: Path, rel: str, ann: ET.Element, listing: SourceListing) -> None:
