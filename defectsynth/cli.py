@@ -600,59 +600,60 @@ def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 
 @cli.command("preview")
-@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.argument("recipe", metavar="RECIPE|IMAGE", type=click.Path(dir_okay=False))
 @_allow_path_option
 @click.option(
     "-o", "--out", default="preview.png", show_default=True,
     help="Contact sheet to write; .png, .jpg/.jpeg, .bmp, .tif/.tiff or .webp.",
 )
 @click.option(
-    "-n", "count", type=click.IntRange(min=1), default=16, show_default=True,
-    help="Samples on the sheet (spread over the source images first).",
+    "-n", "count", type=click.IntRange(min=1), default=None,
+    help="Samples on the sheet (spread over the source images first)  [default: 16, or 6 "
+    "with --generator]",
 )
 @click.option(
     "--seed", type=click.IntRange(min=0), default=None, help="Override the recipe's seed."
 )
 @click.option(
-    "--cell", type=click.IntRange(min=32), default=256, show_default=True, help="Tile px."
+    "--cell", type=click.IntRange(min=32), default=384, show_default=True,
+    help="Tile width in px (each tile adds zoomed crops below the image).",
 )
 @click.option(
     "--scale", "scale", default=None, metavar="auto|FLOAT",
     help="Scale the generators' sizes (the recipe key scale).",
+)
+@click.option(
+    "--generator", default=None, metavar="NAME",
+    help="Try one generator on the image IMAGE, without a recipe.",
+)
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE",
+    help="A parameter of --generator (repeatable; VALUE is YAML: 3, [2, 5], oxidation).",
 )
 @click.pass_context
 def preview_cmd(
     ctx: click.Context,
     recipe: str,
     out: str,
-    count: int,
+    count: int | None,
     seed: int | None,
     cell: int,
     scale: str | None,
+    generator: str | None,
+    params: tuple[str, ...],
 ) -> None:
-    """Draw a contact sheet of N samples with masks and boxes; no dataset is written.
+    """Draw a contact sheet of N samples; no dataset is written.
 
+    Each tile shows the image with boxes in its category's colour (a legend on top),
+    says whether it is a negative or had every defect dropped by the visibility gate,
+    and below it a zoomed before | after crop of each defect with its category.
     Samples are the same ones `generate` would make (same seeds), spread over the
     source images first. Use it to tune a recipe's params before a long run:
 
     \b
       defectsynth preview fixtures/recipes/demo.yaml -o sheet.png -n 16
+      defectsynth preview --generator scratch --param width=3 fixtures/images/pcb.png
     """
-    import cv2
-
-    from .errors import RecipeError
-    from .run import contact_sheet
-    from .writing import atomic_write_bytes
-
-    flags = [("scale", _scale_value(scale))] if scale is not None else []
-    rec, host = _load_recipe(ctx, recipe, seed, flags=flags)
-    try:
-        sheet, skipped = contact_sheet(rec, count, host=host, cell=cell)
-    except RecipeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        ctx.exit(2)
-    for src, reason in skipped:
-        click.echo(f"skipped {src}: {reason}", err=True)
     ext = os.path.splitext(out)[1].lower()
     if ext not in SHEET_EXTENSIONS:
         click.echo(
@@ -661,102 +662,75 @@ def preview_cmd(
             err=True,
         )
         ctx.exit(2)
+    if generator is not None:
+        sheet = _tryout(ctx, recipe, generator, params, count or 6, cell, seed or 0)
+    elif params:
+        raise click.UsageError("--param goes with --generator (in a recipe, set params there)")
+    else:
+        sheet = _recipe_sheet(ctx, recipe, count or 16, seed, cell, scale)
+    _write_sheet(sheet, out, ext)
+
+
+def _recipe_sheet(
+    ctx: click.Context, path: str, count: int, seed: int | None, cell: int, scale: str | None
+) -> Any:
+    from .errors import RecipeError
+    from .run import contact_sheet
+
+    flags = [("scale", _scale_value(scale))] if scale is not None else []
+    rec, host = _load_recipe(ctx, path, seed, flags=flags)
+    try:
+        sheet, skipped = contact_sheet(rec, count, host=host, cell=cell)
+    except RecipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    for src, reason in skipped:
+        click.echo(f"skipped {src}: {reason}", err=True)
+    return sheet
+
+
+def _tryout(
+    ctx: click.Context, image: str, generator: str, params: Sequence[str], count: int,
+    cell: int, seed: int,
+) -> Any:
+    import yaml
+
+    from .errors import InputImageError, RecipeError
+    from .report.preview import tryout_sheet
+
+    values: dict[str, Any] = {}
+    for p in params:
+        key, sep, text = p.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{p!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{p!r}: {exc}", param_hint="--param") from None
+    host = _host(ctx)
+    try:
+        host.generator(generator)
+        return tryout_sheet(image, generator, values, count, cell=cell, seed=seed, host=host)
+    except KeyError as exc:
+        click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+    except InputImageError as exc:  # before ValueError, which it is
+        click.echo(f"error: {image}: {exc}", err=True)
+    except (RecipeError, ValueError) as exc:
+        click.echo(f"error: {exc}", err=True)
+    ctx.exit(2)
+
+
+def _write_sheet(sheet: Any, out: str, ext: str) -> None:
+    import cv2
+
+    from .writing import atomic_write_bytes
+
     ok, buf = cv2.imencode(ext, sheet)
     if not ok:
         raise click.ClickException("could not encode the contact sheet")
     atomic_write_bytes(out, buf.tobytes())
     click.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)")
 
-
-@cli.command("init")
-@click.argument("images", default=".", type=click.Path(file_okay=False, exists=True))
-@click.option(
-    "-o", "--out", default="recipe.yaml", show_default=True, type=click.Path(dir_okay=False),
-    help="Recipe file to write.",
-)
-@click.option("--force", is_flag=True, help="Replace the recipe file if it exists.")
-@click.pass_context
-def init_cmd(ctx: click.Context, images: str, out: str, force: bool) -> None:
-    """Write a commented starter recipe for the images in IMAGES (default: here).
-
-    It looks at a few of the images to guess the product mask (auto when the product
-    stands on a plain background, else full), the defect sizes (scale: auto when the
-    images are far from the 512 px the generators were tuned for), the number of samples
-    and the splits, proposes defect types, and prints the next three commands:
-
-    \b
-      defectsynth init photos/ -o recipe.yaml
-    """
-    from pathlib import Path
-
-    from .errors import RecipeError
-    from .recipe import load_recipe
-    from .starter import starter_recipe
-    from .writing import atomic_write_text
-
-    if Path(out).exists() and not force:
-        click.echo(f"error: {out} exists; pass --force to replace it, or -o another file",
-                   err=True)
-        ctx.exit(1)
-    host = _host(ctx)
-    try:
-        start = starter_recipe(images, out, host)
-    except RecipeError as exc:
-        click.echo(f"error: {exc.detail}", err=True)
-        ctx.exit(2)
-    atomic_write_text(out, start.text)
-    load_recipe(out, host=host)  # what init writes must be a valid recipe
-    click.echo(
-        f"wrote {out} for {start.images} image(s) (looked at {start.looked_at}: about "
-        f"{start.shorter_side} px on the shorter side; product_mask {start.product_mask}; "
-        f"{'scale auto; ' if start.scale else ''}{start.samples} samples; defects "
-        f"{', '.join(start.generators)})"
-    )
-    folder = Path(images).absolute()
-    inside = folder == Path(out).absolute().parent or folder in Path(out).absolute().parents
-    sheet = "../sheet.png" if inside else "sheet.png"
-    click.echo("next:")
-    for command, why in (
-        (f"defectsynth preview {out} -o {sheet}", "look before a long run"),
-        (f"defectsynth generate {out} -o out/", "the dataset"),
-        ("defectsynth validate out/", "check every format"),
-    ):
-        click.echo(f"  {command:<48} # {why}")
-
-
-@cli.command("validate")
-@click.argument("out", type=click.Path(file_okay=False, exists=True))
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
-@click.option("--max-problems", type=click.IntRange(min=1), default=200, show_default=True)
-def validate_cmd(out: str, as_json: bool, max_problems: int) -> None:
-    """Re-read a dataset and check every format against the images and each other.
-
-    Checks what readers accept silently: duplicate ids, zero or negative box sizes,
-    unknown category ids, boxes outside the image, RLE counts that do not add up to
-    h*w, odd-length polygons, YOLO labels in pixel units, a label without an image and
-    the reverse, and counts that disagree between COCO, YOLO, VOC, anomaly and the
-    manifest. Exits 1 with the list of problems, 0 when the dataset is clean.
-    """
-    from .validate import validate_dataset
-
-    report = validate_dataset(out)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        for w in report.warnings:
-            click.echo(f"warning: {w}")
-        for p in report.problems[:max_problems] if report.is_dataset else ():
-            click.echo(p)
-        if len(report.problems) > max_problems:
-            click.echo(f"... and {len(report.problems) - max_problems} more")
-        status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
-        if not report.is_dataset:
-            status = "not a defectsynth dataset (no manifest.jsonl)"
-        click.echo(
-            f"{out}: {report.samples} samples, formats {', '.join(report.formats)}: {status}"
-        )
-    if not report.ok:
-        sys.exit(1)
 
 def _pairs(values: Sequence[str], option: str) -> dict[str, str]:
     out = {}

@@ -1254,60 +1254,41 @@ def preview_tasks(plan: Plan, n: int) -> list[Task]:
 
 
 def contact_sheet(
-    recipe: Recipe, n: int = 16, *, host: Any = None, cell: int = 256
+    recipe: Recipe, n: int = 16, *, host: Any = None, cell: int = 384
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """A grid of ``n`` synthesized samples with masks and boxes drawn (nothing written).
+    """A legend over a grid of ``n`` synthesized samples (nothing written): each tile
+    shows the whole image with boxes in its category's colour, says whether it is a
+    negative or had every instance dropped, and zooms into each instance before and
+    after, labelled with its category (:mod:`defectsynth.report.preview`).
 
     Returns the 8-bit BGR sheet and the (source, reason) pairs of skipped sources and of
     rejected instances.
     """
     from .plugins import PluginHost
+    from .report.preview import TileInput, assemble, category_colors, sample_tile
 
     if host is None:
         host = PluginHost([str(p) for p in recipe.plugin_paths()])
     plan = Plan.build(recipe)
     runner = TaskRunner(WorkerSpec(recipe=recipe, out_dir="."), host=host)
+    colors = category_colors(runner.synth.categories)
     tiles: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     for task in preview_tasks(plan, n):
         try:
             sample, _ = runner.sample(task)
+            before, _ = runner.read(task.source)
         except (InputImageError, GeneratorFailure) as exc:
             skipped.append((task.rel, str(exc)))
             continue
         for _name, error in sample.render_log:
             if error is not None:  # the instance was rejected; say so, as generate does
                 skipped.append((task.rel, f"an instance was rejected: {error}"))
-        tiles.append(_tile(sample.draw(), f"{task.name} ({len(sample)})", cell))
+        item = TileInput(
+            task.name, before, sample.image, sample.annotations, task.negative,
+            int(sample.stats.get("requested", 0)),
+        )
+        tiles.append(sample_tile(item, cell, colors))
     if not tiles:
         return np.zeros((cell, cell, 3), np.uint8), skipped
-    cols = int(np.ceil(np.sqrt(len(tiles))))
-    rows = int(np.ceil(len(tiles) / cols))
-    th, tw = tiles[0].shape[:2]
-    sheet = np.full((rows * th, cols * tw, 3), 32, np.uint8)
-    for i, t in enumerate(tiles):
-        r, c = divmod(i, cols)
-        sheet[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = t
-    return sheet, skipped
-
-
-def _tile(picture: np.ndarray, caption: str, cell: int) -> np.ndarray:
-    h, w = picture.shape[:2]
-    scale = min(cell / w, cell / h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
-    small = cv2.resize(picture, size, interpolation=interp)
-    tile = np.full((cell + 18, cell, 3), 32, np.uint8)
-    y0, x0 = (cell - size[1]) // 2, (cell - size[0]) // 2
-    tile[y0 : y0 + size[1], x0 : x0 + size[0]] = small
-    cv2.putText(
-        tile,
-        caption[:40],
-        (4, cell + 13),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.4,
-        (230, 230, 230),
-        1,
-        cv2.LINE_AA,
-    )
-    return tile
+    return assemble(tiles, colors, cell), skipped
