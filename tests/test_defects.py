@@ -377,6 +377,40 @@ def test_dent_shading_on_fixtures_follows_the_scene_light() -> None:
     assert checked >= 8
 
 
+@pytest.mark.parametrize("azimuth", [20.0, 110.0, 200.0, 290.0])
+def test_dent_on_matte_surface_is_dark_on_the_wall_nearer_the_light(azimuth: float) -> None:
+    """A depression, not a bump: on a matte surface (no gloss) the wall on the light's
+    side of the centre faces away from the light and darkens, the far wall faces it and
+    brightens; a bump would be the other way round."""
+    kw: dict[str, Any] = {**ROUND_DENT, "gloss": 0.0, "sharpness": 0.6}
+    base = sized(DentGenerator, **kw)
+    light = Light(azimuth, 40.0)
+    _, layer = render(DentGenerator, base, light, **kw)
+    far, near = _sides(layer, base, light)
+    assert near < -0.02, (azimuth, near)
+    assert far > near + 0.04, (azimuth, far, near)
+
+
+def test_dent_rim_is_crisp_and_shades_the_floor_under_a_low_light() -> None:
+    """A pressed cap is steepest at its rim, so the change of brightness is largest in
+    the outer part of the dent (a soft bump's is inside); under a low light the near rim
+    casts its shadow on the floor, inside the outline."""
+    kw: dict[str, Any] = {**ROUND_DENT, "gloss": 0.0, "sharpness": 0.9, "depth": 0.3}
+    base = np.full((*extent_of(DentGenerator, kw), 3), 0.5, np.float32)
+    h, w = base.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    q = np.hypot(xs - (w - 1) / 2, ys - (h - 1) / 2) / kw["radius"]
+    _, high = render(DentGenerator, base, Light(0.0, 60.0), **kw)
+    d = np.abs(luminance(high.pixels) - luminance(base))
+    assert d[(q > 0.6) & (q < 1.0)].mean() > 1.5 * d[q < 0.4].mean()
+    _, low = render(DentGenerator, base, Light(0.0, 18.0), **kw)
+    dl = luminance(low.pixels) - luminance(base)
+    # the light is from +x: the shadow lies inside, on the +x half of the floor
+    shadow = dl < -0.2
+    assert shadow.any()
+    assert (q[shadow] < 1.0).all() and (xs[shadow] > (w - 1) / 2).mean() > 0.9
+
+
 def test_dent_warps_the_texture_slightly() -> None:
     base = sized(DentGenerator, **{**ROUND_DENT, "warp": 1.5})
     _, warped = render(DentGenerator, base, Light(0.0, 40.0), **{**ROUND_DENT, "warp": 1.5})

@@ -19,28 +19,30 @@ from defectsynth.textures import (
     specular_colour,
     surface_colour,
     surface_shading,
+    texture_contrast,
 )
 
 F32 = np.float32
 
 
 class DentGenerator(DefectGenerator):
-    """A smooth depression with a soft edge, shaded from its own surface normals.
+    """A pressed depression, shaded from its own surface normals.
 
-    The height map is an elliptical bowl (a Gaussian for a blunt impact, a steeper
-    spherical cap as ``sharpness`` rises) with an outline roughened by fractal noise and
-    an optional low lip of displaced material. Its normals are lit by the scene light:
-    the inner wall facing the light brightens, the opposite wall falls into shade, and
-    the lip on the light's side catches a bright rim; walls tilted towards the half
-    vector glint. The texture inside is slightly warped along the slope (``cv2.remap``),
-    the way a pressed sheet stretches and reflections bend (the camera's noise is not
-    moved), and ``crush`` flattens fine relief at the bottom. Shading multiplies the
-    surface's own colour, so nothing is painted on, and the whole effect fades smoothly
-    to zero at the edge.
+    The height map is an elliptical dish (a Gaussian for a blunt impact, blending into a
+    cap whose wall is steepest at its crisp rim as ``sharpness`` rises) with an outline
+    roughened by fractal noise and an optional low lip of displaced material. Its normals
+    are lit by the scene light: the wall on the light's side of the centre faces away
+    from it and falls into shade, the far wall brightens, and under a low light the near
+    rim casts its shadow onto the floor (traced towards the light over the height map);
+    walls tilted towards the half vector glint. The texture inside is slightly warped
+    along the slope (``cv2.remap``), the way a pressed sheet stretches and reflections
+    bend (the camera's noise is not moved), and ``crush`` flattens proud relief (knurls,
+    weave) at the bottom. Shading multiplies the surface's own colour, so nothing is
+    painted on, and the whole effect fades smoothly to zero at the edge.
     """
 
     name = "dent"
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True)
     class Params:
@@ -57,7 +59,7 @@ class DentGenerator(DefectGenerator):
             0.18, lo=0.01, hi=0.6, vary=(0.12, 0.28), doc="depth as a fraction of the radius"
         )
         sharpness: float = param(
-            0.3, lo=0.0, hi=1.0, vary=(0.0, 0.8), doc="0 smooth bowl, 1 steep-walled cap"
+            0.55, lo=0.0, hi=1.0, vary=(0.3, 0.9), doc="0 smooth dish, 1 cap with a crisp rim"
         )
         lip: float = param(
             0.15, lo=0.0, hi=0.6, vary=(0.0, 0.3), doc="height of the raised lip / depth"
@@ -105,20 +107,26 @@ class DentGenerator(DefectGenerator):
         tb = _even(_grow(box, 8, (h, w)), hb)
         b_in_h = _within(b, hb)
         depth_px = params.depth * params.radius
-        # height: a Gaussian bowl for a blunt impact, a steeper cap as sharpness rises, an
-        # optional lip, all faded out by q = 1.4
+        # height: a pressed bowl. A blunt impact leaves a Gaussian-like dish; a sharper one
+        # a paraboloid cap whose wall is steepest at the rim, where the sheet bends over a
+        # short radius: the rim is a crisp line, lit on the far side and shaded on the near
+        # one, which is what tells a depression from a bump (a bump's base is soft and its
+        # steepest slope is inside its outline). An optional lip of displaced material.
         qh = q[hb[0] : hb[1], hb[2] : hb[3]]
         qq = qh * qh
         height = np.exp(F32(-2.2) * qq)
         height *= F32(-depth_px * (1.0 - params.sharpness))
         if params.sharpness > 0:
-            cap = np.maximum(F32(1.0) - qq, F32(0.0))
-            cap *= cap
+            # 1 - q^2 inside, rounded over the bend (the last ~12% of the radius)
+            cap = F32(1.0) - qq
+            cap = np.maximum(cap, F32(0.0), out=cap)
+            bend = smoothstep(0.0, 0.24, cap)
+            cap *= F32(0.5) + F32(0.5) * bend
             cap *= F32(-depth_px * params.sharpness)
             height += cap
         if params.lip > 0:
             rim = qh - F32(1.0)
-            rim *= F32(1.0 / 0.22)
+            rim *= F32(1.0 / 0.16)
             np.square(rim, out=rim)
             np.negative(rim, out=rim)
             rim = np.exp(rim, out=rim)
@@ -129,7 +137,19 @@ class DentGenerator(DefectGenerator):
         gx: np.ndarray = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)[b_in_h]
         gy: np.ndarray = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)[b_in_h]
         shading = surface_shading(pixels, ambient=0.45, specular=0.35 * params.gloss, roughness=0.3)
-        ratio, spec = shade_slopes(gx, gy, region.light.vector, shading)
+        light = region.light.vector
+        occ = _cast_shadow(height, light, depth_px)
+        if occ is not None:
+            occ = np.ascontiguousarray(occ[b_in_h])
+        ratio, spec = shade_slopes(gx, gy, light, shading, occlusion=occ)
+        if occ is not None:
+            # shade() also takes away a cavity's sky in proportion to its shadow; an open
+            # dish keeps most of it: the sky lost at the floor of a bowl of this depth
+            # (its rim ~atan(depth / radius) above the horizon), not a pit's
+            keep = (F32(1.0) - occ) * F32(-0.45 * min(1.0, 1.5 * params.depth))
+            keep += F32(1.0)
+            keep /= F32(0.45) * occ + F32(0.55)
+            ratio *= keep
         # the texture follows the pressed surface: sample it a little up-slope
         k = F32(params.warp * params.radius * 0.25)
         gx *= k
@@ -147,8 +167,15 @@ class DentGenerator(DefectGenerator):
         h_in_t = _within(hb, tb)
         low_h = low[h_in_t]
         if params.crush > 0:
+            # A hard impactor flattens relief that stands proud of the surface (knurl
+            # tips, weave, coarse grain) into flat lands, and leaves micron-scale relief
+            # (orange peel, brushing) mostly as it was: smoothed paint inside a dent would
+            # read as a smooth object lying on the surface.
+            tc = (texture_contrast(src) - 0.025) / 0.055
+            relief = min(max(tc, 0.0), 1.0)
             flat = np.clip(height * F32(-1.0 / max(depth_px, 1e-3)), 0.0, 1.0)
-            flat *= F32(params.crush)
+            flat = smoothstep(0.0, 0.6, flat)
+            flat *= F32(params.crush * (0.2 + 0.8 * relief))
             pressed = _blur_wide(low, max(region.texture_scale * 0.5, 1.5))[h_in_t] - low_h
             pressed *= _channels(flat, c)
             pressed += low_h
@@ -173,6 +200,42 @@ class DentGenerator(DefectGenerator):
         # the box's corners outside the coverage keep their pixels (cheaper than np.where)
         cv2.copyTo(pixels[b_sl], (cov_b <= 0).view(np.uint8), lit)
         return Layer(out, cov)
+
+
+def _cast_shadow(height: np.ndarray, light: np.ndarray, depth_px: float) -> np.ndarray | None:
+    """Where the rim nearer the light shades the floor: 1 lit, 0 in shadow (soft over
+    ~0.4 px of height), or None when the light is higher than any wall could hide.
+
+    A point is in shadow when the surface some distance ``t`` towards the light stands
+    higher than the ray to the light there, ``h(p + t d) > h(p) + t tan(elevation)``;
+    only ``t`` up to the dent's depth / tan(elevation) can matter. A bump casts its
+    shadow outside its outline on the far side; a depression's stays inside, on the
+    near wall: one of the few cues that tell the two apart under a single light."""
+    lx, ly, lz = (float(v) for v in light)
+    horiz = math.hypot(lx, ly)
+    if horiz < 1e-3:
+        return None
+    tan_e = max(lz, 0.02) / horiz
+    reach = (depth_px * 1.3) / tan_e
+    if reach < 1.0:
+        return None
+    dx, dy = lx / horiz, ly / horiz
+    h, w = height.shape
+    excess = np.full((h, w), -1e9, F32)
+    steps = min(int(math.ceil(reach / 0.75)), 160)
+    for i in range(1, steps + 1):
+        t = i * reach / steps
+        m = np.array([[1.0, 0.0, dx * t], [0.0, 1.0, dy * t]], dtype=np.float32)
+        ahead: np.ndarray = cv2.warpAffine(
+            height, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
+        )
+        ahead -= F32(t * tan_e)
+        np.maximum(excess, ahead, out=excess)
+    excess -= height
+    if float(excess.max()) <= 0.0:
+        return None
+    return F32(1.0) - smoothstep(0.0, 0.4, excess)
 
 
 def _channels(a: np.ndarray, c: int) -> np.ndarray:
