@@ -80,6 +80,7 @@ class PlacementSpec:
 class GateSpec:
     min_contrast: float = 0.02
     min_area: int = 16
+    min_relative: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ class Recipe:
                 "max_overlap": self.placement.max_overlap,
                 "max_attempts": self.placement.max_attempts,
             },
-            "gate": {"min_contrast": self.gate.min_contrast, "min_area": self.gate.min_area},
+            "gate": {"min_contrast": self.gate.min_contrast, "min_area": self.gate.min_area,
+                     "min_relative": self.gate.min_relative},
             "max_generator_failures": self.max_generator_failures,
         }
 
@@ -322,7 +324,8 @@ class Recipe:
                 product_mask=default_mask,
                 margin=self.placement.margin,
                 max_overlap=self.placement.max_overlap,
-                gate=Gate(min_contrast=self.gate.min_contrast, min_area=self.gate.min_area),
+                gate=Gate(min_contrast=self.gate.min_contrast, min_area=self.gate.min_area,
+                          min_relative=self.gate.min_relative),
                 max_attempts=self.placement.max_attempts,
                 host=h,
                 on_failure=on_failure,
@@ -832,10 +835,11 @@ def parse_recipe(
         max_overlap=r.number(pl.get("max_overlap", 0.25), "placement.max_overlap", lo=0.0, hi=1.0),
         max_attempts=r.integer(pl.get("max_attempts", 6), "placement.max_attempts", lo=1, hi=1000),
     )
-    g = r.mapping(top.get("gate"), "gate", ("min_contrast", "min_area"))
+    g = r.mapping(top.get("gate"), "gate", ("min_contrast", "min_area", "min_relative"))
     gate = GateSpec(
         min_contrast=r.number(g.get("min_contrast", 0.02), "gate.min_contrast", lo=0.0, hi=1.0),
         min_area=r.integer(g.get("min_area", 16), "gate.min_area", lo=1),
+        min_relative=r.number(g.get("min_relative", 0.4), "gate.min_relative", lo=0.0, hi=100.0),
     )
     recipe = Recipe(
         inputs=InputSpec(
