@@ -187,6 +187,12 @@ class DefectGenerator:
     #: (``param(..., size=True)``) were tuned for; ``scale: auto`` scales by
     #: ``min(height, width) / reference_size``
     reference_size: ClassVar[int] = 512
+    #: where centres are drawn: ``"inside"`` the product (at least the synthesizer's
+    #: ``margin`` from its edge), or on its ``"edge"`` (product pixels next to the
+    #: background: chips and other damage that only happens where the material ends;
+    #: a product filling the whole image has no edge, and such instances count as
+    #: dropped for want of room)
+    placement: ClassVar[str] = "inside"
 
     @dataclass(frozen=True)
     class Params:

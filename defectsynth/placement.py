@@ -202,3 +202,29 @@ class CentreSampler:
             return None
         flat = int(idx[int(rng.integers(idx.size))])
         return flat % self.shape[1], flat // self.shape[1]
+
+
+class EdgeSampler:
+    """Draws defect centres uniformly from the product's edge: product pixels with a
+    background pixel among their 4 neighbours. The image border is not an edge (the
+    product goes on beyond the frame), so a product that fills the image has none.
+
+    For generators whose ``placement`` is ``"edge"`` (chips, burrs: damage that only
+    happens where the material ends). Built once per image, on first use.
+    """
+
+    def __init__(self, product: np.ndarray) -> None:
+        p = np.ascontiguousarray(product, dtype=np.uint8)
+        # erosion with the image border counted as product: only inner edges remain
+        inner = cv2.erode(p, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)),
+                          borderType=cv2.BORDER_REPLICATE)
+        edge = (p > 0) & (inner == 0)
+        self.shape = product.shape
+        self._idx = np.flatnonzero(edge.ravel())
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, int] | None:
+        """(x, y) of a centre on the edge, or None when the product has no edge."""
+        if self._idx.size == 0:
+            return None
+        flat = int(self._idx[int(rng.integers(self._idx.size))])
+        return flat % self.shape[1], flat // self.shape[1]

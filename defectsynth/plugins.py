@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "defectsynth.defects.patches",
     "defectsynth.defects.pitted",
     "defectsynth.defects.scale",
+    "defectsynth.defects.chip",
     "defectsynth.defects.transplant",
     "defectsynth.writers.coco",
     "defectsynth.writers.yolo",

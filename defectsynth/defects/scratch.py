@@ -539,6 +539,13 @@ class _Hits(NamedTuple):
     wall: np.ndarray | float  # and its wall slope (one float for the main groove alone)
 
 
+# the least half-width (less 0.1) a groove labels to: pixels whose centres lie within
+# 0.51 px of a line form one 8-connected run whatever its direction, so a groove thinner
+# than a pixel, or tapering at its ends, is labeled as one piece (it covers half of the
+# pixel nearest its middle), not as a row of fragments
+_REACH = 0.41
+
+
 def _hits(band: _Band, tab: _Grooves, burr: float) -> _Hits | None:
     """:class:`_Hits` of the grooves in the band; None if nothing is labelled."""
     n = band.idx.size
@@ -563,6 +570,7 @@ def _hits(band: _Band, tab: _Grooves, burr: float) -> _Hits | None:
         hw *= ramp
         hw *= _lerp(tab.table, arc * 0.5)
         x = hw * sides
+        np.maximum(x, _REACH, out=x)
         x -= np.abs(dist)
         x += 0.6
         lab = ((x > 0) & (hw > 0.05)).nonzero()[0]
@@ -605,6 +613,7 @@ def _hits(band: _Band, tab: _Grooves, burr: float) -> _Hits | None:
     # every groove 0 wide: nothing is drawn past the ends)
     ad0 = np.abs(d0)
     x = hw * sides
+    np.maximum(x, _REACH, out=x)
     x -= ad0
     x += 0.6
     lab = ((x > 0) & (hw > 0.05)).nonzero()[0]

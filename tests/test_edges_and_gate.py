@@ -1,0 +1,155 @@
+"""Edge placement (the ``chip`` generator), the scene-relative visibility gate, and
+one-piece scratch labels (issue 14)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from defectsynth import DefectGenerator, Gate, Layer, Region, Synthesizer, param
+from defectsynth.defects.chip import ChipGenerator
+from defectsynth.placement import EdgeSampler
+from defectsynth.synthesizer import texture_noise
+from defectsynth.testing import check_generator
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def _plate(size: int = 256, radius: int = 90) -> tuple[np.ndarray, np.ndarray]:
+    """A light, finely textured disc (the product) on a dark, flat background."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:size, 0:size]
+    product = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 <= radius**2
+    img = np.full((size, size, 3), 30, np.float32)
+    img[product] = 170.0
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8), product
+
+
+def test_chip_conforms() -> None:
+    check_generator(ChipGenerator)
+
+
+def test_chip_removes_material_only_at_the_product_edge() -> None:
+    img, product = _plate()
+    synth = Synthesizer([{"generator": "chip"}], instances=3, product_mask=product)
+    inside = cv2.distanceTransform(product.astype(np.uint8), cv2.DIST_L2, 5)
+    seen = 0
+    for seed in range(6):
+        sample = synth(img, seed=seed)
+        for a in sample.annotations:
+            seen += 1
+            m = a.mask
+            assert not (m & ~product).any(), "a chip's label leaves the product"
+            # it touches the edge, and reaches in no farther than the bite can
+            assert inside[m].min() <= 1.5
+            reach = a.params["depth"] * a.params["size"] * 1.3 + 2
+            assert inside[m].max() <= reach
+        # nothing changed away from the edge: the product's interior is untouched
+        deep = inside > 60
+        assert np.array_equal(sample.image[deep], img[deep])
+    assert seen >= 10
+
+
+def test_chip_on_a_product_filling_the_frame_has_no_room() -> None:
+    img = np.full((128, 128, 3), 150, np.uint8)
+    sample = Synthesizer([{"generator": "chip"}], instances=2)(img, seed=0)
+    assert sample.annotations == []
+    assert sample.stats["dropped_no_room"] == 2
+    # other entries of the same recipe still get their defects
+    synth = Synthesizer([{"generator": "chip"}, {"generator": "pit"}], instances=6)
+    sample = synth(np.full((256, 256, 3), 150, np.uint8), seed=1)
+    assert sample.stats["dropped_no_room"] >= 1
+    assert {a.generator for a in sample.annotations} == {"pit"}
+
+
+def test_edge_sampler_draws_only_edge_pixels() -> None:
+    _, product = _plate(64, 20)
+    sampler = EdgeSampler(product)
+    eroded = cv2.erode(product.astype(np.uint8), np.ones((3, 3), np.uint8))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        c = sampler.draw(rng)
+        assert c is not None
+        x, y = c
+        assert product[y, x] and not eroded[y, x]
+    assert EdgeSampler(np.ones((32, 32), bool)).draw(rng) is None
+
+
+class _Bump(DefectGenerator):
+    """Adds a fixed amount to a disc: the same change on any surface."""
+
+    name = "bump_test"
+
+    @dataclass(frozen=True)
+    class Params:
+        amount: float = param(8.0 / 255.0, lo=0.0, hi=1.0)
+
+    def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
+        return 40, 40
+
+    def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
+        h, w = region.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        cov = (((xx - w / 2) ** 2 + (yy - h / 2) ** 2) <= 12**2).astype(np.float32)
+        out = np.clip(region.pixels + np.float32(params.amount), 0, 1)
+        return Layer(out.astype(np.float32), cov)
+
+
+def _surfaces() -> tuple[np.ndarray, np.ndarray]:
+    flat = np.full((160, 160), 120, np.uint8)
+    # a knurl-like pattern: detail varying by about 25 grey levels
+    yy, xx = np.mgrid[0:160, 0:160]
+    wave = np.sin(2 * np.pi * xx / 7) * np.sin(2 * np.pi * yy / 7)
+    busy = np.clip(120 + 50 * wave, 0, 255).astype(np.uint8)
+    return flat, busy
+
+
+def test_scene_relative_gate_drops_a_change_that_hides_in_the_texture() -> None:
+    flat, busy = _surfaces()
+    assert texture_noise(flat, (60, 60, 100, 100)) < 1.0
+    assert texture_noise(busy, (60, 60, 100, 100)) > 20.0
+    synth = Synthesizer([{"generator": _Bump}], instances=1, max_attempts=2)
+    # 8 grey levels: above the absolute gate (5.1) on both surfaces, below 0.4 x the
+    # pattern's variation (about 9)
+    on_flat = synth(flat, seed=0)
+    assert len(on_flat.annotations) == 1
+    on_busy = synth(busy, seed=0)
+    assert on_busy.annotations == []
+    assert on_busy.stats["dropped_visibility"] == 1
+    # the same change, 4x stronger, stands out of the texture and is labeled
+    strong = Synthesizer([{"generator": _Bump, "params": {"amount": 30 / 255}}], instances=1)
+    assert len(strong(busy, seed=0).annotations) == 1
+    # and the scene-relative test can be turned off
+    lenient = Synthesizer([{"generator": _Bump}], instances=1, gate=Gate(min_relative=0.0))
+    assert len(lenient(busy, seed=0).annotations) == 1
+
+
+@pytest.mark.parametrize("fixture", ["knurled_steel", "brushed_metal"])
+def test_every_labeled_instance_stands_out_of_its_texture(fixture: str) -> None:
+    img = cv2.imread(str(FIXTURES / "images" / f"{fixture}.png"), cv2.IMREAD_COLOR)
+    synth = Synthesizer([{"generator": g} for g in ("scratch", "scale", "crazing")],
+                        instances=4)
+    for seed in range(3):
+        for a in synth(img, seed=seed).annotations:
+            assert a.visibility >= 0.4 * texture_noise(img, a.box) - 1e-6
+
+
+@pytest.mark.parametrize("angle", [0.0, 23.0, 45.0, 71.0, 90.0, 133.0])
+def test_a_thin_scratch_is_labeled_in_one_piece(angle: float) -> None:
+    img = np.full((256, 256, 3), 140, np.uint8)
+    synth = Synthesizer(
+        [{"generator": "scratch", "params": {
+            "angle": angle, "width": [0.6, 1.4], "micro_scratches": 0, "length": 150}}],
+        instances=1, gate=Gate(min_contrast=0.0, min_relative=0.0),
+    )
+    for seed in range(4):
+        (a,) = synth(img, seed=seed).annotations
+        n, _ = cv2.connectedComponents(a.mask_crop.astype(np.uint8), connectivity=8)
+        assert n - 1 == 1, f"scratch at {angle} deg, seed {seed}: {n - 1} pieces"
+        assert math.hypot(a.box[2] - a.box[0], a.box[3] - a.box[1]) > 60
