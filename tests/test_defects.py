@@ -525,6 +525,50 @@ def test_crack_branches() -> None:
     assert junctions(tree) > junctions(lone)
 
 
+def test_crack_opening_and_darkness_vary_along_it_and_taper_at_the_tips() -> None:
+    base = np.full((60, 200, 3), 0.6, np.float32)
+    kw: dict[str, Any] = dict(length=170.0, angle=0.0, width=1.6, branches=0, jaggedness=0.2,
+                              relief=0.0, variation=0.8)
+    _, layer = render(CrackGenerator, base, Light(90.0, 40.0), seed=5, **kw)
+    d = luminance(layer.pixels) - luminance(base)
+    m = layer.coverage >= 0.5
+    cols = np.flatnonzero(m.any(axis=0))
+    x0, x1 = cols.min(), cols.max()
+    span = x1 - x0
+    # darkest point of each column: the gap's darkness along the crack
+    dark = -d[:, x0 : x1 + 1].min(axis=0)
+    k = max(3, int(0.07 * span))
+    middle = dark[int(0.15 * span) : int(0.85 * span)]
+    assert middle.std() / middle.mean() > 0.12  # not one uniform stroke
+    assert middle.max() < 0.5  # not ink: even the deepest stretch keeps some light
+    assert dark[:k].mean() < 0.6 * middle.mean() and dark[-k:].mean() < 0.6 * middle.mean()
+    # the labelled width varies too
+    widths = m[:, x0 + k : x1 - k].sum(axis=0)
+    assert widths.max() >= widths.min() + 1
+
+
+def _principal_angle(mask: np.ndarray) -> float:
+    ys, xs = np.nonzero(mask)
+    c = np.cov(np.stack([xs, ys]).astype(np.float64))
+    vals, vecs = np.linalg.eigh(c)
+    vx, vy = vecs[:, -1]
+    return float(np.degrees(np.arctan2(vy, vx)) % 180.0)
+
+
+def test_crack_follows_the_grain_of_a_brushed_surface() -> None:
+    rng = np.random.default_rng(0)
+    streaks = cv2.GaussianBlur(rng.standard_normal((260, 260)).astype(np.float32), (0, 0),
+                               sigmaX=14.0, sigmaY=0.7)
+    brushed = np.repeat((0.55 + 0.6 * streaks)[:, :, None], 3, axis=2).clip(0, 1)
+    kw: dict[str, Any] = dict(length=150.0, angle=80.0, branches=0)
+    _, along = render(CrackGenerator, brushed, Light(30.0, 40.0), seed=1, follow_grain=1.0, **kw)
+    _, free = render(CrackGenerator, brushed, Light(30.0, 40.0), seed=1, follow_grain=0.0, **kw)
+    a = _principal_angle(along.coverage >= 0.5)
+    b = _principal_angle(free.coverage >= 0.5)
+    assert min(a, 180 - a) < 30, a  # turned to the horizontal grain
+    assert abs(b - 80) < 20, b  # with follow_grain 0 it keeps its angle
+
+
 def test_pit_interior_dark_on_the_light_side() -> None:
     base = np.full((40, 40, 3), 0.5, np.float32)
     for az in (0.0, 90.0, 200.0):

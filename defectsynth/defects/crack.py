@@ -1,4 +1,4 @@
-"""Crack: a branching, jagged fissure through the surface."""
+"""Crack: a branching fissure through the surface."""
 
 from __future__ import annotations
 
@@ -11,27 +11,33 @@ import cv2
 import numpy as np
 
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
-from defectsynth.textures import Shading, shade_slopes
+from defectsynth.textures import Shading, grain_orientation, luminance, shade_slopes
 
 F32 = np.float32
 
-_Segment = tuple[float, float, float, float, float]  # x0, y0, x1, y1, width
+_Segment = tuple[float, float, float, float, float, float]  # x0, y0, x1, y1, width, depth
 
 
 class CrackGenerator(DefectGenerator):
-    """A thin, jagged, branching fissure with sharp edges.
+    """A thin, branching fissure whose opening and depth vary along its length.
 
-    The fissure grows from an origin in two opposite directions as a persistent random
-    walk of short straight steps (the jagged, zig-zag path of a brittle fracture); its
-    opening is widest at the origin and closes towards the tips. Side branches leave at
-    25-60 degrees and taper faster; some branch again. The opening is rasterised at 4x and
-    box-filtered, so edges are crisp but anti-aliased. Inside, the surface is multiplied
-    towards black (a deep, shadowed gap); the rims get a hint of relief from the scene
-    light (the lip facing the light a little brighter, the other in shade).
+    The fissure grows from an origin in two opposite directions as a random walk whose
+    heading meanders on two scales: a slow drift (the crack's course bends) and small
+    kinks where it meets grain boundaries (``jaggedness``), never a regular zig-zag. On a
+    surface with a grain (brushing, rolling lines) its course turns towards the grain and
+    each step is pulled along it (``follow_grain``, in proportion to how pronounced the
+    grain is): cracks open most easily along the weakened, elongated structure. The
+    opening is widest near the origin, swells and narrows along the way and tapers to
+    nothing at the tips; side branches leave at 25-60 degrees and taper faster. The gap
+    darkens the surface by how much light it traps: a deep, wide stretch is dark, a
+    shallow or hairline one only dims the pixel it crosses (``darkness`` is the darkest
+    it gets). Rasterised at 4x and box-filtered: crisp, anti-aliased edges. The rims get a
+    hint of relief from the scene light (the lip facing the light a little brighter, the
+    other in shade).
     """
 
     name = "crack"
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True)
     class Params:
@@ -45,24 +51,38 @@ class CrackGenerator(DefectGenerator):
             1.1, lo=0.3, hi=8.0, vary=(0.55, 1.6), size=True, doc="opening at the origin in px"
         )
         jaggedness: float = param(
-            0.5, lo=0.0, hi=1.0, vary=(0.3, 0.85), doc="how much each step turns"
+            0.5, lo=0.0, hi=1.0, vary=(0.3, 0.85), doc="how sharply the path kinks"
         )
         branches: int = param(2, lo=0, hi=16, vary=(0, 5), doc="number of side branches")
         darkness: float = param(
-            0.7, lo=0.1, hi=1.0, vary=(0.45, 0.85), doc="how dark the gap is (1 = black)"
+            0.55, lo=0.1, hi=1.0, vary=(0.35, 0.75), doc="how dark the deepest gap is (1 = black)"
         )
         relief: float = param(
             0.5, lo=0.0, hi=1.0, vary=(0.2, 0.8), doc="light and shade on the rims"
+        )
+        variation: float = param(
+            0.5, lo=0.0, hi=1.0, vary=(0.3, 0.8),
+            doc="how much opening and darkness change along the crack",
+        )
+        follow_grain: float = param(
+            0.7, lo=0.0, hi=1.0, vary=(0.4, 1.0),
+            doc="how strongly the crack turns to the surface's grain",
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
         # the fissure's own box plus _margin(): render() grows the same fissure from the
         # same rng (extent() looks ahead on a copy of it), so it fits unscaled; with
-        # another rng it is shrunk to fit if need be
+        # another rng it is shrunk to fit if need be. When it may turn towards a grain
+        # that only render() sees, the box is the square it fits in at any turn.
         segs = _grow_ahead(params, rng)
+        m = 2.0 * _margin(params) + 1.0
+        if params.follow_grain > 0:
+            xs, ys = segs[:, 0:4:2], segs[:, 1:4:2]
+            cx, cy = (xs.max() + xs.min()) / 2, (ys.max() + ys.min()) / 2
+            side = 2.0 * float(np.sqrt((xs - cx) ** 2 + (ys - cy) ** 2).max()) + m
+            return int(math.ceil(side)), int(math.ceil(side))
         span_x = float(segs[:, 0:4:2].max() - segs[:, 0:4:2].min())
         span_y = float(segs[:, 1:4:2].max() - segs[:, 1:4:2].min())
-        m = 2.0 * _margin(params) + 1.0
         return int(math.ceil(span_y + m)), int(math.ceil(span_x + m))
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
@@ -70,7 +90,8 @@ class CrackGenerator(DefectGenerator):
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
         cov = np.zeros((h, w), F32)
-        segs = _place(_grown(params, rng), params, (h, w))
+        grain = _grain(region, params)
+        segs = _place(_grown(params, rng, grain), params, (h, w))
         # everything happens in the fissure's bounding box, padded by its half-width, the
         # supersampled pixel and the reach of the blurs and slopes below (7 px) so that
         # nothing differs from working on the whole region
@@ -84,15 +105,25 @@ class CrackGenerator(DefectGenerator):
             return Layer(out, cov)
         f = 4 if max(h, w) <= 600 else 2
         canvas = np.zeros((hc * f, wc * f), np.uint8)
+        deep = np.zeros((hc * f, wc * f), np.uint8)
         # ends on the supersampled grid and stroke widths, rounded as a whole; one
         # polylines call per width draws exactly what a cv2.line per segment would
         shift = np.array([x0, y0, x0, y0], np.float64)
         ends = np.rint((segs[:, :4] - shift + 0.5) * f - 0.5).astype(np.int32).reshape(-1, 2, 2)
-        thick = np.maximum(np.rint(segs[:, 4] * f), 1).astype(np.int32)
+        # a stroke narrower than a subpixel is drawn one subpixel wide with its darkness
+        # scaled by the part of it that is open
+        wsub = segs[:, 4] * f
+        thick = np.maximum(np.rint(wsub), 1).astype(np.int32)
+        frac = np.minimum(wsub / thick, 1.0)
         for th in sorted(set(thick.tolist())):
             cv2.polylines(canvas, ends[thick == th], False, 255, th, cv2.LINE_8)
+        # the gap's depth (how much light it traps) along the crack, per segment
+        level = np.clip(np.rint(255.0 * segs[:, 5] * frac), 1, 255).astype(np.int32)
+        for (a, b), th, lv in zip(ends.tolist(), thick.tolist(), level.tolist()):
+            cv2.line(deep, tuple(a), tuple(b), lv, th, cv2.LINE_8)
         opening8 = cv2.resize(canvas, (wc, hc), interpolation=cv2.INTER_AREA)
         opening = np.multiply(opening8, F32(1.0 / 255.0), dtype=F32)
+        depth8 = cv2.resize(deep, (wc, hc), interpolation=cv2.INTER_AREA)
         near = cv2.GaussianBlur(opening, (0, 0), 0.6)
         cov_c = np.multiply(near, F32(4.0), out=near)
         np.minimum(cov_c, F32(1.0), out=cov_c)  # the blur of a 0..1 image is >= 0
@@ -109,8 +140,8 @@ class CrackGenerator(DefectGenerator):
         gy = cv2.Sobel(trough, cv2.CV_32F, 0, 1, ksize=3, scale=k).ravel()[idx]
         # diffuse only (no specular lobe), so the grain's anisotropy plays no part
         ratio, _ = shade_slopes(gx, gy, region.light.vector, _RIM_SHADING)
-        # the gap's darkening, 1 - darkness * opening ** 0.75, for every 8-bit opening
-        ratio *= (1.0 - params.darkness * _LUT).astype(F32)[opening8.ravel()[idx]]
+        # the gap's darkening, 1 - darkness * (open part x depth) ** 0.75, per 8-bit level
+        ratio *= (1.0 - params.darkness * _LUT).astype(F32)[depth8.ravel()[idx]]
         # crop index -> region index
         at = idx + (y0 * w + x0) + (idx // wc) * (w - wc)
         flat = out.reshape(h * w, -1)
@@ -122,6 +153,34 @@ class CrackGenerator(DefectGenerator):
 _RIM_SHADING = Shading(ambient=0.5, specular=0.0, roughness=0.3)
 _LUT = np.power(np.arange(256, dtype=np.float64) / 255.0, 0.75)  # 8-bit opening ** 0.75
 
+# (heading of the grain in radians, how strongly it pulls: 0..1), or None
+_Grain = tuple[float, float] | None
+
+
+def _grain(region: Region, params: CrackGenerator.Params) -> _Grain:
+    """The surface's grain as the crack feels it: its direction and a pull that grows
+    with the grain's coherence (brushed metal ~0.3-0.9, isotropic surfaces ~0)."""
+    if params.follow_grain <= 0:
+        return None
+    angle, coherence = grain_orientation(luminance(region.pixels))
+    pull = params.follow_grain * min(max((coherence - 0.12) * 2.5, 0.0), 1.0)
+    return (angle, pull) if pull > 0.02 else None
+
+
+class _Noise1D:
+    """A smooth random function of arc length: the sum of a few sinusoids of random
+    phase with wavelengths of ``scale`` px and shorter, of unit deviation."""
+
+    def __init__(self, u: list[float], scale: float) -> None:
+        self.terms = [
+            (2 * math.pi / (scale / k), 2 * math.pi * u[i], 1.0 / k)
+            for i, k in enumerate((1.0, 2.1, 4.3))
+        ]
+        self.norm = math.sqrt(2.0 / sum(a * a for _, _, a in self.terms))
+
+    def __call__(self, s: float) -> float:
+        return self.norm * sum(a * math.sin(f * s + p) for f, p, a in self.terms)
+
 
 def _walk(
     draws: tuple[list[float], list[float]],
@@ -129,10 +188,15 @@ def _walk(
     heading: float,
     length: float,
     width0: float,
-    jag: float,
+    params: CrackGenerator.Params,
     taper: float,
+    shape: tuple[_Noise1D, _Noise1D, float],
+    grain: _Grain,
 ) -> list[_Segment]:
-    """A persistent random walk of short straight steps, width closing towards the tip.
+    """A random walk of short straight steps with a meandering heading; the opening
+    follows ``width0``, swells and narrows along the way (``shape``: noise of the width
+    and of the depth, and the arc length where this walk starts on them) and tapers to
+    nothing at the tip (and a little at the start, for a branch).
 
     ``draws``: step lengths (uniform 2..5.5 px) and standard normal turns, consumed from
     the end (so that the walks of one fissure share one draw of each).
@@ -141,18 +205,41 @@ def _walk(
     segs: list[_Segment] = []
     x, y = start
     travelled = 0.0
-    h = heading
-    sd = 0.15 + 0.6 * jag
+    jag = params.jaggedness
+    var = params.variation
+    wnoise, dnoise, s0 = shape
+    # kinks: small, independent turns at grain boundaries; drift: the course bends slowly
+    kink_sd = 0.06 + 0.5 * jag * jag
+    drift_sd = 0.05 + 0.06 * jag
+    drift = 0.0
     inv = 1.0 / max(length, 1e-6)
     cos, sin = math.cos, math.sin
+    if grain is not None:
+        ga, pull = grain
+        gdx, gdy = cos(ga), sin(ga)
     while travelled < length:
         step = steps.pop()
-        # a fracture turns sharply at grain boundaries but keeps its overall course
-        h = heading + 0.55 * (h - heading) + sd * turns.pop()
-        nx, ny = x + step * cos(h), y + step * sin(h)
+        drift = 0.9 * drift + drift_sd * turns.pop()
+        h = heading + drift + kink_sd * turns.pop()
+        dx, dy = cos(h), sin(h)
+        if grain is not None:
+            # pulled along the grain, whichever way of it is closer to the step
+            sg = 1.0 if dx * gdx + dy * gdy >= 0 else -1.0
+            dx += pull * sg * gdx
+            dy += pull * sg * gdy
+            n = math.hypot(dx, dy) or 1.0
+            dx, dy = dx / n, dy / n
+        nx, ny = x + step * dx, y + step * dy
         travelled += step
-        wd = width0 * max(0.0, 1.0 - min(1.0, travelled * inv)) ** taper
-        segs.append((x, y, nx, ny, wd))
+        u = min(1.0, travelled * inv)
+        # closes towards the tip; a branch also opens over its first steps
+        env = (1.0 - u) ** taper
+        if taper > 0.7:
+            env *= min(1.0, 0.3 + travelled / max(3.0 * width0, 1.0))
+        a = s0 + travelled
+        wd = width0 * env * max(0.15, 1.0 + 0.45 * var * wnoise(a))
+        depth = min(1.0, max(0.1, (1.0 + 0.5 * var * dnoise(a)) * (0.35 + 0.65 * env**0.5)))
+        segs.append((x, y, nx, ny, wd, depth))
         x, y = nx, ny
     return segs
 
@@ -164,50 +251,59 @@ def _margin(params: CrackGenerator.Params) -> float:
 
 
 # the fissure extent() grew ahead of render(): (params, rng state before, segments, rng
-# state after); render() takes it when its params and rng state are those, else grows
-# its own (the same one). One entry, replaced whole (safe across threads)
+# state after); render() takes it when its params and rng state are those and it feels
+# no grain, else grows its own. One entry, replaced whole (safe across threads)
 _AHEAD: list[tuple[object, Mapping[str, Any], np.ndarray, Mapping[str, Any]] | None] = [None]
 
 
 def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
-    """The fissure :func:`_grown` will give for ``rng``, leaving ``rng`` as it is."""
+    """The fissure :func:`_grown` will give for ``rng`` on a surface without grain,
+    leaving ``rng`` as it is."""
     before = rng.bit_generator.state
     bits = type(rng.bit_generator)()
     bits.state = before
-    segs = _grow(params, np.random.Generator(bits))
+    segs = _grow(params, np.random.Generator(bits), None)
     _AHEAD[0] = (params, before, segs, bits.state)
     return segs
 
 
-def _grown(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
+def _grown(params: CrackGenerator.Params, rng: np.random.Generator, grain: _Grain) -> np.ndarray:
     """:func:`_grow`, or what :func:`_grow_ahead` grew from this very rng state."""
     ahead = _AHEAD[0]
-    if ahead is not None and ahead[0] == params:
+    if grain is None and ahead is not None and ahead[0] == params:
         before = rng.bit_generator.state
         if before == ahead[1]:
             rng.bit_generator.state = ahead[3]
             return ahead[2].copy()
-    return _grow(params, rng)
+    return _grow(params, rng, grain)
 
 
-def _grow(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
-    """The fissure's segments as an (n, 5) array of x0, y0, x1, y1, width, unscaled,
-    about the origin."""
+def _grow(params: CrackGenerator.Params, rng: np.random.Generator, grain: _Grain) -> np.ndarray:
+    """The fissure's segments as an (n, 6) array of x0, y0, x1, y1, width, depth (0..1),
+    unscaled, about the origin."""
     a = math.radians(params.angle)
+    if grain is not None:
+        # the course turns towards the nearer direction of the grain
+        ga, pull = grain
+        off = (ga - a + math.pi / 2) % math.pi - math.pi / 2
+        a += off * pull
     half = params.length / 2.0
-    jag = params.jaggedness
     nb = params.branches
     # every draw at once: the walks' steps (at least 2 px each, so the trunk and the
     # longest possible branches and twigs (0.4 and 0.16 of the length) need at most
-    # this many) and 12 uniforms per branch
+    # this many), two turns per step, 12 uniforms per branch and 6 phases
     n = int(params.length * (1.0 + 0.56 * nb) / 2.0) + 4 * (nb + 2)
     steps = rng.uniform(2.0, 5.5, n).tolist()
-    turns = rng.standard_normal(n).tolist()
-    u = rng.random(1 + 12 * nb).tolist()
+    turns = rng.standard_normal(2 * n).tolist()
+    u = rng.random(1 + 12 * nb + 6).tolist()
     draws = (steps, turns)
+    scale = max(12.0, params.length * 0.45)
+    shape = (_Noise1D(u[-6:-3], scale), _Noise1D(u[-3:], scale * 0.8))
     split = 0.35 + 0.3 * u[0]
-    main = _walk(draws, (0.0, 0.0), a, 2 * half * split, params.width, jag, 0.6)
-    other = _walk(draws, (0.0, 0.0), a + math.pi, 2 * half * (1 - split), params.width, jag, 0.6)
+    main = _walk(draws, (0.0, 0.0), a, 2 * half * split, params.width, params, 0.6,
+                 (*shape, 0.0), grain)
+    other = _walk(draws, (0.0, 0.0), a + math.pi, 2 * half * (1 - split), params.width,
+                  params, 0.6, (*shape, 500.0), grain)
     segs = main + other
     trunk = main + other
     for b in range(nb):
@@ -215,19 +311,21 @@ def _grow(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray
         # branch from a point on the trunk away from the tips: the first of a few
         # candidates that is still at least 0.3 of the full opening (else the last)
         for v in ub[:6]:
-            sx, sy, ex, ey, wd = trunk[int(v * len(trunk))]
+            sx, sy, ex, ey, wd, _ = trunk[int(v * len(trunk))]
             if wd >= 0.3 * params.width:
                 break
         base = math.atan2(ey - sy, ex - sx)
         turn = math.radians(25.0 + 35.0 * ub[6]) * (1 if ub[7] < 0.5 else -1)
         blen = params.length * (0.12 + 0.28 * ub[8])
-        limb = _walk(draws, (ex, ey), base + turn, blen, wd * 0.75, jag, 0.9)
+        limb = _walk(draws, (ex, ey), base + turn, blen, wd * 0.75, params, 0.9,
+                     (*shape, 1000.0 + 200.0 * b), grain)
         segs += limb
         if limb and ub[9] < 0.4:
-            tx, ty, ux, uy, tw = limb[int(ub[10] * len(limb))]
+            tx, ty, ux, uy, tw, _ = limb[int(ub[10] * len(limb))]
             twig_dir = math.atan2(uy - ty, ux - tx) - turn * (0.6 + 0.6 * ub[11])
-            segs += _walk(draws, (ux, uy), twig_dir, blen * 0.4, tw * 0.7, jag, 1.0)
-    return np.array(segs, dtype=np.float64).reshape(-1, 5)
+            segs += _walk(draws, (ux, uy), twig_dir, blen * 0.4, tw * 0.7, params, 1.0,
+                          (*shape, 3000.0 + 200.0 * b), grain)
+    return np.array(segs, dtype=np.float64).reshape(-1, 6)
 
 
 def _place(arr: np.ndarray, params: CrackGenerator.Params, shape: tuple[int, int]) -> np.ndarray:
