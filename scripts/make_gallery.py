@@ -126,9 +126,15 @@ def strip(
     rows = []
     used: list[str] = []
     gap = np.full((PANEL, 6, 3), 255, np.uint8)
+    if get_host().generator(name).placement == "edge":
+        # an edge generator needs a product edge in the image: the fixtures that have
+        # one, three rows each
+        with_edge = [f for f in fixtures if not f[2].all()]
+        fixtures = [f for f in with_edge for _ in range(3)]
+    starts: dict[str, int] = {}
     for fixture, image, mask in fixtures:
         parts: list[np.ndarray] = []
-        seed = 1
+        seed = starts.get(fixture, 1)
         for k in range(seeds):
             panels, s = cell(name, fixture, image, mask, seed)
             used.append(f"{fixture}:{s}")
@@ -136,6 +142,7 @@ def strip(
             if k:
                 parts.append(gap)
             parts.extend(panels)
+        starts[fixture] = seed
         rows.append(np.hstack(parts))
     width = rows[0].shape[1]
     header = np.full((22, width, 3), 255, np.uint8)

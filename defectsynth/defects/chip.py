@@ -99,14 +99,16 @@ class ChipGenerator(DefectGenerator):
         field = limit - inside  # > 0 inside the bite
         cov = np.clip(field + 0.5, 0.0, 1.0).astype(F32)
         cov *= prod
-        cov[np.abs(u) > half + 1.0] = 0.0
+        # (a bite wider than a small bore would wrap around it: keep it within its own
+        # reach of the point of impact)
+        dist = np.hypot(xx, yy)
+        cov[(np.abs(u) > half + 1.0) | (dist > 1.1 * max(half, reach) + 1.0)] = 0.0
         if not (cov >= 0.5).any():
             return Layer(out, np.zeros((h, w), F32))
         # the fracture surface: a scoop from 0 at the inner outline down towards the edge,
         # conchoidal ripples around the point of impact, fine roughness
         rel = np.clip(field / F32(max(reach, 1.0)), 0.0, 1.0)
         height = -F32(0.35 * reach) * rel ** 0.8
-        dist = np.hypot(xx, yy)
         wave = max(params.size / 7.0, 2.0)
         phase = float(rng.uniform(0.0, 2.0 * math.pi))
         height += F32(0.35 * params.ripples) * np.sin(dist * F32(2 * math.pi / wave) + F32(phase))
