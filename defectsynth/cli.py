@@ -414,6 +414,10 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
     default=None,
     help="Samples per dask task (default: whole sources, 8 to 16 samples).",
 )
+@click.option(
+    "--report", "with_report", is_flag=True,
+    help="At the end, write OUT/report.html (defectsynth report; needs the report extra).",
+)
 @click.pass_context
 def generate_cmd(
     ctx: click.Context,
@@ -434,6 +438,7 @@ def generate_cmd(
     scheduler: str | None,
     dask_local: int | None,
     chunk_size: int | None,
+    with_report: bool,
 ) -> None:
     """Write a labeled dataset: every image of the recipe's inputs, VARIANTS times.
 
@@ -571,6 +576,8 @@ def generate_cmd(
         if backend is not None:
             backend.close()
     _summary(result, out, ctx.obj.get("verbose", False))
+    if with_report and result.samples:
+        _write_report_page(ctx, out, None, sources=str(rec.input_root()), host=host)
     if result.samples == 0:
         click.echo("error: no sample could be written (see the skipped sources above)", err=True)
         ctx.exit(1)
@@ -730,6 +737,72 @@ def _write_sheet(sheet: Any, out: str, ext: str) -> None:
         raise click.ClickException("could not encode the contact sheet")
     atomic_write_bytes(out, buf.tobytes())
     click.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)")
+
+
+def _write_report_page(
+    ctx: click.Context, out: str, html: str | None, *, real: str | None = None,
+    real_format: str = "auto", sources: str | None = None, score: bool = True,
+    host: Any = None,
+) -> None:
+    try:
+        from .report.page import write_report
+
+        path, data = write_report(
+            out, html, real=real, real_format=real_format, sources=sources, score=score,
+            host=host,
+        )
+    except (ImportError, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    click.echo(
+        f"wrote {path} ({data['samples']} samples, {len(data['categories'])} categories)"
+    )
+
+
+@cli.command("report")
+@click.argument("out", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "-o", "--html", default=None, type=click.Path(dir_okay=False),
+    help="Page to write  [default: OUT/report.html]",
+)
+@click.option(
+    "--real", type=click.Path(file_okay=False, exists=True), default=None,
+    help="Labeled real defects (COCO, YOLO, VOC or images/ + masks/): overlay their "
+    "distributions and show the realism score.",
+)
+@click.option(
+    "--format", "real_format", type=click.Choice(["auto", "coco", "yolo", "voc", "masks"]),
+    default="auto", show_default=True, help="Label format of --real.",
+)
+@click.option(
+    "--sources", type=click.Path(file_okay=False, exists=True), default=None,
+    help="The clean images the dataset was made from (the recipe's input folder), for the "
+    "examples' before crops.",
+)
+@click.option("--no-score", is_flag=True, help="With --real, skip the realism score.")
+@click.pass_context
+def report_cmd(
+    ctx: click.Context, out: str, html: str | None, real: str | None, real_format: str,
+    sources: str | None, no_score: bool,
+) -> None:
+    """Write one self-contained HTML page about the dataset in OUT.
+
+    Per category and split: instances and the images holding them; box size, area,
+    aspect and orientation; where defects fall; how subtle they are (the visibility
+    gate's measure); what was dropped and why; the parameter values drawn against their
+    ranges; zoomed before | after examples; quotas against counts. With --real, the
+    real defects' distributions overlaid and the realism score (needs the fit extra).
+
+    \b
+      defectsynth report out/demo --sources fixtures/images
+      defectsynth report out/demo --real real_defects/ -o demo.html
+
+    Needs the report extra: pip install 'defectsynth[report]'.
+    """
+    _write_report_page(
+        ctx, out, html, real=real, real_format=real_format, sources=sources,
+        score=not no_score, host=_host(ctx),
+    )
 
 
 def _pairs(values: Sequence[str], option: str) -> dict[str, str]:

@@ -71,7 +71,8 @@ def outline(img: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], gap:
     defect stays visible inside its outline at any zoom."""
     m = mask.astype(np.uint8)
     if gap > 0:
-        m = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1,) * 2))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1,) * 2)
+        m = np.asarray(cv2.dilate(m, kernel), np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(img, contours, -1, color, 1, cv2.LINE_AA)
 

@@ -36,7 +36,8 @@ class Instance:
     ``cx``, ``cy``: the box centre over the image size (0..1); ``orientation``: the
     angle of the mask's long axis from the image's x axis, in degrees, 0..180
     counter-clockwise as the picture is seen (None when the mask is too round to say);
-    ``contrast``: the gate's own visibility measure, in the manifest as ``visibility``.
+    ``contrast``: the gate's own visibility measure (``visibility`` in the manifest, in
+    grey levels) over the image's full scale, the unit of the gate's ``min_contrast``.
     """
 
     category: str
@@ -49,6 +50,9 @@ class Instance:
     orientation: float | None
     contrast: float | None
     params: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+    source_sha256: str = ""
+    rle: Mapping[str, Any] | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:
@@ -144,7 +148,20 @@ def orientation(mask: np.ndarray) -> float | None:
     return math.degrees(0.5 * math.atan2(2 * sxy, sxx - syy)) % 180.0
 
 
-def _instance(rec: Mapping[str, Any], a: Mapping[str, Any]) -> Instance:
+def full_scale(path: Path) -> int:
+    """The largest pixel value of a written image: 65535 for a 16-bit PNG, else 255
+    (read from the PNG header, not by decoding the image)."""
+    if path.suffix.lower() != ".png":
+        return 255
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(25)
+    except OSError:
+        return 255
+    return 65535 if len(head) == 25 and head[24] == 16 else 255
+
+
+def _instance(rec: Mapping[str, Any], a: Mapping[str, Any], scale: int = 255) -> Instance:
     box = tuple(int(v) for v in a["box"])
     shape = (int(rec["height"]), int(rec["width"]))
     angle = None
@@ -161,8 +178,11 @@ def _instance(rec: Mapping[str, Any], a: Mapping[str, Any]) -> Instance:
         image_shape=shape,
         area=int(a.get("area", 0)),
         orientation=angle,
-        contrast=None if vis is None else float(vis),
+        contrast=None if vis is None else float(vis) / scale,
         params=dict(a.get("params") or {}),
+        source=str(rec.get("source", "")),
+        source_sha256=str(rec.get("source_sha256", "")),
+        rle=a.get("mask_rle"),
     )
 
 
@@ -217,8 +237,9 @@ def dataset_stats(out: str | Path) -> DatasetStats:
             stats.dropped[key] += int(st.get(f"dropped_{key}", 0))
         for cat in {str(a["category"]) for a in anns}:
             stats.images_with.setdefault(cat, Counter())[split] += 1
+        scale = full_scale(root / str(rec["image"])) if anns else 255
         for a in anns:
-            inst = _instance(rec, a)
+            inst = _instance(rec, a, scale)
             if inst.category not in stats.categories:
                 stats.categories.append(inst.category)
             stats.instances.append(inst)
