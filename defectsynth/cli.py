@@ -303,6 +303,9 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
         )
     inst = ", ".join(f"{k} {v}" for k, v in rep["instances"].items()) or "(none)"
     click.echo(f"  instances: {inst}")
+    if rep.get("quotas"):
+        met = ", ".join(f"{k} {v['instances']}/{v['quota']}" for k, v in rep["quotas"].items())
+        click.echo(f"  quotas:    {met} (met after {rep['tasks']} samples)")
     d = rep["dropped"]
     click.echo(
         f"  dropped for visibility: {d['visibility']} "
@@ -738,6 +741,96 @@ def _write_sheet(sheet: Any, out: str, ext: str) -> None:
     atomic_write_bytes(out, buf.tobytes())
     click.echo(f"wrote {out} ({sheet.shape[1]}x{sheet.shape[0]} px)")
 
+
+@cli.command("init")
+@click.argument("images", default=".", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "-o", "--out", default="recipe.yaml", show_default=True, type=click.Path(dir_okay=False),
+    help="Recipe file to write.",
+)
+@click.option("--force", is_flag=True, help="Replace the recipe file if it exists.")
+@click.pass_context
+def init_cmd(ctx: click.Context, images: str, out: str, force: bool) -> None:
+    """Write a commented starter recipe for the images in IMAGES (default: here).
+
+    It looks at a few of the images to guess the product mask (auto when the product
+    stands on a plain background, else full), the defect sizes (scale: auto when the
+    images are far from the 512 px the generators were tuned for), the number of samples
+    and the splits, proposes defect types, and prints the next three commands:
+
+    \b
+      defectsynth init photos/ -o recipe.yaml
+    """
+    from pathlib import Path
+
+    from .errors import RecipeError
+    from .recipe import load_recipe
+    from .starter import starter_recipe
+    from .writing import atomic_write_text
+
+    if Path(out).exists() and not force:
+        click.echo(f"error: {out} exists; pass --force to replace it, or -o another file",
+                   err=True)
+        ctx.exit(1)
+    host = _host(ctx)
+    try:
+        start = starter_recipe(images, out, host)
+    except RecipeError as exc:
+        click.echo(f"error: {exc.detail}", err=True)
+        ctx.exit(2)
+    atomic_write_text(out, start.text)
+    load_recipe(out, host=host)  # what init writes must be a valid recipe
+    click.echo(
+        f"wrote {out} for {start.images} image(s) (looked at {start.looked_at}: about "
+        f"{start.shorter_side} px on the shorter side; product_mask {start.product_mask}; "
+        f"{'scale auto; ' if start.scale else ''}{start.samples} samples; defects "
+        f"{', '.join(start.generators)})"
+    )
+    folder = Path(images).absolute()
+    inside = folder == Path(out).absolute().parent or folder in Path(out).absolute().parents
+    sheet = "../sheet.png" if inside else "sheet.png"
+    click.echo("next:")
+    for command, why in (
+        (f"defectsynth preview {out} -o {sheet}", "look before a long run"),
+        (f"defectsynth generate {out} -o out/", "the dataset"),
+        ("defectsynth validate out/", "check every format"),
+    ):
+        click.echo(f"  {command:<48} # {why}")
+
+
+@cli.command("validate")
+@click.argument("out", type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
+@click.option("--max-problems", type=click.IntRange(min=1), default=200, show_default=True)
+def validate_cmd(out: str, as_json: bool, max_problems: int) -> None:
+    """Re-read a dataset and check every format against the images and each other.
+
+    Checks what readers accept silently: duplicate ids, zero or negative box sizes,
+    unknown category ids, boxes outside the image, RLE counts that do not add up to
+    h*w, odd-length polygons, YOLO labels in pixel units, a label without an image and
+    the reverse, and counts that disagree between COCO, YOLO, VOC, anomaly and the
+    manifest. Exits 1 with the list of problems, 0 when the dataset is clean.
+    """
+    from .validate import validate_dataset
+
+    report = validate_dataset(out)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for w in report.warnings:
+            click.echo(f"warning: {w}")
+        for p in report.problems[:max_problems] if report.is_dataset else ():
+            click.echo(p)
+        if len(report.problems) > max_problems:
+            click.echo(f"... and {len(report.problems) - max_problems} more")
+        status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+        if not report.is_dataset:
+            status = "not a defectsynth dataset (no manifest.jsonl)"
+        click.echo(
+            f"{out}: {report.samples} samples, formats {', '.join(report.formats)}: {status}"
+        )
+    if not report.ok:
+        sys.exit(1)
 
 def _write_report_page(
     ctx: click.Context, out: str, html: str | None, *, real: str | None = None,
