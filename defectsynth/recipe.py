@@ -112,6 +112,11 @@ class Recipe:
     samples: int | None = None
     #: "auto" or a factor for the generators' size-like parameters; None: as declared
     scale: float | str | None = None
+    #: (category, instances) the run must reach: it stops at the shortest prefix of the
+    #: task order that meets them all (instead of ``variants`` / ``samples``)
+    quotas: tuple[tuple[str, int], ...] = ()
+    #: with quotas, the most samples a run may make before it gives up
+    max_samples: int | None = None
     base_dir: str = "."
     file: str = "<recipe>"
     #: folders the recipe's paths may point into (see :func:`allowed_roots`); empty: the
@@ -180,6 +185,9 @@ class Recipe:
             extra["samples"] = self.samples
         if self.scale is not None:
             extra["scale"] = self.scale
+        if self.quotas:
+            extra["quotas"] = dict(self.quotas)
+            extra["max_samples"] = self.quota_cap
         return extra | {
             "seed": self.seed,
             "plugin_dirs": list(self.plugin_dirs),
@@ -216,6 +224,12 @@ class Recipe:
                      "min_relative": self.gate.min_relative},
             "max_generator_failures": self.max_generator_failures,
         }
+
+    @property
+    def quota_cap(self) -> int:
+        """The most samples a run with quotas makes (``max_samples``, default
+        :data:`DEFAULT_MAX_SAMPLES`)."""
+        return self.max_samples if self.max_samples is not None else DEFAULT_MAX_SAMPLES
 
     def error(self, key: str, message: str) -> RecipeError:
         return RecipeError(message, file=self.file, key=key)
@@ -569,6 +583,8 @@ _TOP_KEYS = (
     "max_generator_failures",
     "samples",
     "scale",
+    "quotas",
+    "max_samples",
 )
 
 
@@ -659,6 +675,7 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 MAX_VARIANTS = 1_000_000
+DEFAULT_MAX_SAMPLES = 10_000
 MAX_PIXELS_LIMIT = 2**40  # above 2**30 OpenCV also needs OPENCV_IO_MAX_IMAGE_PIXELS
 MAX_INSTANCES = 1_000
 
@@ -727,6 +744,7 @@ def parse_recipe(
                 "source), not both",
             )
         samples = r.integer(top["samples"], "samples", lo=1, hi=MAX_VARIANTS * 1000)
+    quotas, max_samples = _quotas(r, top)
     scale: float | str | None = None
     if top.get("scale") is not None:
         raw_scale = top["scale"]
@@ -858,6 +876,8 @@ def parse_recipe(
         max_generator_failures=max_failures,
         samples=samples,
         scale=scale,
+        quotas=quotas,
+        max_samples=max_samples,
         base_dir=str(Path(base_dir).absolute()),
         file=file,
         allowed=allowed_roots(base_dir, allow_paths),
@@ -1060,6 +1080,39 @@ def _key_parts(key: str, file: str) -> list[str | int]:
         parts.append(m.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
     return parts
+
+
+def _quotas(r: _Reader, top: Mapping[str, Any]) -> tuple[tuple[tuple[str, int], ...], int | None]:
+    """``quotas: {CATEGORY: N}`` and its cap ``max_samples``; quotas decide the number of
+    samples, so they exclude ``variants`` and ``samples``."""
+    raw = top.get("quotas")
+    if raw is None:
+        if top.get("max_samples") is not None:
+            raise r.fail(
+                "max_samples",
+                "caps a run with quotas; without quotas give samples (a total) or variants",
+            )
+        return (), None
+    if not isinstance(raw, Mapping) or not raw:
+        raise r.fail(
+            "quotas",
+            f"expected a mapping of category: instances (scratch: 100), got {_describe(raw)}",
+        )
+    for other in ("variants", "samples"):
+        if top.get(other) is not None:
+            raise r.fail(
+                "quotas",
+                f"quotas decide how many samples are made; remove {other} (cap the run "
+                "with max_samples)",
+            )
+    quotas = tuple(
+        (r.text(k, "quotas"), r.integer(v, f"quotas.{k}", lo=1, hi=1_000_000_000))
+        for k, v in raw.items()
+    )
+    cap = None
+    if top.get("max_samples") is not None:
+        cap = r.integer(top["max_samples"], "max_samples", lo=1, hi=MAX_VARIANTS * 1000)
+    return quotas, cap
 
 
 def apply_overrides(

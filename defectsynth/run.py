@@ -176,6 +176,8 @@ class Plan:
     #: samples per source when the recipe gives ``samples`` (else ``variants`` each);
     #: task ``si * variants + v`` exists for ``v < counts[si]``
     counts: list[int] | None = None
+    #: with quotas: the most tasks, taken in :meth:`quota_order`
+    cap: int | None = None
 
     @classmethod
     def build(
@@ -193,9 +195,13 @@ class Plan:
         skipped = [d for d in skipped if os.path.realpath(d) not in own]
         rels = [s.rel for s in sources]
         counts = None
+        cap = None
         if recipe.samples is not None and sources:
             counts = samples_per_source(rels, recipe.samples)
             recipe = replace(recipe, variants=max(counts))
+        if recipe.quotas and sources:
+            cap = recipe.quota_cap
+            recipe = replace(recipe, variants=-(-cap // len(sources)))
         return cls(
             recipe=recipe,
             sources=sources,
@@ -205,14 +211,31 @@ class Plan:
             limit=limit,
             skipped_folders=skipped,
             counts=counts,
+            cap=cap,
         )
 
     def count(self, si: int) -> int:
         """Samples of source ``si``."""
         return self.counts[si] if self.counts is not None else self.recipe.variants
 
+    def quota_order(self) -> Iterator[int]:
+        """With quotas, the task order whose shortest prefix meeting them is the dataset:
+        variant 0 of every source (sorted), then variant 1, ..., ``cap`` tasks in all, so
+        any prefix is spread over the sources."""
+        n = len(self.sources)
+        for k in range(self.cap or 0):
+            v, si = divmod(k, n)
+            yield si * self.recipe.variants + v
+
+    def position(self, index: int) -> int:
+        """Where task ``index`` comes in :meth:`quota_order`."""
+        si, v = divmod(index, self.recipe.variants)
+        return v * len(self.sources) + si
+
     @property
     def total(self) -> int:
+        if self.cap is not None:
+            return self.cap
         n = sum(self.count(i) for i in range(len(self.sources)))
         return n if self.limit is None else min(n, self.limit)
 
@@ -281,7 +304,9 @@ class Plan:
         )
 
     def indices(self) -> Iterable[int]:
-        """The task indices of the run, in order (see :meth:`limited`)."""
+        """The task indices of the run, in order (see :meth:`limited`, :meth:`quota_order`)."""
+        if self.cap is not None:
+            return self.quota_order()
         chosen = self.limited()
         return range(self.total) if chosen is None else chosen
 
@@ -836,6 +861,117 @@ class _FailureWatch:
         }
 
 
+class _Quota:
+    """Quotas kept in task order. Results may arrive in any order (dask) and beyond the
+    point where the quotas are met (tasks in flight); the prefix grows only over
+    contiguous positions of :meth:`Plan.quota_order`, so where it ends (``boundary``)
+    depends on the tasks alone, never on the backend, the worker count or a resume."""
+
+    def __init__(self, plan: Plan, quotas: Iterable[tuple[str, int]]) -> None:
+        self.plan = plan
+        self.want = dict(quotas)
+        self.have: Counter[str] = Counter()
+        self._waiting: dict[int, Counter[str]] = {}
+        self._next = 0
+        self.boundary: int | None = None  # the last position of the prefix
+        #: skipped / failed results and generator-call summaries, by position: the
+        #: report counts those inside the prefix only
+        self.deferred: list[tuple[int, dict[str, Any]]] = []
+        self.calls: list[tuple[int, dict[str, Any]]] = []
+
+    @property
+    def met(self) -> bool:
+        return self.boundary is not None
+
+    def add(self, index: int, categories: Iterable[str]) -> None:
+        self._waiting[self.plan.position(index)] = Counter(categories)
+        while self.boundary is None and self._next in self._waiting:
+            self.have.update(self._waiting.pop(self._next))
+            if all(self.have[c] >= n for c, n in self.want.items()):
+                self.boundary = self._next
+            self._next += 1
+
+    def keeps(self, index: int) -> bool:
+        return self.boundary is not None and self.plan.position(index) <= self.boundary
+
+    def table(self) -> dict[str, dict[str, int]]:
+        return {c: {"quota": n, "instances": self.have[c]} for c, n in self.want.items()}
+
+    def shortfall(self) -> str:
+        short = ", ".join(
+            f"{c} {self.have[c]} of {n}" for c, n in self.want.items() if self.have[c] < n
+        )
+        return (
+            f"the quotas cannot be met: after max_samples = {self.plan.total} samples the "
+            f"run has {short}. A generator whose defects never pass the visibility gate "
+            "on these images cannot fill its quota (check with defectsynth preview); "
+            "raise max_samples, lower the quota or change the recipe, then start again "
+            "with --overwrite"
+        )
+
+
+def _settle_quotas(out: Path, quota: _Quota, tally: _Tally, watch: _FailureWatch) -> None:
+    """Keep the shortest prefix meeting the quotas: the manifest loses the records beyond
+    it, and images/ and masks/ every file no kept record names (work done past the
+    prefix, or left by a killed run). Skips, failures and generator failures are
+    counted inside the prefix only."""
+    if not quota.met:
+        raise RunError(quota.shortfall())
+    path = out / MANIFEST
+    kept: list[str] = []
+    names: set[str] = set()
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if quota.keeps(int(rec["task"])):
+                kept.append(line)
+                names.update([rec["image"], *(a["mask"] for a in rec["annotations"])])
+    atomic_write_text(path, "".join(kept))
+    for folder in ("images", "masks"):
+        for f in sorted((out / folder).rglob("*")):
+            if f.is_file() and f.relative_to(out).as_posix() not in names:
+                f.unlink()
+    for pos, result in sorted(quota.deferred, key=lambda x: x[0]):
+        if quota.boundary is not None and pos <= quota.boundary:
+            _tally_add(tally, result)
+    for pos, calls in sorted(quota.calls, key=lambda x: x[0]):
+        if quota.boundary is not None and pos <= quota.boundary:
+            watch.update(calls)
+
+
+def _tally_add(tally: _Tally, result: dict[str, Any]) -> None:
+    if "skipped" in result:
+        src = str(result["source"])
+        tally.skipped.setdefault(src, str(result["skipped"]))
+        if result.get("traceback"):
+            tally.tracebacks.setdefault(src, str(result["traceback"]))
+        tally.skipped_tasks[src] += 1
+    else:
+        tally.failed.append(
+            {"task": result["task"], "source": result["source"], "error": result["failed"]}
+        )
+
+
+def _quota_result(quota: _Quota, plan: Plan, result: dict[str, Any]) -> None:
+    index = int(result["task"])
+    pos = plan.position(index)
+    if result.get("calls"):
+        quota.calls.append((pos, result["calls"]))
+    if "record" in result:
+        quota.add(index, (a["category"] for a in result["record"]["annotations"]))
+    elif "skipped" in result or "failed" in result:
+        quota.deferred.append((pos, result))
+        quota.add(index, ())
+
+
+def _until_met(tasks: Iterable[Task], quota: _Quota | None) -> Iterator[Task]:
+    """The tasks until the quotas are met (all of them without quotas)."""
+    for task in tasks:
+        if quota is not None and quota.met:
+            return
+        yield task
+
+
 # -- the driver -------------------------------------------------------------------------------
 
 
@@ -1124,6 +1260,13 @@ def generate(
         host = PluginHost(plugin_dirs)
     synth = recipe.synthesizer(host)  # validates generators, params and formats
     categories = synth.categories
+    for cat, _ in recipe.quotas:
+        if cat not in categories:
+            raise recipe.error(
+                f"quotas.{cat}",
+                f"no defect entry labels {cat!r}, so its quota could never be met; the "
+                f"recipe's categories: {', '.join(categories)}",
+            )
     plan = Plan.build(recipe, limit, exclude=[out])
     info = dataset_info(recipe, host, limit, categories)
     if resume and overwrite:
@@ -1144,8 +1287,16 @@ def generate(
                 f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
             ) from None
         done_set = set(done)
-        chosen = plan.limited()
-        if chosen is None:
+        quota = _Quota(plan, recipe.quotas) if plan.cap is not None else None
+        if quota is not None:
+            if limit is not None:
+                raise RunError("--limit does not go with quotas; cap the run with max_samples")
+            for rec in iter_records(out):
+                quota.add(int(rec["task"]), (a["category"] for a in rec["annotations"]))
+        chosen = plan.limited() if quota is None else None
+        if quota is not None:
+            todo = plan.total - len(done_set)
+        elif chosen is None:
             todo = plan.total - sum(1 for i in done_set if i < plan.total)
         else:
             todo = sum(1 for i in chosen if i not in done_set)
@@ -1165,9 +1316,11 @@ def generate(
         new = 0
         try:
             manifest_size = os.fstat(fd).st_size
-            tasks = _until_stopped(plan.tasks(done_set), stop)
+            tasks = _until_met(_until_stopped(plan.tasks(done_set), stop), quota)
             with _graceful_signals(stop), _worker_deaths(stop, out):
                 for i, result in enumerate(backend.map(factory, tasks)):
+                    if quota is not None:
+                        _quota_result(quota, plan, result)
                     if "record" in result:
                         data = dump_record(result["record"]).encode("utf-8")
                         try:
@@ -1181,19 +1334,10 @@ def generate(
                             _discard_files(out, result["record"])
                             what = f"cannot append to {MANIFEST}: {os_reason(exc)}"
                             stop.fail(_stopped(what, exc.errno))
-                    elif "skipped" in result:
-                        src = str(result["source"])
-                        tally.skipped.setdefault(src, str(result["skipped"]))
-                        if result.get("traceback"):
-                            tally.tracebacks.setdefault(src, str(result["traceback"]))
-                        tally.skipped_tasks[src] += 1
                     elif "write_error" in result:
                         stop.fail(_stopped(str(result["write_error"]), result.get("errno")))
-                    else:
-                        tally.failed.append(
-                            {"task": result["task"], "source": result["source"],
-                             "error": result["failed"]}
-                        )
+                    elif quota is None:
+                        _tally_add(tally, result)
                     stopper = watch.update(result.get("calls") or {})
                     if stopper is not None:
                         stop.fail(RunError(stopper))
@@ -1214,10 +1358,16 @@ def generate(
             raise stop.error
         if stop.signum is not None:
             raise RunInterrupted(stop.signum)
+        if quota is not None:
+            watch = _FailureWatch(recipe.max_generator_failures, categories=_labels_of(synth))
+            _settle_quotas(out, quota, tally, watch)
         try:
             finalize(out, recipe, host, info, categories)
             report = build_report(out, plan, tally, categories)
             report["generator_failures"] = watch.report()
+            if quota is not None and quota.boundary is not None:
+                report["tasks"] = quota.boundary + 1
+                report["quotas"] = quota.table()
             atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise _stopped(
