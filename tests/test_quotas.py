@@ -153,3 +153,36 @@ def test_sigkill_then_resume_gives_the_same_prefix(tmp_path: Path) -> None:
                          capture_output=True)
     assert res.returncode == 0, res.stderr
     assert tree_bytes(ref) == tree_bytes(tmp_path / "ref")
+
+
+@pytest.mark.dask
+def test_dask_gives_the_bytes_of_a_local_run_with_bad_sources(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    path = _recipe(tmp_path)
+    (tmp_path / "images" / "zero.png").write_bytes(b"")
+    runner = CliRunner()
+    base = ["generate", str(path), "-o", str(tmp_path / "ds"), "--no-progress"]
+    res = runner.invoke(cli, [*base, "-j", "1"])
+    assert res.exit_code == 0, res.output
+    assert "quotas:" in res.output and "zero.png" in res.output
+    (tmp_path / "ds").rename(tmp_path / "ref")
+    # small chunks complete out of order, and some run past the prefix
+    res = runner.invoke(cli, [*base, "--dask-local", "2", "--chunk-size", "2"])
+    assert res.exit_code == 0, res.output
+    assert tree_bytes(tmp_path / "ds") == tree_bytes(tmp_path / "ref")
+
+
+@pytest.mark.report
+def test_the_report_shows_quotas_against_counts(tmp_path: Path, host: PluginHost) -> None:
+    from defectsynth.report.page import write_report
+
+    recipe = load_recipe(_recipe(tmp_path), host=host)
+    result = generate(recipe, tmp_path / "ds", host=host, workers=1)
+    page, data = write_report(tmp_path / "ds", host=host)
+    assert data["quotas"] == QUOTAS
+    html = page.read_text(encoding="utf-8")
+    table = html[html.index("<table id='quotas'>"):]
+    table = table[: table.index("</table>")]
+    for cat, want in QUOTAS.items():
+        have = result.report["quotas"][cat]["instances"]
+        assert f"<td>{cat}</td><td>{want}</td><td>{have}</td><td class='met'>met</td>" in table

@@ -205,7 +205,7 @@ def test_report_page_in_headless_chromium(tmp_path: Path, demo: Path) -> None:
     finally:
         driver.quit()
     assert broken == [] and count >= 4 + len(data["categories"])
-    assert [e for e in logs if e["level"] in ("SEVERE", "WARNING")] == []
+    assert [e for e in logs if e["level"] == "SEVERE"] == []
     assert shown == data["categories"]
     for cat in data["categories"]:
         assert cat in text

@@ -19,12 +19,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..rle import decode_rle
 from ..writing import atomic_write_text
 from . import plots
 from .preview import category_colors, zoom_pair
 from .real import RealStats
-from .stats import DatasetStats, Instance, dataset_stats
+from .stats import DatasetStats, Instance, dataset_stats, rle_crop
 
 EXAMPLES = 8  # zoomed examples per category
 ZOOM = 150  # px of each before / after crop
@@ -176,8 +175,7 @@ def examples_section(
                 continue
             before = images.before(a)
             with_before += before is not None
-            x1, y1, x2, y2 = a.box
-            crop = decode_rle(dict(a.rle))[y1:y2, x1:x2]
+            crop = rle_crop(a.rle, a.box)
             pair = zoom_pair(before, after, a.box, crop, colors[cat], ZOOM)
             ok, buf = cv2.imencode(".png", pair)
             if not ok:
