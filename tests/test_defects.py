@@ -612,6 +612,67 @@ def test_stain_is_partly_transparent_with_its_own_colour(substance: str) -> None
         assert delta[0] < -2.0  # grease darkens
 
 
+def test_stain_mineral_residue_dries_to_a_thin_ring() -> None:
+    """Water is a dilute solution: nearly all its minerals dry at the pinned rim (the
+    coffee-ring effect), the inside is a thin film the texture shows through, even when
+    the recipe asks for little ring."""
+    kw: dict[str, Any] = dict(kind="spot", substance="water", size=24.0, ring=0.1, opacity=0.8)
+    tex = sized(StainGenerator, **kw)
+    _, layer = render(StainGenerator, tex, Light(0.0, 45.0), seed=3, **kw)
+    d = luminance(layer.pixels) - luminance(tex)
+    m = layer.coverage >= 0.5
+    dist = cv2.distanceTransform(m.astype(np.uint8), cv2.DIST_L2, 5)
+    rim = m & (dist <= 3)
+    inside = m & (dist >= 0.4 * dist.max())
+    assert d[rim].mean() > 2.0 * d[inside].mean() > 0
+    assert d[inside].mean() < 0.05  # a film, not paint
+    flat = np.full_like(tex, float(tex.mean()))
+    _, on_flat = render(StainGenerator, flat, Light(0.0, 45.0), seed=3, **kw)
+    kept = luminance(layer.pixels - on_flat.pixels + 0.5)[inside]
+    assert corr(kept, luminance(tex - flat + 0.5)[inside]) > 0.9
+
+
+@pytest.mark.parametrize("kind", ["spot", "splash"])
+def test_stain_dust_is_fine_grains_thinning_out(kind: str) -> None:
+    kw: dict[str, Any] = dict(kind=kind, substance="dust", size=22.0, opacity=0.7)
+    base = np.full((*extent_of(StainGenerator, kw), 3), 0.3, np.float32)
+    _, layer = render(StainGenerator, base, Light(0.0, 45.0), seed=2, **kw)
+    d = luminance(layer.pixels) - luminance(base)
+    specks = (d > 0.04).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(specks)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    assert n - 1 >= 30 and np.median(areas) <= 3, (n, np.median(areas))  # grains, not blobs
+    m = layer.coverage >= 0.5
+    assert specks[m].mean() < 0.5  # the surface shows between them
+    # denser in the middle of the dusting than towards its edge
+    ys, xs = np.nonzero(specks)
+    r = np.hypot(*np.mgrid[0 : d.shape[0], 0 : d.shape[1]][::-1] - np.array(
+        [xs.mean(), ys.mean()])[:, None, None])
+    reach = np.percentile(r[specks > 0], 95)
+    inner, outer = r < reach / 3, (r > 2 * reach / 3) & (r < reach)
+    assert specks[inner].mean() > 1.5 * specks[outer].mean()
+    # labelled as the dusted area (a splash's may be in a few parts), not as specks
+    k, lab = cv2.connectedComponents(m.astype(np.uint8))
+    assert np.sort(np.bincount(lab[m]))[-3:].sum() >= 0.8 * m.sum()
+
+
+def test_stain_drip_runs_down_and_ends_in_a_bead() -> None:
+    kw: dict[str, Any] = dict(kind="drip", substance="oil", size=16.0, angle=90.0)
+    base = np.full((*extent_of(StainGenerator, kw), 3), 0.6, np.float32)
+    for seed in range(4):
+        _, layer = render(StainGenerator, base, Light(0.0, 45.0), seed=seed, **kw)
+        m = layer.coverage >= 0.5
+        rows = np.flatnonzero(m.any(axis=1))
+        widths = m[rows].sum(axis=1)
+        length = rows.max() - rows.min() + 1
+        assert length >= 3.5 * np.median(widths), seed  # elongated: a run
+        assert abs(_principal_angle(m) - 90.0) < 12, seed  # down, as gravity pulls
+        third = len(widths) // 3
+        head, middle, tail = widths[:third], widths[third : 2 * third], widths[2 * third :]
+        assert tail.max() >= 1.2 * np.median(middle), seed  # the bead at the front
+        assert head.max() <= 1.25 * tail.max(), seed  # not a tadpole's head
+
+
 def test_stain_particles_cast_shadows_away_from_the_light() -> None:
     kw: dict[str, Any] = dict(kind="particles", substance="dust", count=30, size=20.0)
     base = np.full(

@@ -24,21 +24,25 @@ class _Substance:
     scatter: tuple[float, float, float]  # colour of the light the deposit scatters back
     scattering: float  # how strongly it scatters per unit thickness
     ring: float  # how much of it a drying drop carries to its rim
+    rim_floor: float = 0.0  # the least it carries there (dilute solutions always ring)
+    amount: float = 1.0  # solids left per unit of liquid (thickness of the dried film)
+    grains: bool = False  # dry matter: fine particles, not a film
 
 
 _SUBSTANCES: dict[str, _Substance] = {
-    # dried mineral residue: a whitish, mostly scattering film, strongest at the rim
-    "water": _Substance((0.04, 0.04, 0.04), (0.86, 0.86, 0.85), 0.3, 1.0),
+    # dried mineral residue of (hard) water: a dilute solution, so nearly all of it dries
+    # at the pinned rim (coffee-ring effect) as a thin whitish film, barely any inside
+    "water": _Substance((0.05, 0.05, 0.05), (0.86, 0.86, 0.85), 0.22, 1.0, 0.75, 0.55),
     # amber oil: absorbs blue most, no body colour of its own
     "oil": _Substance((1.1, 0.6, 0.25), (0.0, 0.0, 0.0), 0.0, 0.2),
     # rust-coloured deposit: absorbs and scatters orange-brown
     "rust": _Substance((1.3, 0.85, 0.45), (0.10, 0.25, 0.50), 0.8, 0.5),
     # coffee/tea-like dye: transparent brown, the classic dark ring
-    "coffee": _Substance((1.5, 1.0, 0.55), (0.0, 0.0, 0.0), 0.0, 1.0),
+    "coffee": _Substance((1.5, 1.0, 0.55), (0.0, 0.0, 0.0), 0.0, 1.0, 0.45),
     # grease or soot: neutral dark film
     "grease": _Substance((0.9, 0.9, 0.85), (0.05, 0.05, 0.05), 0.1, 0.3),
-    # dust, fibres, swarf fines: light, mostly scattering
-    "dust": _Substance((0.15, 0.17, 0.2), (0.62, 0.67, 0.71), 0.7, 0.2),
+    # dust, fibres, swarf fines: light, mostly scattering, dry grains
+    "dust": _Substance((0.15, 0.17, 0.2), (0.62, 0.67, 0.71), 0.7, 0.2, grains=True),
 }
 
 
@@ -50,13 +54,15 @@ class StainGenerator(DefectGenerator):
     its own scattered colour (mineral residue and dust look whitish). The surface seen
     through it is ``surface * exp(-density * thickness)``, plus the light the deposit
     scatters back, so thin deposits are partly transparent and the texture shows through.
-    A drying drop carries matter to its rim (the coffee-ring effect); a drip runs in the
-    ``angle`` direction and gathers in a bead; particles cast a small shadow away from the
-    scene light. On gray images the same physics acts on luminance.
+    A drying drop carries matter to its rim (the coffee-ring effect; mineral residue of
+    water, a dilute solution, nearly all of it); a drip is a narrow run in the ``angle``
+    direction, ridged along its edges, ending in a bead; dry dust settles as fine grains
+    whose number follows the shape, not as a film; particles cast a small shadow away
+    from the scene light. On gray images the same physics acts on luminance.
     """
 
     name = "stain"
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True)
     class Params:
@@ -87,7 +93,7 @@ class StainGenerator(DefectGenerator):
         s = params.size
         if params.kind == "drip":
             a = math.radians(params.angle)
-            run = s * 4.6
+            run = s * 6.5  # the longest run _drip draws
             hx = abs(math.cos(a)) * run / 2 + s * 1.3
             hy = abs(math.sin(a)) * run / 2 + s * 1.3
             return int(math.ceil(2 * hy + 8)), int(math.ceil(2 * hx + 8))
@@ -103,8 +109,9 @@ class StainGenerator(DefectGenerator):
         h, w = region.shape
         pixels = region.pixels
         sub = _SUBSTANCES[params.substance]
-        ring = params.ring * sub.ring
+        ring = max(params.ring * sub.ring, sub.rim_floor)
         shadow: np.ndarray | None = None
+        area: np.ndarray | None = None
         if params.kind == "drip":
             thick = _drip(params, rng, (h, w), ring)
         elif params.kind == "splash":
@@ -114,9 +121,18 @@ class StainGenerator(DefectGenerator):
         else:
             thick = np.zeros((h, w), F32)
             _spot(rng, thick, ring, params.size, (0.0, 0.0))
+        if sub.grains and params.kind != "particles":
+            # dry dust does not dry into a film: where the shape says "much", many fine
+            # grains settle, fewer towards its soft edge
+            thick, area = _grains(thick, params.size, rng)
+        elif sub.amount != 1.0:
+            thick *= F32(sub.amount)
         cov = smoothstep(0.015, 0.09, thick)
         if shadow is not None:
             cov = np.maximum(cov, smoothstep(0.1, 0.5, shadow))
+        if area is not None:
+            # the dusted area as one region: the label an inspector would draw around it
+            cov = np.maximum(cov, area)
         out = np.array(pixels, dtype=F32)
         bx, by, bw, bh = cv2.boundingRect((cov > 0).view(np.uint8))
         if bw == 0 or bh == 0:
@@ -243,65 +259,111 @@ def _spot(
 def _drip(
     params: StainGenerator.Params, rng: np.random.Generator, shape: tuple[int, int], ring: float
 ) -> np.ndarray:
+    """A run: liquid that ran down the surface from where it landed (``angle``: the way
+    gravity pulls along the surface), a narrow film that widens a little as the front
+    gathers liquid and ends in a bead, the thickest part. The film dries with ridges
+    along its edges (the coffee-ring effect along the run) and meanders a little where
+    the front pinned on surface flaws; where it landed is a small spot, rarely much wider
+    than the run."""
     h, w = shape
     x = _coords(w, 0, (w - 1) / 2)[None, :]
     y = _coords(h, 0, (h - 1) / 2)[:, None]
     s = params.size
     a = math.radians(params.angle)
     ca, sa = math.cos(a), math.sin(a)
-    run = s * float(rng.uniform(2.0, 4.2))
-    head_r = s * 0.85
-    # coordinates along (from the head) and across the run
+    u = rng.random(9).tolist()
+    run = s * (4.0 + 2.5 * u[0])
+    w0 = s * (0.26 + 0.12 * u[1])  # half-width of the run at its top
+    bead_r = w0 * (1.4 + 0.35 * u[2])
+    src_r = w0 * (1.0 + 0.6 * u[3])
     start = -run / 2
     along = x * F32(ca) + (y * F32(sa) - F32(start))
     across = y * F32(ca) - x * F32(sa)
-    # a run meanders gently: a smooth sideways drift, zero at the head
     frac = np.clip(along * F32(1.0 / max(run, 1e-3)), 0.0, 1.0)
-    c1, c2 = (float(v) for v in rng.normal(0.0, 0.1, size=2))
-    wobble = np.sin(frac * F32(math.pi))
-    wobble *= F32(s * c1)
-    wobble += np.sin(frac * F32(2 * math.pi)) * F32(s * c2)
-    across -= wobble
-    # a neck that narrows smoothly from the drop into the trail (a teardrop), then a
-    # trail that thickens a little where the liquid gathers
-    neck = F32(1.0) - smoothstep(0.0, 0.45, frac)
-    trail = frac * F32(s * 0.2 * 0.3)
-    trail += F32(s * 0.2 * 0.85)
-    width = F32(head_r * 0.8) - trail
-    width *= neck
-    width += trail
-    np.maximum(width, F32(1e-3), out=width)
+    # meander and width change along the run: slow sinusoids of random phase
+    wob = np.sin(frac * F32(math.pi * (1.0 + u[4])) + F32(2 * math.pi * u[5]))
+    wob -= F32(math.sin(2 * math.pi * u[5]))  # zero where it landed
+    wob *= F32(w0 * 0.3)
+    across -= wob
+    width = frac * F32(-0.2)
+    width += F32(1.0)
+    width *= F32(1.0) + F32(0.12) * np.sin(frac * F32(5.0 + 4.0 * u[6]) + F32(6.3 * u[7]))
+    width *= F32(w0)
     qt = np.abs(across, out=across)
     qt /= width
-    # inside the run (0 <= along <= run) the trail's cross-section is a half-ellipse
-    tail = np.maximum(F32(1.0) - qt * qt, F32(0.0))
-    np.sqrt(tail, out=tail)
-    tail *= (along >= 0) & (along <= F32(run))
-    tail *= frac * F32(0.3) + F32(0.5)
-    tail *= F32(1.0) - smoothstep(0.8, 1.0, qt)
-    _spot(rng, tail, ring, head_r, (start * ca, start * sa))
-    bead_r = s * float(rng.uniform(0.3, 0.4))
-    end = start + run - bead_r * 0.3
-    _bead(tail, (end * ca, end * sa), bead_r, ring * 0.3)
-    return tail
+    # the film across the run: a thin body, ridges of deposit along its edges
+    body = np.sqrt(np.maximum(F32(1.0) - qt * qt, F32(0.0)))
+    body *= F32(1.0 - 0.6 * ring)
+    ridge = qt - F32(0.86)
+    ridge *= F32(1.0 / 0.1)
+    np.square(ridge, out=ridge)
+    np.negative(ridge, out=ridge)
+    ridge = np.exp(ridge, out=ridge)
+    ridge *= F32(0.5 * ring)
+    body += ridge
+    body *= F32(1.0) - smoothstep(0.9, 1.0, qt)
+    # thin where the liquid ran on, more towards the front
+    body *= frac * F32(0.35) + F32(0.45)
+    end = run - bead_r * 0.6
+    body *= (along >= 0) & (along <= F32(end))
+    _spot(rng, body, ring, src_r, (start * ca, start * sa))
+    # the bead, on the run's meander where it ends
+    bend, side = start + end, _wob_at(u, end / run, w0)
+    _bead(body, (bend * ca - side * sa, bend * sa + side * ca), bead_r, ring * 0.4, a)
+    return body
 
 
-def _bead(canvas: np.ndarray, centre: tuple[float, float], r: float, ring: float) -> None:
-    """The round bead where a run's liquid gathered, drawn into ``canvas`` (max)."""
+def _wob_at(u: list[float], frac: float, w0: float) -> float:
+    """The run's sideways meander at ``frac`` of its length (as :func:`_drip` draws it)."""
+    return w0 * 0.3 * (
+        math.sin(frac * math.pi * (1.0 + u[4]) + 2 * math.pi * u[5]) - math.sin(2 * math.pi * u[5])
+    )
+
+
+def _bead(
+    canvas: np.ndarray, centre: tuple[float, float], r: float, ring: float, angle: float
+) -> None:
+    """The bead where a run's liquid gathered, a little longer along the run (it sags),
+    drawn into ``canvas`` (max)."""
     h, w = canvas.shape
     px0, py0 = (w - 1) / 2 + centre[0], (h - 1) / 2 + centre[1]
-    x0, x1 = max(0, int(math.floor(px0 - r - 1))), min(w, int(math.ceil(px0 + r + 1)) + 1)
-    y0, y1 = max(0, int(math.floor(py0 - r - 1))), min(h, int(math.ceil(py0 + r + 1)) + 1)
+    ra = r * 1.25
+    x0, x1 = max(0, int(math.floor(px0 - ra - 1))), min(w, int(math.ceil(px0 + ra + 1)) + 1)
+    y0, y1 = max(0, int(math.floor(py0 - ra - 1))), min(h, int(math.ceil(py0 + ra + 1)) + 1)
     if x0 >= x1 or y0 >= y1:
         return
     dx = _coords(x1 - x0, x0, px0)
     dy = _coords(y1 - y0, y0, py0)
-    q = np.sqrt((dy * dy)[:, None] + (dx * dx)[None, :])
-    q *= F32(1.0 / r)
+    q = elliptic_radius(dx[None, :], dy[:, None], angle, ra, r)
     bead = _drop_profile(q, ring, 0.15)
-    bead *= F32(1.15)
+    bead *= F32(1.1)
     win = canvas[y0:y1, x0:x1]
     np.maximum(win, bead, out=win)
+
+
+def _grains(
+    thick: np.ndarray, size: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dry dust in the place of a film: fine grains whose number follows ``thick``
+    (softened, so the dusting thins out gradually), mostly below a pixel, a few larger;
+    and the dusted area, 0..1. Drawn at 2x and averaged back."""
+    h, w = thick.shape
+    peak = float(thick.max())
+    if peak <= 0:
+        return thick, np.zeros_like(thick)
+    soft: np.ndarray = cv2.GaussianBlur(thick, (0, 0), max(1.5, 0.25 * size))
+    density = soft * F32(1.0 / max(float(soft.max()), 1e-6))
+    d2 = cv2.resize(density, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    u = rng.random((2 * h, 2 * w), dtype=F32)
+    fine = (u < d2 * F32(0.1)).astype(np.uint8)
+    seeds = (u > F32(1.0) - d2 * F32(0.012)).astype(np.uint8)
+    coarse = cv2.dilate(seeds, np.ones((3, 3), np.uint8))
+    grains = np.maximum(fine, coarse).astype(F32)
+    g: np.ndarray = cv2.resize(grains, (w, h), interpolation=cv2.INTER_AREA)
+    g *= F32(1.3)
+    # grains below the camera's resolution: a faint veil where the dusting is dense
+    g += density * F32(0.08)
+    return g, smoothstep(0.08, 0.3, density)
 
 
 def _splash(
