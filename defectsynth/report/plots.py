@@ -55,6 +55,8 @@ def distributions(
     drawn: dict[str, Any] = {}
     for r, cat in enumerate(cats):
         drawn[cat] = {}
+        # with real defects both sides are shown as shares, so sizes compare
+        shares = real is not None and real.count(cat) > 0
         for c, (name, label) in enumerate(MEASURES.items()):
             ax = fig.add_subplot(len(cats), len(MEASURES), r * len(MEASURES) + c + 1)
             syn = stats.values(cat, name)
@@ -63,27 +65,37 @@ def distributions(
             if name == "orientation":
                 edges = np.linspace(0, 180, 13)
             counts = histogram(syn, edges)
-            ax.stairs(counts, edges, fill=True, color=rgb(colors[cat]), alpha=0.85,
-                      label=f"synthetic ({syn.size})")
             entry: dict[str, Any] = {"edges": edges.tolist(), "counts": counts.tolist()}
+            share = 1.0 / max(1, syn.size) if shares else 1.0
+            ax.stairs(counts * share, edges, fill=True, color=rgb(colors[cat]), alpha=0.85,
+                      label=f"synthetic ({syn.size})")
             if ref.size:
                 rc = histogram(ref, edges)
-                scale = syn.size / ref.size if syn.size else 1.0
-                ax.stairs(rc * scale, edges, color="black", linewidth=1.5,
-                          label=f"real ({ref.size}, scaled)")
+                ax.stairs(rc / ref.size, edges, color="black", linewidth=1.5,
+                          label=f"real ({ref.size})")
                 entry["real_counts"] = rc.tolist()
             if name == "area":
-                from matplotlib.ticker import NullFormatter
-
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(NullFormatter())
+                _log_axis(ax)
             ax.set_xlabel(label, fontsize=8)
             ax.tick_params(labelsize=7)
             if c == 0:
-                ax.set_ylabel(cat, fontsize=10, fontweight="bold")
+                what = "share" if shares else "instances"
+                ax.set_ylabel(f"{cat}\n{what}", fontsize=10, fontweight="bold")
                 ax.legend(fontsize=6, loc="upper right")
             drawn[cat][name] = entry
     return data_uri(fig), drawn
+
+
+def _log_axis(ax: Any) -> None:
+    """A log x axis labelled at 1, 2, 5 x 10^k in plain numbers (no overlapping powers)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=()))
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
 
 
 def locations(
