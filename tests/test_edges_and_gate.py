@@ -153,3 +153,25 @@ def test_a_thin_scratch_is_labeled_in_one_piece(angle: float) -> None:
         n, _ = cv2.connectedComponents(a.mask_crop.astype(np.uint8), connectivity=8)
         assert n - 1 == 1, f"scratch at {angle} deg, seed {seed}: {n - 1} pieces"
         assert math.hypot(a.box[2] - a.box[0], a.box[3] - a.box[1]) > 60
+
+
+@pytest.mark.parametrize("azimuth_seed", range(4))
+def test_a_burnished_scratch_is_bright_whatever_the_light(azimuth_seed: int) -> None:
+    rng = np.random.default_rng(azimuth_seed)
+    img = np.clip(110 + rng.normal(0, 4, (200, 200)), 0, 255).astype(np.uint8)  # matte
+    synth = Synthesizer(
+        [{"generator": "scratch", "params": {"burnish": 1.0, "width": 3.0, "exposure": 0.0}}],
+        instances=1,
+    )
+    plain = Synthesizer(
+        [{"generator": "scratch", "params": {"burnish": 0.0, "width": 3.0, "exposure": 0.0}}],
+        instances=1,
+    )
+    (a,) = synth(img, seed=azimuth_seed).annotations
+    out = synth(img, seed=azimuth_seed).image.astype(np.float32)
+    m = a.mask
+    assert out[m].mean() > img[m].mean() + 15
+    # without the polish the groove's shading darkens as much as it lightens
+    out0 = plain(img, seed=azimuth_seed)
+    (b,) = out0.annotations
+    assert out0.image[b.mask].astype(np.float32).mean() < out[m].mean() - 10

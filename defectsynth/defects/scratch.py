@@ -86,6 +86,10 @@ class ScratchGenerator(DefectGenerator):
         exposure: float = param(
             0.2, lo=0.0, hi=1.0, vary=(0.0, 0.7), doc="lighter substrate shown at the floor"
         )
+        burnish: float = param(
+            0.0, lo=0.0, hi=1.0, vary=(0.0, 0.5),
+            doc="how polished and bright the groove is (matte surfaces: scale, oxide, cast)"
+        )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
         # the stroke's own box plus what the grooves can label beside it: render() draws
@@ -186,6 +190,21 @@ class ScratchGenerator(DefectGenerator):
             mix = np.subtract(ratio[:, None], lit)
             mix *= e[:, None]
             lit += mix
+        if params.burnish > 0:
+            # the tool polishes what it ploughs: on a matte surface (oxide, scale, cast
+            # skin) the groove's smooth metal sends the diffuse light it gets back towards
+            # the camera, so it reads as a bright line whatever the light's direction
+            sv = surf.tolist()
+            lum_s = sv[0] if len(sv) == 1 else sv[0] * 0.114 + sv[1] * 0.587 + sv[2] * 0.299
+            # (brightest along the groove's middle, and the surface's own speckle kept:
+            # the polish lifts each pixel by the same factor)
+            gain_b = np.float32(min(1.0, 0.45 * lum_s + 0.6) / max(lum_s, 0.05))
+            orig = flat.take(pix, axis=0)
+            pol = cov * np.float32(params.burnish)
+            if at is None:
+                mid = 1.0 - np.abs(d0) / (hw * (1.0 + params.burr) + 0.6)
+                pol *= np.sqrt(np.clip(mid, 0.0, 1.0))
+            lit += (orig * gain_b - lit) * pol[:, None]
         np.maximum(lit, 0.0, out=lit)
         np.minimum(lit, 1.0, out=lit)
         # whole pixels as single items: a 1-D scatter instead of a row scatter
