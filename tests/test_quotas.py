@@ -174,6 +174,7 @@ def test_dask_gives_the_bytes_of_a_local_run_with_bad_sources(tmp_path: Path) ->
 
 @pytest.mark.report
 def test_the_report_shows_quotas_against_counts(tmp_path: Path, host: PluginHost) -> None:
+    pytest.importorskip("matplotlib", reason="the report extra: pip install -e '.[report]'")
     from defectsynth.report.page import write_report
 
     recipe = load_recipe(_recipe(tmp_path), host=host)

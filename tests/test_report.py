@@ -29,6 +29,13 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
+@pytest.fixture(autouse=True)
+def _needs_matplotlib(request: pytest.FixtureRequest) -> None:
+    """The report extra is optional: its tests skip, saying so, where it is missing."""
+    if request.node.get_closest_marker("report"):
+        pytest.importorskip("matplotlib", reason="the report extra: pip install -e '.[report]'")
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo recipe's dataset (24 samples, six categories)."""
