@@ -952,6 +952,18 @@ def _tally_add(tally: _Tally, result: dict[str, Any]) -> None:
         )
 
 
+def _quota_of(plan: Plan, out: Path, limit: int | None) -> _Quota | None:
+    """The run's quota keeper (None without quotas), given what the manifest holds."""
+    if plan.cap is None:
+        return None
+    if limit is not None:
+        raise RunError("--limit does not go with quotas; cap the run with max_samples")
+    quota = _Quota(plan, plan.recipe.quotas)
+    for rec in iter_records(out):
+        quota.add(int(rec["task"]), (a["category"] for a in rec["annotations"]))
+    return quota
+
+
 def _quota_result(quota: _Quota, plan: Plan, result: dict[str, Any]) -> None:
     index = int(result["task"])
     pos = plan.position(index)
@@ -1287,12 +1299,7 @@ def generate(
                 f"cannot write to the output folder {str(out)!r}{where}: {os_reason(exc)}"
             ) from None
         done_set = set(done)
-        quota = _Quota(plan, recipe.quotas) if plan.cap is not None else None
-        if quota is not None:
-            if limit is not None:
-                raise RunError("--limit does not go with quotas; cap the run with max_samples")
-            for rec in iter_records(out):
-                quota.add(int(rec["task"]), (a["category"] for a in rec["annotations"]))
+        quota = _quota_of(plan, out, limit)
         chosen = plan.limited() if quota is None else None
         if quota is not None:
             todo = plan.total - len(done_set)
