@@ -339,3 +339,5 @@ def _add_real(p: PageInputs, real: str | os.PathLike[str], fmt: str, score: bool
         p.score_text = str(realism_score(real, str(p.out), fmt=fmt, host=p.host))
     except (RealismError, ImportError) as exc:
         p.score_text = f"no score: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the page is worth having without its score
+        p.score_text = f"no score: the scoring failed ({type(exc).__name__}: {exc})"
