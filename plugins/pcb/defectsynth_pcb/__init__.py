@@ -59,6 +59,10 @@ class _Common:
         "auto", choices=("auto", "dark", "light"),
         doc="which tone is copper: auto = dark on grey scans, the lighter green on colour boards",
     )
+    compression: float = param(
+        0.5, lo=0.0, hi=1.0, vary=(0.3, 0.7),
+        doc="on a binarised scan, JPEG ringing around the defect (0 none, 1 heavy)",
+    )
     fallback: bool = param(
         True,
         doc="on a surface with no copper pattern, draw the shape anyway as a contrasting blob "
@@ -188,7 +192,8 @@ class _PcbGenerator(DefectGenerator):
             new = self.place(_Geometry(layer), params, rng)
             if new is None:
                 return Layer(region.pixels.copy(), np.zeros((h, w), F32))
-            return render_change(region, layer, new & layer.usable | layer.copper & ~layer.usable)
+            new = new & layer.usable | layer.copper & ~layer.usable
+            return render_change(region, layer, new, params.compression)
         if not params.fallback:
             return Layer(region.pixels.copy(), np.zeros((h, w), F32))
         layer = _fallback_layer(layer, as_copper=not self.adds_copper)
@@ -223,7 +228,7 @@ class PcbOpenGenerator(_PcbGenerator):
             doc="length of the break along the trace, px",
         )
         slant: float = param(
-            0.0, lo=-60.0, hi=60.0, vary=(-25.0, 25.0),
+            0.0, lo=-60.0, hi=60.0, vary=(-40.0, 40.0),
             doc="angle of the cut away from square across the trace, degrees",
         )
         max_width: float = param(
@@ -303,7 +308,7 @@ class PcbShortGenerator(_PcbGenerator):
     @dataclass(frozen=True)
     class Params(_Common):
         width: float = param(
-            6.0, lo=1.5, hi=60.0, vary=(4.0, 11.0), size=True, doc="width of the bridge, px"
+            9.0, lo=1.5, hi=60.0, vary=(6.0, 14.0), size=True, doc="width of the bridge, px"
         )
         max_gap: float = param(
             24.0, lo=2.0, hi=200.0, size=True,
@@ -359,6 +364,11 @@ class PcbShortGenerator(_PcbGenerator):
             b = (bx + tx * ext, by + ty * ext)
             bridge = stroke(cw.shape, a, b, params.width, params.roughness, rng)
             added = bridge & ~cw
+            # one piece: the part that spans the gap (the ends may graze the traces' edges)
+            parts = _components(added)
+            mid = parts[int(round((ay + by) / 2)), int(round((ax + bx) / 2))]
+            if mid:
+                added = parts == mid
             if not added.any() or (added & ~geo.layer.usable[sl]).any():
                 continue
             third = cw & (nw != la) & (nw != lb)
@@ -382,10 +392,10 @@ class PcbMousebiteGenerator(_PcbGenerator):
     """Mousebite: one or a few small bites out of a trace's edge.
 
     It picks a point on a straight stretch of a trace edge and removes ``bites`` small
-    ragged round notches side by side along the edge, each reaching ``depth`` of its
-    radius into the copper; the trace must be wide enough that no bite takes more than
-    about half of it, so the trace stays connected. New substrate takes the tone of the
-    substrate nearby. Category ``mousebite`` (DeepPCB type 3).
+    ragged notches side by side along the edge, each reaching ``depth`` of its radius
+    into the copper; no bite takes more than about half of the copper's width there (on a
+    narrow trace the bites are smaller), so the trace stays connected. New substrate takes
+    the tone of the substrate nearby. Category ``mousebite`` (DeepPCB type 3).
     """
 
     name = "pcb_mousebite"
@@ -395,11 +405,15 @@ class PcbMousebiteGenerator(_PcbGenerator):
     @dataclass(frozen=True)
     class Params(_Common):
         radius: float = param(
-            3.5, lo=1.0, hi=30.0, vary=(2.5, 5.5), size=True, doc="radius of a bite, px"
+            5.5, lo=1.0, hi=30.0, vary=(4.0, 8.0), size=True, doc="radius of a bite, px"
         )
         bites: int = param(2, lo=1, hi=6, vary=(1, 3), doc="how many bites, side by side")
         depth: float = param(
-            0.9, lo=0.3, hi=1.5, vary=(0.6, 1.2), doc="how deep a bite reaches / its radius"
+            1.2, lo=0.3, hi=2.0, vary=(0.9, 1.6), doc="how deep a bite reaches / its radius"
+        )
+        elongation: float = param(
+            1.6, lo=1.0, hi=4.0, vary=(1.0, 2.6),
+            doc="length / width of a bite, its long axis pointing into the copper",
         )
 
     def size(self, params: Any) -> float:
@@ -407,16 +421,21 @@ class PcbMousebiteGenerator(_PcbGenerator):
 
     def place(self, geo: _Geometry, params: Any, rng: np.random.Generator) -> np.ndarray | None:
         c = geo.layer.copper
-        r = params.radius
-        depth = r * params.depth
         for y, x in _pick(geo.edge_pixels(), rng):
+            r = params.radius
+            depth = r * params.depth
             inward = geo.edge_normal(y, x)
             if inward is None:
                 continue
             _, coherence = geo.orientation(y, x, max(2 * r, 3.0))
             if coherence < 0.5:
                 continue
-            if geo.thickness(y, x, inward, 4 * depth + 4) < 2.2 * depth + 1:
+            # a bite takes at most about half the copper's thickness here: on a narrow
+            # trace, a smaller bite
+            room = (geo.thickness(y, x, inward, 4 * depth + 4) - 1.0) / 2.2
+            if room < depth:
+                r, depth = r * room / depth, room
+            if r < 1.0:
                 continue
             tangent = np.array([-inward[1], inward[0]])
             spacing = r * float(rng.uniform(1.3, 1.9))
@@ -430,14 +449,18 @@ class PcbMousebiteGenerator(_PcbGenerator):
                 rk = r * float(rng.uniform(0.75, 1.15))
                 cx = x - ox + tangent[0] * along - inward[0] * (rk - depth)
                 cy = y - oy + tangent[1] * along - inward[1] * (rk - depth)
+                axis = math.atan2(inward[1], inward[0]) + float(rng.normal(0.0, 0.3))
                 cut |= blob(shape, (cx, cy), rk, params.roughness, rng,
-                            aspect=float(rng.uniform(0.7, 1.0)),
-                            angle=float(rng.uniform(0, math.pi)))
+                            aspect=1.0 / params.elongation, angle=axis)
             local = _components(c[sl])
             comp = local == local[y - oy, x - ox]
             removed = cut & comp
             if not removed.any() or (removed & ~geo.layer.usable[sl]).any():
                 continue
+            if not (cv2.dilate(removed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)[
+                ~c[sl]
+            ].any():
+                continue  # closed inside the copper: a pin-hole, not a bite
             after = c[sl] & ~removed
             n_before = int(local.max())
             if int(_components(after).max()) != n_before:
@@ -463,11 +486,11 @@ class PcbSpurGenerator(_PcbGenerator):
     @dataclass(frozen=True)
     class Params(_Common):
         length: float = param(
-            9.0, lo=2.0, hi=100.0, vary=(5.0, 15.0), size=True,
+            10.0, lo=2.0, hi=100.0, vary=(6.0, 18.0), size=True,
             doc="how far the spur reaches from the edge, px",
         )
         width: float = param(
-            7.0, lo=1.5, hi=60.0, vary=(4.0, 11.0), size=True, doc="width at its base, px"
+            9.0, lo=1.5, hi=60.0, vary=(6.0, 13.0), size=True, doc="width at its base, px"
         )
         clearance: float = param(
             3.0, lo=1.0, hi=40.0, size=True, doc="least distance kept to other copper, px"
@@ -522,7 +545,7 @@ class PcbSpuriousCopperGenerator(_PcbGenerator):
     """Spurious copper: an island of copper left in a gap, touching no other copper.
 
     It picks a point of substrate at least ``clearance`` plus the island's radius away from
-    any copper and draws a ragged, somewhat elongated blob ``size`` across there. New
+    any copper and draws a ragged, often elongated blob ``size`` long there. New
     copper takes the tone of the board's copper nearby. Category ``copper`` (DeepPCB type
     5, "spurious copper").
     """
@@ -533,10 +556,10 @@ class PcbSpuriousCopperGenerator(_PcbGenerator):
     @dataclass(frozen=True)
     class Params(_Common):
         size: float = param(
-            12.0, lo=2.0, hi=150.0, vary=(7.0, 22.0), size=True, doc="diameter of the island, px"
+            18.0, lo=2.0, hi=150.0, vary=(12.0, 28.0), size=True, doc="length of the island, px"
         )
         aspect: float = param(
-            0.7, lo=0.2, hi=1.0, vary=(0.4, 1.0), doc="width / length of the island"
+            0.55, lo=0.2, hi=1.0, vary=(0.3, 0.8), doc="width / length of the island"
         )
         clearance: float = param(
             3.0, lo=1.0, hi=40.0, size=True, doc="least distance kept to other copper, px"
@@ -566,7 +589,7 @@ class PcbPinholeGenerator(_PcbGenerator):
     """Pin-hole: a small hole through the copper, fully inside a copper area.
 
     It picks a point of copper at least ``clearance`` plus the hole's radius from the
-    copper's edge and removes a small, slightly irregular round hole ``diameter`` across
+    copper's edge and removes a small, irregular, often elongated hole ``length`` long
     there (smaller, when the region's copper is too narrow for it: the largest hole it
     has room for). The hole shows the substrate's tone. Category ``pin-hole`` (DeepPCB type 6).
     """
@@ -577,22 +600,25 @@ class PcbPinholeGenerator(_PcbGenerator):
 
     @dataclass(frozen=True)
     class Params(_Common):
-        diameter: float = param(
-            6.0, lo=1.5, hi=60.0, vary=(4.0, 10.0), size=True, doc="diameter of the hole, px"
+        length: float = param(
+            13.0, lo=1.5, hi=60.0, vary=(8.0, 20.0), size=True, doc="length of the hole, px"
+        )
+        aspect: float = param(
+            0.55, lo=0.2, hi=1.0, vary=(0.3, 0.9), doc="width / length of the hole"
         )
         clearance: float = param(
             2.0, lo=1.0, hi=40.0, size=True, doc="least copper left around the hole, px"
         )
 
     def size(self, params: Any) -> float:
-        return params.diameter
+        return params.length
 
     def place(self, geo: _Geometry, params: Any, rng: np.random.Generator) -> np.ndarray | None:
         c = geo.layer.copper
         solid = (c & geo.layer.usable).astype(np.uint8)
         room = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
-        r = params.diameter / 2.0
-        grow = 1.0 + 0.2 * params.roughness
+        r = params.length / 2.0
+        grow = 1.0 + 0.35 * params.roughness
         need = r * grow + params.clearance + 1.0
         widest = float(room.max()) if room.size else 0.0
         if widest < need:
@@ -602,9 +628,8 @@ class PcbPinholeGenerator(_PcbGenerator):
                 return None
             need = widest
         for y, x in _pick(room >= need, rng):
-            hole = blob(c.shape, (float(x), float(y)), r, params.roughness * 0.6, rng,
-                        aspect=float(rng.uniform(0.75, 1.0)),
-                        angle=float(rng.uniform(0, math.pi)))
+            hole = blob(c.shape, (float(x), float(y)), r, params.roughness, rng,
+                        aspect=params.aspect, angle=float(rng.uniform(0, math.pi)))
             if (hole & ~c).any() or (hole & ~geo.layer.usable).any():
                 continue
             if float(geo.inside[hole].min()) <= params.clearance:

@@ -26,6 +26,9 @@ MIN_CONTRAST = 0.06
 MAX_VALLEY = 0.12
 #: each tone must hold at least this share of the region
 MIN_PHASE = 0.02
+#: coverage of the unlabelled fringe around a change: just under the label threshold 0.5
+FRINGE = 0.49
+_RING = 4  # px around the change that a JPEG round trip may alter
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class CopperLayer:
     cu: np.ndarray
     sub: np.ndarray
     edge_sigma: float
+    #: a binarised scan (grey, hard edges, the two tones near black and white)
+    scan: bool = False
 
 
 def _otsu(v: np.ndarray) -> tuple[float, float, float, float]:
@@ -179,6 +184,7 @@ def find_copper(region: Region, polarity: str = "auto", margin: int = 2) -> Copp
                 cu=_local_tone(px, copper, cu_mean),
                 sub=_local_tone(px, cand & ~copper, sub_mean),
                 edge_sigma=sigma,
+                scan=not colourful and sigma == 0.0 and m0 < 0.2 and m1 > 0.8,
             )
         # a uniform area of a binarised scan: all copper or all substrate, and the other
         # tone is the opposite end of the grey scale
@@ -198,6 +204,7 @@ def find_copper(region: Region, polarity: str = "auto", margin: int = 2) -> Copp
                 cu=full * cu_mean.astype(F32),
                 sub=full * sub_mean.astype(F32),
                 edge_sigma=0.0,
+                scan=True,
             )
     # no copper pattern: tones that contrast the surface, for the fallback shapes
     mean = px[cand].mean(axis=0) if cand.any() else px.reshape(-1, c).mean(axis=0)
@@ -214,14 +221,19 @@ def find_copper(region: Region, polarity: str = "auto", margin: int = 2) -> Copp
     )
 
 
-def render_change(region: Region, layer: CopperLayer, new_copper: np.ndarray) -> Layer:
+def render_change(
+    region: Region, layer: CopperLayer, new_copper: np.ndarray, compression: float = 0.0
+) -> Layer:
     """The Layer that turns the region's copper into ``new_copper``.
 
     Each pixel moves from one tone to the other by how much its (edge-blurred) copper share
     changes, so new copper keeps the noise of what was there and its edges are as soft as
-    the image's own. Coverage is 1 where the copper state changed (the label) and below
-    0.5 on the soft fringe around it, whose pixels are driven so that the composite shows
-    exactly the blurred change there too.
+    the image's own. On a binarised scan, ``compression`` (0..1) adds the ringing a JPEG
+    scan shows around a defect's edges: the changed area and a few px around it go
+    through a JPEG round trip (quality 95 down to 25), never flipping a pixel's copper
+    state outside the change. Coverage is 1 where the copper state changed (the label)
+    and 0.49 on the fringe around it (soft edges, ringing), whose pixels are driven so
+    that the composite shows exactly the wanted change there too.
     """
     old = layer.copper
     changed = new_copper != old
@@ -233,14 +245,41 @@ def render_change(region: Region, layer: CopperLayer, new_copper: np.ndarray) ->
     if s > 0:
         dt = cv2.GaussianBlur(dt, (0, 0), s).astype(F32)
     base = region.pixels
-    delta = (layer.cu - layer.sub) * dt[:, :, None]
-    target = np.clip(base + delta, 0.0, 1.0)
-    fringe = ~changed & (np.abs(dt) > 0.004)
-    coverage = np.where(changed, F32(1.0), F32(0.0))
-    cov_f = np.minimum(F32(0.49), 2.0 * np.abs(dt)).astype(F32)
-    coverage[fringe] = cov_f[fringe]
-    pixels = target.copy()
+    target = np.clip(base + (layer.cu - layer.sub) * dt[:, :, None], 0.0, 1.0)
+    if layer.scan and compression > 0:
+        target = _jpeg_ring(base, target, changed, compression)
+    delta = target - base
+    moved = np.abs(delta).max(axis=2) >= F32(0.5 / 65535)
+    fringe = moved & ~changed
+    coverage = changed.astype(F32)
+    coverage[fringe] = F32(FRINGE)
+    pixels = target.astype(F32)
     if fringe.any():
-        drive = base + delta / np.maximum(cov_f, F32(1e-3))[:, :, None]
-        pixels[fringe] = np.clip(drive[fringe], 0.0, 1.0)
-    return Layer(pixels.astype(F32), coverage.astype(F32))
+        pixels[fringe] = np.clip(base[fringe] + delta[fringe] / F32(FRINGE), 0.0, 1.0)
+    return Layer(pixels, coverage)
+
+
+def _jpeg_ring(
+    base: np.ndarray, target: np.ndarray, changed: np.ndarray, compression: float
+) -> np.ndarray:
+    gray = target.mean(axis=2)
+    u8 = np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
+    quality = int(round(95 - 70 * float(np.clip(compression, 0.0, 1.0))))
+    ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        return target
+    raw = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        return target
+    dec = raw.astype(F32) / F32(255.0)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * _RING + 1, 2 * _RING + 1))
+    ring = cv2.dilate(changed.astype(np.uint8), k) > 0
+    noisy = target + ((dec - u8.astype(F32) / F32(255.0)) * ring)[:, :, None]
+    # outside the change a pixel keeps its side of the copper threshold
+    was_dark = base.mean(axis=2) < 0.5
+    keep = ring & ~changed
+    lo = np.where(was_dark, F32(0.0), F32(0.51))[:, :, None]
+    hi = np.where(was_dark, F32(0.49), F32(1.0))[:, :, None]
+    bounded = np.clip(noisy, lo, hi)
+    out = np.where(keep[:, :, None], bounded, noisy)
+    return np.clip(out, 0.0, 1.0).astype(F32)

@@ -111,9 +111,9 @@ def lobe(
     s = dx * F32(tx) + dy * F32(ty)
     n = -dx * F32(ty) + dy * F32(tx)
     L = max(length, 1.0)
-    tip = max(width * 0.3, 0.8)
+    tip = max(width * 0.55, 0.8)
     frac = np.clip(s / F32(L), 0.0, 1.0)
-    half = F32(width / 2.0) * (F32(1.0) - frac) ** F32(0.8) + F32(tip / 2.0) * frac
+    half = F32(width / 2.0) * (F32(1.0) - frac) ** F32(0.6) + F32(tip / 2.0) * frac
     half = half * (F32(1.0) + F32(0.3 * roughness) * wobble(s, max(L, 4.0), rng))
     body = (s >= -width / 2.0) & (s <= L) & (np.abs(n) <= half)
     tip_disc = np.hypot(s - F32(L), n) <= F32(tip / 2.0 + 0.3)
