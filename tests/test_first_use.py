@@ -156,8 +156,13 @@ def test_yolo_seg_polygon_gives_back_the_mask(name: str) -> None:
     from defectsynth.sample import tight_box
     from defectsynth.writers.yolo import segment_line
 
-    synth = Synthesizer([{"generator": name}], instances=(2, 3), host=_BUILTIN_HOST)
-    image = cv2.imread(str(FIXTURES / "images" / "brushed_metal.png"))
+    # (an edge generator needs a product edge: the flange has one)
+    fixture = "machined_flange" if _BUILTIN_HOST.generator(name).placement == "edge" else (
+        "brushed_metal")
+    mask = cv2.imread(str(FIXTURES / "masks" / f"{fixture}.png"), cv2.IMREAD_GRAYSCALE) > 0
+    synth = Synthesizer([{"generator": name}], instances=(2, 3), host=_BUILTIN_HOST,
+                        product_mask=mask)
+    image = cv2.imread(str(FIXTURES / "images" / f"{fixture}.png"))
     h, w = image.shape[:2]
     checked = 0
     for seed in range(8):
