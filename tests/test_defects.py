@@ -478,6 +478,41 @@ def test_discoloration_on_gray_changes_luminance_only(kind: str) -> None:
     assert corr(highpass(a)[m], highpass(b)[m]) > 0.8
 
 
+def test_fade_drops_colour_and_keeps_the_detail_s_contrast() -> None:
+    """Bleaching takes the pigment, not the surface: chroma falls, and the luminance
+    detail keeps its contrast relative to the level (a pale veil added on top would
+    flatten it)."""
+    rng = np.random.default_rng(4)
+    kw: dict[str, Any] = dict(kind="fade", strength=0.9, mottle=0.0, edge=0.2)
+    h, w = extent_of(DiscolorationGenerator, kw)
+    detail = 0.05 * rng.standard_normal((h, w)).astype(np.float32)
+    green = np.clip(np.array([0.25, 0.5, 0.15], np.float32) * (1 + detail[:, :, None]), 0, 1)
+    _, layer = render(DiscolorationGenerator, green, Light(0.0, 45.0), seed=1, **kw)
+    m = layer.coverage >= 0.99
+    lab_a, lab_b = bgr_to_lab(layer.pixels), bgr_to_lab(green)
+    chroma_a = np.hypot(lab_a[:, :, 1], lab_a[:, :, 2])[m].mean()
+    chroma_b = np.hypot(lab_b[:, :, 1], lab_b[:, :, 2])[m].mean()
+    assert chroma_a < 0.75 * chroma_b
+    rel_a = highpass(lab_a[:, :, 0])[m].std() / lab_a[:, :, 0][m].mean()
+    rel_b = highpass(lab_b[:, :, 0])[m].std() / lab_b[:, :, 0][m].mean()
+    assert rel_a > 0.9 * rel_b, (rel_a, rel_b)
+
+
+def test_darkening_has_a_soft_edge() -> None:
+    """Soot and oil soak spread by diffusion: even at the sharpest edge the recipe may
+    draw (0.1) the darkening fades over several pixels, no step at the rim."""
+    kw: dict[str, Any] = dict(kind="darkening", strength=0.8, edge=0.1, size=40.0)
+    base = np.full((*extent_of(DiscolorationGenerator, kw), 3), 0.6, np.float32)
+    for seed in range(3):
+        _, layer = render(DiscolorationGenerator, base, Light(0.0, 45.0), seed=seed, **kw)
+        d = -(luminance(layer.pixels) - luminance(base)) * layer.coverage
+        step = max(np.abs(np.diff(d, axis=0)).max(), np.abs(np.diff(d, axis=1)).max())
+        assert step < 0.25 * d.max(), (seed, step, d.max())
+        m = layer.coverage >= 0.5
+        fringe = (layer.coverage > 0.05) & (layer.coverage < 0.95)
+        assert fringe.sum() > 0.3 * m.sum(), seed
+
+
 def test_discoloration_rendered_directly_is_a_ratio_not_paint() -> None:
     tex = sized(DiscolorationGenerator, kind="oxidation", edge=0.1)
     flat = np.full_like(tex, float(tex.mean()))

@@ -20,6 +20,7 @@ from defectsynth.textures import (
 F32 = np.float32
 
 KINDS = ("oxidation", "heat_tint", "yellowing", "fade", "darkening")
+_DIFFUSE = ("fade", "darkening")
 
 # Temper colours of steel by oxide-film thickness (thin -> thick), as target a*, b* and a
 # lightness factor: pale straw, gold, bronze, purple, blue, grey-blue.
@@ -44,13 +45,15 @@ class DiscolorationGenerator(DefectGenerator):
     with a soft or sharp edge; a second noise field mottles the strength inside. The change
     is made in CIELAB: the chroma (a*, b*) moves towards the kind's colour and the
     lightness L* is *scaled*, never replaced, so the luminance texture underneath keeps
-    its detail. ``heat_tint`` lays the temper colours of steel (straw, gold, bronze,
+    its detail. ``fade`` (bleaching: chroma lost, L* raised as a scale) and ``darkening``
+    (soot, oil soak) spread by diffusion: broad lobes, no fine raggedness, a wide soft
+    edge. ``heat_tint`` lays the temper colours of steel (straw, gold, bronze,
     purple, blue) in bands from the rim to the hottest point. On gray images only the
     lightness changes.
     """
 
     name = "discoloration"
-    version = "1"
+    version = "2"
 
     @dataclass(frozen=True)
     class Params:
@@ -83,9 +86,10 @@ class DiscolorationGenerator(DefectGenerator):
         )
 
     def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
-        # The patch ends inside q = 1.2: there the border term alone pulls the field
-        # 2.8 below its edge (-soft), which the ragged outline's noise cannot make up.
-        ra = params.size * 1.2
+        # The patch ends inside q = 1.45: there the border term pulls the field 3.9 below
+        # the ellipse, far more than the outline's noise (0.32 roughness x a unit
+        # deviation) can make up.
+        ra = params.size * 1.45
         return ellipse_extent(ra, ra * params.aspect, params.angle, pad=2)
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
@@ -100,13 +104,21 @@ class DiscolorationGenerator(DefectGenerator):
         # exact: interpolated, their curvature would roughen the outline.
         f = _coarseness(params.size)
         coarse = (-(-h // f), -(-w // f))
-        noise = fbm_pixels(coarse, max(params.size * 0.8, 4.0) / f, rng, octaves=4, gain=0.55)
+        # Soot, oil soak and bleaching spread by diffusion and wash out: their outline
+        # has broad lobes and no fine raggedness (two octaves), and a wide soft edge;
+        # oxide and heat tint follow the surface's flaws (four octaves).
+        diffuse = params.kind in _DIFFUSE
+        octaves = 2 if diffuse else 4
+        noise = fbm_pixels(coarse, max(params.size * 0.8, 4.0) / f, rng, octaves=octaves, gain=0.55)
         mottle = fbm_pixels(coarse, max(params.size * 0.45, 3.0) / f, rng, octaves=3)
         noise *= F32(0.32 * params.roughness)  # the ragged outline
         noise += F32(1.0)  # (before upsampling: its weights sum to 1)
         field = _upsample(noise, f, (0, h, 0, w)) - q
-        field -= F32(3.0) * smoothstep(0.95, 1.25, q)  # nothing near the border
-        soft = 0.015 + 0.35 * params.edge
+        # nothing near the border: a gentle pull, about as steep as the ellipse itself,
+        # so that where a lobe reaches out its edge is not cut into an arc
+        # (and a steep one at the very end, which only a rare far lobe meets)
+        field -= F32(0.9) * smoothstep(0.9, 1.45, q) + F32(3.0) * smoothstep(1.38, 1.45, q)
+        soft = 0.2 + 0.3 * params.edge if diffuse else 0.015 + 0.35 * params.edge
         out = np.array(pixels, dtype=F32)
         cov = np.zeros((h, w), F32)
         # everything else happens in the coverage's box (about 2/3 of the region)
@@ -211,7 +223,7 @@ def _lightness(
     if kind == "yellowing":
         return F32(1.0) - F32(0.12) * amount
     if kind == "fade":
-        return F32(1.0) + F32(0.3) * amount
+        return F32(1.0) + F32(0.1) * amount
     return F32(1.0) - F32(0.42) * amount  # darkening
 
 
@@ -249,15 +261,18 @@ def _recolour(
         A += F32(3.0) * amount
         B += F32(26.0) * amount
     elif kind == "fade":
+        # Bleaching destroys the pigment or dye, not the surface: chroma drops and the
+        # hue drifts towards the yellowish grey of the aged binder, the lightness rises a
+        # little *in proportion* (a scale, not a white veil added on top), so gloss,
+        # print and texture keep their contrast.
         k = np.minimum(amount, F32(1.0))
-        keep = F32(1.0) - F32(0.75) * k
+        # (the drift scales with the colour there was: a neutral surface has no pigment)
+        drift = np.sqrt(A * A + B * B)
+        drift *= F32(0.12) * k
+        keep = F32(1.0) - F32(0.6) * k
         A *= keep
         B *= keep
-        # bleached lightness moves towards white rather than scaling
-        lf = np.minimum(
-            lf,
-            (F32(100.0) - (F32(100.0) - L) * (F32(1.0) - F32(0.3) * k)) / np.maximum(L, F32(1.0)),
-        )
+        B += drift
     else:  # darkening: soot, oil soak; colour dulls a little too
         keep = F32(1.0) - F32(0.25) * np.minimum(amount, F32(1.0))
         A *= keep
