@@ -97,7 +97,9 @@ class CorrosionGenerator(DefectGenerator):
         halo_w = max(params.halo, 0.05)
         outside = np.maximum(field - 1.0, 0.0) / halo_w
         film = np.exp(-2.5 * outside * outside) * (0.12 + 0.22 * min(params.halo, 1.0))
-        specks = _smoothstep(1.6, 2.4, _noise(h, w, rng, 2.5)) * np.exp(-1.5 * outside * outside)
+        # the spot as an inspector outlines it: the core and the clearly tinted halo
+        spot = _smoothstep(0.05, 0.12, core + (1.0 - core) * film)
+        specks = _smoothstep(1.6, 2.4, _noise(h, w, rng, 2.5)) * np.exp(-3.0 * outside * outside)
         # the film grows unevenly too: grainy, not airbrushed
         film *= np.clip(1.0 + 0.55 * _fractal(h, w, rng, 4.0, 2), 0.15, 1.9)
         film = film + 0.5 * specks * (outside > 0)
@@ -157,8 +159,8 @@ class CorrosionGenerator(DefectGenerator):
         else:
             out = (new_l / 100.0)[..., None]
         out = np.clip(out, 0.0, 1.0).astype(np.float32)
-        # the label holds the core and the clearly tinted inner halo
-        coverage = _smoothstep(0.008, 0.2, thick)
+        # where the oxide changed the surface, and the label: the spot as one region
+        coverage = np.maximum(_smoothstep(0.008, 0.2, thick), spot)
         coverage[thick < 0.004] = 0.0
         return Layer(pixels=out, coverage=coverage.astype(np.float32))
 
