@@ -15,7 +15,8 @@ had before (measure those with ``--default-only`` on an older checkout, see docs
 
 NEU-DET has no defect-free photos: the clean surface is what lies 16 px or more from every
 box of the shot photos (``bench_fit.clean_folder``; other classes' photos when fewer than
-3 are left). Each class's ``--shots`` photos (10) are what ``fit`` learns from; the rest
+3 are left, or when what is left is under 30 % of them on average, as for pitted
+surface). Each class's ``--shots`` photos (10) are what ``fit`` learns from; the rest
 are the held-out test. DeepPCB is split by board scan into shots (a third) and held-out
 (``realism_deeppcb.prepare``). The data is read in place, never copied into the
 repository; the working files go to a temporary folder.
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import yaml
 
@@ -56,6 +58,14 @@ NEU_GENERATORS = {
 }
 
 
+def _clean_share(masks: Path) -> float:
+    """Mean share of clean surface in the photos kept (pitted-surface boxes cover most of
+    each photo: what is left are slivers that clip every synthetic field to their shape)."""
+    shares = [float((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0).mean())
+              for p in masks.glob("*.png")]
+    return float(np.mean(shares)) if shares else 0.0
+
+
 def prepare_neu(work: Path, classes: list[str], shots: int, seed: int) -> list[dict[str, Any]]:
     """Per NEU-DET class: shots and held-out VOC folders, clean surface, default recipe."""
     rng = np.random.default_rng(seed)
@@ -72,7 +82,7 @@ def prepare_neu(work: Path, classes: list[str], shots: int, seed: int) -> list[d
         test_dir = bench_fit.voc_folder(test, base / "test")
         clean, mask = bench_fit.clean_folder(shot_stems, base / "clean")
         note = ""
-        if len(list(clean.iterdir())) < 3:
+        if len(list(clean.iterdir())) < 3 or _clean_share(base / "clean" / "masks") < 0.3:
             shutil.rmtree(base / "clean")
             clean, mask = bench_fit.clean_folder(
                 [s for s in all_stems if s not in set(test)], base / "clean")
