@@ -582,6 +582,21 @@ def test_crack_opening_and_darkness_vary_along_it_and_taper_at_the_tips() -> Non
     assert widths.max() >= widths.min() + 1
 
 
+def test_crack_is_labelled_as_one_piece_to_its_tips() -> None:
+    """Where the crack narrows below a pixel its label still follows it: one connected
+    piece per crack, branches included, not a row of fragments."""
+    space = ParamSpace(CrackGenerator)
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        p = space.draw(rng)
+        gen = CrackGenerator()
+        h, w = gen.extent(p, rng)
+        base = np.full((h, w, 3), 0.6, np.float32)
+        layer = gen.render(make_region(base, Light(30.0, 40.0)), p, rng)
+        n, _ = cv2.connectedComponents((layer.coverage >= 0.5).astype(np.uint8))
+        assert n - 1 == 1, (seed, n - 1)
+
+
 def _principal_angle(mask: np.ndarray) -> float:
     ys, xs = np.nonzero(mask)
     c = np.cov(np.stack([xs, ys]).astype(np.float64))

@@ -128,6 +128,13 @@ class CrackGenerator(DefectGenerator):
         cov_c = np.multiply(near, F32(4.0), out=near)
         np.minimum(cov_c, F32(1.0), out=cov_c)  # the blur of a 0..1 image is >= 0
         cov_c[cov_c < 0.02] = 0.0
+        # the label follows the crack as one line where it narrows below a pixel's
+        # reach (an inspector traces a crack whole, to its tips, not as a row of
+        # fragments): its path, one pixel wide
+        path = np.zeros((hc, wc), np.uint8)
+        ends1 = np.rint(segs[:, :4] - shift).astype(np.int32).reshape(-1, 2, 2)
+        cv2.polylines(path, list(ends1), False, 1, 1, cv2.LINE_8)
+        np.maximum(cov_c, path * F32(0.55), out=cov_c)
         cov[y0:y1, x0:x1] = cov_c
         idx = np.flatnonzero(cov_c)
         if idx.size == 0:
