@@ -1117,6 +1117,52 @@ def fit_cmd(
     click.echo(f"next: defectsynth generate {path} -o out/ && defectsynth validate out/")
 
 
+@cli.command("studio")
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False, exists=True))
+@click.option("--images", type=click.Path(file_okay=False, exists=True),
+              help="A folder of clean images (instead of, or replacing, the recipe's).")
+@click.option("--real", type=click.Path(file_okay=False, exists=True),
+              help="A folder of labeled real defects: crops beside synthetic ones, and the "
+              "realism score on demand.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="Port on 127.0.0.1 (0: any free one).")
+@click.option("--save", "save_to", type=click.Path(dir_okay=False),
+              help="Where Save writes [default: RECIPE's folder, STEM.studio.yaml; without a "
+              "recipe ./studio.yaml].")
+@_allow_path_option
+@click.pass_context
+def studio_cmd(ctx: click.Context, recipe: str | None, images: str | None, real: str | None,
+               port: int, save_to: str | None) -> None:
+    """Tune a recipe in your browser: live preview, then save it (docs/studio.md).
+
+    Serves a page on 127.0.0.1 only, behind a random token in the printed address. It
+    reads only the folders it was started with (the recipe's, those it reads, --images,
+    --real, --allow-path). Needs the studio extra: pip install 'defectsynth[studio]'.
+    """
+    from .errors import RecipeError
+
+    try:
+        from .studio.app import main as serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the studio needs its extra: pip install 'defectsynth[studio]' ({exc})"
+        ) from None
+    from .studio import Studio, StudioError
+
+    if recipe is None and images is None:
+        raise click.UsageError("give a RECIPE, or --images DIR to start from clean images")
+    try:
+        studio = Studio(recipe, images=images, real=real, save_to=save_to,
+                        allow_paths=ctx.obj.get("allow_paths", ()), host=_host(ctx))
+    except (RecipeError, StudioError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        ctx.exit(2)
+    try:
+        serve(studio, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     return cli.main(args=list(argv) if argv is not None else None, prog_name="defectsynth")
 
