@@ -15,6 +15,15 @@ the default variation (``Synthesizer([{"generator": "transplant", "params": {"pi
 ...}}])``: only the defect is fixed).
 
     python scripts/make_gallery.py --variety
+
+Plugin generators are drawn when named with ``--only`` (any registered generator), and
+``--combine NAME`` puts every named generator in one picture, one row each
+(``docs/gallery/NAME.png``). ``--fixtures`` picks the fixtures by name; ``scan`` is an
+extra one made here, a DeepPCB-like binarised board scan (black copper on white, JPEG
+noise). The pcb plugin's strip:
+
+    python scripts/make_gallery.py --combine pcb --fixtures pcb,scan --seeds 1 \
+        --only pcb_open,pcb_short,pcb_mousebite,pcb_spur,pcb_spurious_copper,pcb_pinhole
 """
 
 from __future__ import annotations
@@ -48,6 +57,40 @@ def load_fixtures() -> list[tuple[str, np.ndarray, np.ndarray]]:
             raise SystemExit(f"cannot read fixture {path.name} or its mask")
         out.append((path.stem, image, mask))
     return out
+
+
+def procedural_scan(seed: int = 0, size: int = 640) -> np.ndarray:
+    """A binarised board scan like DeepPCB's (black copper on white, 8-bit gray): rows of
+    traces of several widths with 45-degree jogs, ring pads at their ends, a row of
+    rectangular pads with holes and a pour with its clearance, JPEG-compressed."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size), 255, np.uint8)
+    y = 40
+    while y < size - 170:
+        w = int(rng.integers(8, 18))
+        x = int(rng.integers(10, 60))
+        while x < size - 90:
+            pts = [(x, y)]
+            end = min(x + int(rng.integers(90, 260)), size - 30)
+            if rng.random() < 0.5 and end - x > 90:  # a 45-degree jog down and back
+                j = x + int(rng.integers(20, 50))
+                d = int(rng.integers(8, 16))
+                pts += [(j, y), (j + d, y + d), (j + d + 30, y + d), (j + 2 * d + 30, y)]
+            pts.append((end, y))
+            cv2.polylines(img, [np.array(pts, np.int32)], False, 0, w, cv2.LINE_8)
+            if rng.random() < 0.7:
+                cv2.circle(img, (end, y), w // 2 + 7, 0, -1)
+                cv2.circle(img, (end, y), 4, 255, -1)
+            x = end + int(rng.integers(30, 70))
+        y += w + int(rng.integers(14, 30)) + 16
+    for k in range(6):  # a row of pads
+        cx = 50 + k * 70
+        cv2.rectangle(img, (cx - 18, size - 140), (cx + 18, size - 100), 0, -1)
+        cv2.circle(img, (cx, size - 120), 5, 255, -1)
+    cv2.rectangle(img, (size - 190, size - 150), (size - 20, size - 20), 0, -1)  # a pour
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
 
 def bgr(img: np.ndarray) -> np.ndarray:
@@ -94,7 +137,8 @@ def footer(img: np.ndarray, text: str) -> None:
 
 
 def cell(
-    name: str, fixture: str, image: np.ndarray, mask: np.ndarray, seed: int
+    name: str, fixture: str, image: np.ndarray, mask: np.ndarray, seed: int,
+    label: bool = False,
 ) -> tuple[list[np.ndarray], int]:
     """Four panels for one (generator, fixture, seed); the seed moves on if nothing was
     placed (the visibility gate dropped every attempt)."""
@@ -113,11 +157,46 @@ def cell(
     m = panel((ann.mask * 255).astype(np.uint8), x0, y0, side)
     labels = panel(sample.draw(), x0, y0, side)
     az, el = sample.light
-    caption(clean, f"{fixture} seed {s}")
+    caption(clean, f"{name}: {fixture} seed {s}" if label else f"{fixture} seed {s}")
     caption(defect, f"light az {az:.0f} el {el:.0f}")
     caption(m, f"area {ann.area} px")
     caption(labels, f"box {ann.box[2] - ann.box[0]}x{ann.box[3] - ann.box[1]}")
     return [clean, defect, m, labels], s
+
+
+def combined(
+    names: list[str], fixtures: list[tuple[str, np.ndarray, np.ndarray]], seeds: int
+) -> tuple[np.ndarray, list[str]]:
+    """One row per generator: ``seeds`` cells on each fixture, the generator named in the
+    first panel of each cell."""
+    rows = []
+    used: list[str] = []
+    gap = np.full((PANEL, 6, 3), 255, np.uint8)
+    for name in names:
+        parts: list[np.ndarray] = []
+        for fixture, image, mask in fixtures:
+            seed = 1
+            for _ in range(seeds):
+                panels, s = cell(name, fixture, image, mask, seed, label=True)
+                used.append(f"{name}:{fixture}:{s}")
+                seed = s + 1
+                if parts:
+                    parts.append(gap)
+                parts.extend(panels)
+        rows.append(np.hstack(parts))
+    width = rows[0].shape[1]
+    header = np.full((22, width, 3), 255, np.uint8)
+    for k in range(len(fixtures) * seeds):
+        for j, t in enumerate(TITLES):
+            x = k * (4 * PANEL + 6) + j * PANEL + 6
+            cv2.putText(
+                header, t, (x, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+            )
+    sep = np.full((3, width, 3), 255, np.uint8)
+    body: list[np.ndarray] = [header]
+    for r in rows:
+        body += [r, sep]
+    return np.vstack(body[:-1]), used
 
 
 def strip(
@@ -260,13 +339,20 @@ def refresh_doc(classes: dict[str, type[DefectGenerator]]) -> None:
             return m.group(1) + table + "\n" + m.group(2)
 
         text = pattern.sub(fill, text)
-    DOC.write_text(text)
+    if text != DOC.read_text():  # others edit this file too: write only a real change
+        DOC.write_text(text)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3, help="seeds (panel groups) per fixture")
-    ap.add_argument("--only", default="", help="comma-separated generator names")
+    ap.add_argument("--only", default="",
+                    help="comma-separated generator names (any registered generator)")
+    ap.add_argument("--fixtures", default="",
+                    help="comma-separated fixture names (default all); 'scan' adds a "
+                    "procedural binarised PCB scan")
+    ap.add_argument("--combine", default="",
+                    help="one picture NAME.png with a row per generator named by --only")
     ap.add_argument("--out", default=str(GALLERY))
     ap.add_argument(
         "--variety",
@@ -289,9 +375,30 @@ def main() -> None:
         if (p := host.provider("generator", n)) is not None and p.name in builtin
     }
     only = [n for n in args.only.split(",") if n]
+    for n in only:  # plugin generators, when named
+        if n not in classes:
+            classes[n] = host.generator(n)
     fixtures = load_fixtures()
+    picked = [n for n in args.fixtures.split(",") if n]
+    if picked:
+        known = {f[0]: f for f in fixtures}
+        scan = procedural_scan()
+        known["scan"] = ("scan", scan, np.full(scan.shape, 255, np.uint8))
+        missing = [n for n in picked if n not in known]
+        if missing:
+            raise SystemExit(f"unknown fixtures: {', '.join(missing)}; known: "
+                             f"{', '.join(known)}")
+        fixtures = [known[n] for n in picked]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        if not only:
+            raise SystemExit("--combine needs --only with the generators to draw")
+        picture, used = combined(only, fixtures, args.seeds)
+        path = out / f"{args.combine}.png"
+        cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(f"{path}  {picture.shape[1]}x{picture.shape[0]}  seeds {' '.join(used)}")
+        return
     for name in classes:
         if only and name not in only:
             continue

@@ -10,9 +10,10 @@ copper takes that image's copper tone, removed copper the substrate tone nearby,
 image's own edge softness and noise. The label is the copper that changed.
 
 When a region holds no suitable site the layer is empty and the synthesizer draws the
-defect again at another place. A region that shows no copper pattern at all (not a
+defect again at another place. A grey region that shows no copper pattern at all (not a
 board) gets the defect's shape as a plain blob in a contrasting tone, unless
-``fallback`` is false, so the generators work on any image.
+``fallback`` is false, so the generators work on any image; on a colour board photo
+(and a binarised scan) there is no fallback: no site, no defect.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ class _PcbGenerator(DefectGenerator):
                 return Layer(region.pixels.copy(), np.zeros((h, w), F32))
             new = new & layer.usable | layer.copper & ~layer.usable
             return render_change(region, layer, new, params.compression)
-        if not params.fallback:
+        if not params.fallback or layer.board:
             return Layer(region.pixels.copy(), np.zeros((h, w), F32))
         layer = _fallback_layer(layer, as_copper=not self.adds_copper)
         r = max(self.size(params) / 2.0, 1.0)
@@ -296,9 +297,10 @@ class PcbOpenGenerator(_PcbGenerator):
 class PcbShortGenerator(_PcbGenerator):
     """Short circuit: a copper bridge between two nearby traces, which connects them.
 
-    It finds, in its region, the narrowest gaps between two copper parts that are not
-    connected there (up to ``max_gap`` across), and lays a ragged strip of copper
-    ``width`` wide from one to the other, keeping clear of every third piece of copper.
+    It finds, in its region, the gaps between two facing copper edges that are not
+    connected there (up to ``max_gap`` across, keeping their width along the traces: not
+    the wedge where two traces join), and lays a ragged strip of copper ``width`` wide
+    from one to the other, keeping clear of every third piece of copper.
     New copper takes the tone of the copper nearby. Category ``short`` (DeepPCB type 2).
     """
 
@@ -359,6 +361,28 @@ class PcbShortGenerator(_PcbGenerator):
             if L > params.max_gap + 1.5 or L < 1.0:
                 continue
             tx, ty = (bx - ax) / L, (by - ay) / L
+            # across a gap between two facing edges (parallel traces), not into the
+            # wedge where two traces meet: both edges face the bridge
+            na = geo.edge_normal(int(ay) + oy, int(ax) + ox)
+            nb = geo.edge_normal(int(by) + oy, int(bx) + ox)
+            if na is None or nb is None:
+                continue
+            if na[0] * tx + na[1] * ty > -0.7 or nb[0] * tx + nb[1] * ty < 0.7:
+                continue
+            # and the gap keeps its width for a bridge's width either side (parallel
+            # edges, not the narrowing wedge where two traces join)
+            gap = float(geo.outside[y, x])
+            steady = True
+            for sgn in (1.0, -1.0):
+                qy = int(round(y + sgn * tx * params.width))
+                qx = int(round(x - sgn * ty * params.width))
+                if not (0 <= qy < c.shape[0] and 0 <= qx < c.shape[1]):
+                    continue
+                g = float(geo.outside[qy, qx])
+                if g < 0.6 * gap or g > 1.6 * gap + 1.0:
+                    steady = False
+            if not steady:
+                continue
             ext = 1.5 + params.width * 0.25  # reach into both traces so it is attached
             a = (ax - tx * ext, ay - ty * ext)
             b = (bx + tx * ext, by + ty * ext)
@@ -369,7 +393,14 @@ class PcbShortGenerator(_PcbGenerator):
             mid = parts[int(round((ay + by) / 2)), int(round((ax + bx) / 2))]
             if mid:
                 added = parts == mid
+            # a bridge, not a sliver along something's rim
+            if added.sum() < 0.5 * params.width * L:
+                continue
             if not added.any() or (added & ~geo.layer.usable[sl]).any():
+                continue
+            # both ends on traces, not on a crumb of copper
+            big = 3.0 * params.width**2
+            if min(int((c & (nearest == la)).sum()), int((c & (nearest == lb)).sum())) < big:
                 continue
             third = cw & (nw != la) & (nw != lb)
             if third.any():
@@ -407,7 +438,9 @@ class PcbMousebiteGenerator(_PcbGenerator):
         radius: float = param(
             5.5, lo=1.0, hi=30.0, vary=(4.0, 8.0), size=True, doc="radius of a bite, px"
         )
-        bites: int = param(2, lo=1, hi=6, vary=(1, 3), doc="how many bites, side by side")
+        bites: int = param(
+            1, lo=1, hi=6, vary=(1, 2), doc="how many bites, side by side (overlapping)"
+        )
         depth: float = param(
             1.2, lo=0.3, hi=2.0, vary=(0.9, 1.6), doc="how deep a bite reaches / its radius"
         )
@@ -417,7 +450,7 @@ class PcbMousebiteGenerator(_PcbGenerator):
         )
 
     def size(self, params: Any) -> float:
-        return params.radius * (2.0 + 1.7 * params.bites)
+        return params.radius * (2.0 + 1.4 * params.bites)
 
     def place(self, geo: _Geometry, params: Any, rng: np.random.Generator) -> np.ndarray | None:
         c = geo.layer.copper
@@ -438,8 +471,8 @@ class PcbMousebiteGenerator(_PcbGenerator):
             if r < 1.0:
                 continue
             tangent = np.array([-inward[1], inward[0]])
-            spacing = r * float(rng.uniform(1.3, 1.9))
-            R = r * (2 + params.bites * 1.9) + 6
+            spacing = r * float(rng.uniform(0.8, 1.4))  # overlapping: one ragged notch
+            R = r * (2 + params.bites * 1.5) + 6
             sl = _window(c.shape, y, x, R)
             oy, ox = sl[0].start, sl[1].start
             shape = (sl[0].stop - oy, sl[1].stop - ox)

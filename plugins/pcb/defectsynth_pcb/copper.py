@@ -52,6 +52,9 @@ class CopperLayer:
     edge_sigma: float
     #: a binarised scan (grey, hard edges, the two tones near black and white)
     scan: bool = False
+    #: a colour photo of a board (a saturated solder mask): even where no copper shows,
+    #: the surface is a board's, so no fallback shape belongs on it
+    board: bool = False
 
 
 def _otsu(v: np.ndarray) -> tuple[float, float, float, float]:
@@ -177,6 +180,11 @@ def find_copper(region: Region, polarity: str = "auto", margin: int = 2) -> Copp
             if dark:
                 t_img = 1.0 - t_img
             sigma = _edge_sigma(t_img, copper, cand.astype(F32))
+            if sigma > 0:
+                # soft edges leave thin light rims (around silkscreen, pads and vias) above
+                # the threshold: copper is never that thin
+                k = np.ones((3, 3), np.uint8)
+                copper = cv2.morphologyEx(copper.astype(np.uint8), cv2.MORPH_OPEN, k) > 0
             return CopperLayer(
                 copper=copper,
                 usable=usable,
@@ -218,6 +226,7 @@ def find_copper(region: Region, polarity: str = "auto", margin: int = 2) -> Copp
         cu=full * np.clip(mean + shift, 0.0, 1.0).astype(F32),
         sub=full * mean.astype(F32),
         edge_sigma=0.0,
+        board=colourful,
     )
 
 
