@@ -159,8 +159,14 @@ class CorrosionGenerator(DefectGenerator):
         else:
             out = (new_l / 100.0)[..., None]
         out = np.clip(out, 0.0, 1.0).astype(np.float32)
-        # where the oxide changed the surface, and the label: the spot as one region
-        coverage = np.maximum(_smoothstep(0.008, 0.2, thick), spot)
+        # where the oxide changed the surface, and the label: the spot and any satellite
+        # spot of its own (specks, grains and crumbs of a few px beyond it are drawn, a
+        # little faded, but not labelled)
+        n, parts, stats, _ = cv2.connectedComponentsWithStats((spot >= 0.5).astype(np.uint8))
+        crumbs = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < max(12.0, 0.004 * r * r)) + 1
+        if len(crumbs):
+            spot = np.where(np.isin(parts, crumbs), np.minimum(spot, 0.45), spot)
+        coverage = np.maximum(np.minimum(_smoothstep(0.008, 0.2, thick), 0.45), spot)
         coverage[thick < 0.004] = 0.0
         return Layer(pixels=out, coverage=coverage.astype(np.float32))
 

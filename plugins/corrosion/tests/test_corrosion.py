@@ -105,3 +105,23 @@ def test_oxide_texture_is_fine_grained() -> None:
     assert hp[core].std() > 0.8  # visible grain (in L*)
     lag2 = _corr(hp[:, :-2][core[:, :-2]], hp[:, 2:][core[:, :-2]])
     assert lag2 < 0.5, lag2
+
+
+def test_spot_is_labelled_as_regions_not_crumbs() -> None:
+    """The label is the spot an inspector would outline (core and clearly tinted halo)
+    and any sizeable satellite spot, not each speck: no labelled piece of a few px, and
+    the spot itself holds nearly all of it."""
+    from defectsynth import ParamSpace
+
+    space = ParamSpace(CorrosionGenerator)
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        p = space.draw(rng)
+        gen = CorrosionGenerator()
+        h, w = gen.extent(p, rng)
+        base = _surface((h, w), seed)
+        px = np.ascontiguousarray(base)
+        layer = gen.render(Region(px, np.ones((h, w), np.float32), Light(0.0, 45.0), 8.0), p, rng)
+        n, _, stats, _ = cv2.connectedComponentsWithStats((layer.coverage >= 0.5).astype(np.uint8))
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        assert areas.min() >= 12 and areas.max() >= 0.97 * areas.sum(), (seed, areas)
