@@ -14,7 +14,7 @@ import numpy as np
 from ..sample import Annotation, Sample, category_color, to_display
 
 #: opacity (0..255) of a mask's fill in the overlay; its outline is opaque
-MASK_FILL = 96
+MASK_FILL = 72
 
 
 def data_url(image: np.ndarray, fmt: str = "png") -> str:
