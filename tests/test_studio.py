@@ -402,3 +402,52 @@ def test_studio_in_headless_chromium(project: Path, tmp_path: Path) -> None:
     report = validate_dataset(project / "out")
     assert report.ok, report.problems
     assert report.samples == 4
+
+
+def test_large_photos_are_sent_smaller_with_boxes_in_their_own_pixels(tmp_path: Path) -> None:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    (tmp_path / "photos").mkdir()
+    photo = cv2.resize(cv2.imread(str(FIXTURES / "images" / "painted_casing.png")), (2400, 1800))
+    cv2.imwrite(str(tmp_path / "photos" / "big.png"), photo)
+    studio = Studio(images=tmp_path / "photos", save_to=tmp_path / "r.yaml")
+    out = studio.preview(dict(studio.data, instances=[2, 2]), before=True)
+    assert out["size"] == [2400, 1800]
+    for key in ("before", "after", "overlay"):
+        raw = base64.b64decode(out[key].split(",", 1)[1])
+        shown = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert shown.shape[:2] == (1200, 1600), key
+    for inst in out["instances"]:
+        assert inst["box"][2] <= 2400 and inst["box"][3] <= 1800
+
+
+def test_cli_refuses_a_bad_start_without_serving(project: Path) -> None:
+    res = CliRunner().invoke(cli, ["studio"])
+    assert res.exit_code == 2 and "--images" in res.output
+    bad = project / "recipes" / "bad.yaml"
+    bad.write_text("inputs: {images: ../images}\ndefects: [scrach]\n")
+    res = CliRunner().invoke(cli, ["studio", str(bad), "--port", "0"])
+    assert res.exit_code == 2 and "defects[0].generator" in res.output
+    res = CliRunner().invoke(cli, ["studio", str(bad), "--save", str(project / "x.yaml")])
+    assert res.exit_code == 2
+    outside = project / "recipes" / "outside.yaml"
+    outside.write_text("inputs: {images: /etc}\ndefects: [scratch]\n")
+    res = CliRunner().invoke(cli, ["studio", str(outside), "--port", "0"])
+    assert res.exit_code == 2 and "inputs.images" in res.output
+
+
+def test_the_page_is_locked_down(served: StudioServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("GET", "/?token=" + served.token, headers={"Host": f"127.0.0.1:{served.port}"})
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    conn.close()
+    csp = resp.getheader("Content-Security-Policy", "")
+    nonce = re.search(r"'nonce-([^']+)'", csp)
+    assert nonce and f'<script nonce="{nonce.group(1)}">' in page
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert resp.getheader("Set-Cookie") is None
+    assert not re.search(r"(src|href)=\"https?://", page)  # nothing loaded from elsewhere

@@ -34,6 +34,9 @@ from .schema import host_schema
 
 #: generators a studio started on a bare image folder proposes (those the host has)
 STARTER_GENERATORS = ("scratch", "dent", "discoloration")
+#: the longest side of the before / after pictures sent to the page (boxes and the instance
+#: table keep the image's own pixels): a 12-megapixel photo would take a second to send
+DISPLAY_SIDE = 1600
 #: samples in the "10 more" grid, and the longest side of its thumbnails
 GRID_COUNT = 10
 GRID_SIDE = 260
@@ -335,8 +338,9 @@ class Studio:
         out: dict[str, Any] = {
             "image": src.rel,
             "size": [w, h],
-            "after": pictures.data_url(to_display(sample.image)),
-            "overlay": pictures.data_url(pictures.overlay(sample.annotations, (h, w))),
+            "after": pictures.data_url(pictures.thumbnail(to_display(sample.image), DISPLAY_SIDE)),
+            "overlay": pictures.data_url(pictures.thumbnail(
+                pictures.overlay(sample.annotations, (h, w)), DISPLAY_SIDE)),
             "instances": pictures.instance_rows(sample),
             "light": {"azimuth": round(sample.light[0], 1), "elevation": round(sample.light[1], 1)},
             "stats": dict(sample.stats),
@@ -345,7 +349,7 @@ class Studio:
             "variant": variant,
         }
         if before:
-            out["before"] = pictures.data_url(to_display(pixels))
+            out["before"] = pictures.data_url(pictures.thumbnail(to_display(pixels), DISPLAY_SIDE))
         out["render_ms"] = round(t_render * 1000, 1)
         out["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return out
