@@ -109,7 +109,10 @@ class CorrosionGenerator(DefectGenerator):
         outside = np.maximum(field - 1.0, 0.0) / halo_w
         film = np.exp(-2.5 * outside * outside) * (0.12 + 0.22 * min(params.halo, 1.0))
         # the spot as an inspector outlines it: the core and the clearly tinted halo
-        spot = _smoothstep(0.05, 0.12, core + (1.0 - core) * film)
+        # (on a gray image the halo's colour is lost and only its slight darkening
+        # shows, so less of it is clearly tinted)
+        seen = film if region.is_color else film * 0.4
+        spot = _smoothstep(0.05, 0.12, core + (1.0 - core) * seen)
         specks = _smoothstep(1.6, 2.4, _noise(h, w, rng, 2.5)) * np.exp(-3.0 * outside * outside)
         # the film grows unevenly too: grainy, not airbrushed
         film *= np.clip(1.0 + 0.55 * _fractal(h, w, rng, 4.0, 2), 0.15, 1.9)
