@@ -158,7 +158,7 @@ class CrackGenerator(DefectGenerator):
 
 
 _RIM_SHADING = Shading(ambient=0.5, specular=0.0, roughness=0.3)
-_LUT = np.power(np.arange(256, dtype=np.float64) / 255.0, 0.75)  # 8-bit opening ** 0.75
+_LUT = np.power(np.arange(256, dtype=np.float64) / 255.0, 0.75)  # (8-bit open part x depth) ** 0.75
 
 # (heading of the grain in radians, how strongly it pulls: 0..1), or None
 _Grain = tuple[float, float] | None
