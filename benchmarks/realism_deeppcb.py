@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="held-out board scans per type (shots: half as many)")
     ap.add_argument("--fit", action="store_true", help="also fit on the shots (slower)")
     ap.add_argument("--rounds", type=int, default=2, help="fit search rounds")
+    ap.add_argument("--fit-budget", type=float, default=60.0,
+                    help="seconds each type's fit may search (it stops after the round "
+                    "that passes it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the working folder")
     args = ap.parse_args(argv)
@@ -223,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             result = fit(e["shots"], e["clean"], mapping={e["class"]: e["generator"]},
                          rounds=args.rounds, seed=args.seed, host=host,
-                         recipe_dir=e["recipe"].parent, transplant_share=0.0)
-            print(result.recipe.data)
+                         recipe_dir=e["recipe"].parent, transplant_share=0.0,
+                         budget_seconds=args.fit_budget)
             data = dict(result.recipe.data, instances=1)
             fitted = e["recipe"].parent / e["recipe"].name.replace("_default", "_fitted")
             fitted.write_text(yaml.safe_dump(data, sort_keys=False))

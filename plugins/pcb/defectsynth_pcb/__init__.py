@@ -28,7 +28,7 @@ import numpy as np
 from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
 
 from .copper import CopperLayer, find_copper, render_change
-from .shapes import blob, lobe, stroke, wobble
+from .shapes import blob, brush, lobe, stroke, wobble
 
 __version__ = "0.1.0"
 
@@ -56,9 +56,12 @@ class _Common:
     roughness: float = param(
         0.5, lo=0.0, hi=1.0, vary=(0.3, 0.8), doc="how ragged the outline is (0 smooth)"
     )
+    # (a plain string, not a choice, so that `fit` leaves it alone: it is a fact about
+    # the images, not a look to search)
     copper: str = param(
-        "auto", choices=("auto", "dark", "light"),
-        doc="which tone is copper: auto = dark on grey scans, the lighter green on colour boards",
+        "auto",
+        doc="which tone is copper: auto (dark on grey scans, the lighter green on colour "
+        "boards), dark or light",
     )
     compression: float = param(
         0.5, lo=0.0, hi=1.0, vary=(0.3, 0.7),
@@ -363,11 +366,11 @@ class PcbShortGenerator(_PcbGenerator):
             tx, ty = (bx - ax) / L, (by - ay) / L
             # across a gap between two facing edges (parallel traces), not into the
             # wedge where two traces meet: both edges face the bridge
-            na = geo.edge_normal(int(ay) + oy, int(ax) + ox)
-            nb = geo.edge_normal(int(by) + oy, int(bx) + ox)
-            if na is None or nb is None:
+            face_a = geo.edge_normal(int(ay) + oy, int(ax) + ox)
+            face_b = geo.edge_normal(int(by) + oy, int(bx) + ox)
+            if face_a is None or face_b is None:
                 continue
-            if na[0] * tx + na[1] * ty > -0.7 or nb[0] * tx + nb[1] * ty < 0.7:
+            if face_a[0] * tx + face_a[1] * ty > -0.7 or face_b[0] * tx + face_b[1] * ty < 0.7:
                 continue
             # and the gap keeps its width for a bridge's width either side (parallel
             # edges, not the narrowing wedge where two traces join)
@@ -454,7 +457,9 @@ class PcbMousebiteGenerator(_PcbGenerator):
 
     def place(self, geo: _Geometry, params: Any, rng: np.random.Generator) -> np.ndarray | None:
         c = geo.layer.copper
-        for y, x in _pick(geo.edge_pixels(), rng):
+        sites = _pick(geo.edge_pixels(), rng)
+        # first where the bite fits at its size, then (narrow traces only) smaller bites
+        for y, x, shrink in [(y, x, False) for y, x in sites] + [(y, x, True) for y, x in sites]:
             r = params.radius
             depth = r * params.depth
             inward = geo.edge_normal(y, x)
@@ -465,11 +470,13 @@ class PcbMousebiteGenerator(_PcbGenerator):
                 continue
             # a bite takes at most about half the copper's thickness here: on a narrow
             # trace, a smaller bite
-            room = (geo.thickness(y, x, inward, 4 * depth + 4) - 1.0) / 2.2
+            room = (geo.thickness(y, x, inward, 4 * depth + 4) - 1.0) / 2.0
             if room < depth:
+                if not shrink:
+                    continue
                 r, depth = r * room / depth, room
-            if r < 1.0:
-                continue
+            if r < 1.5 or depth < 1.5:
+                continue  # too small to see
             tangent = np.array([-inward[1], inward[0]])
             spacing = r * float(rng.uniform(0.8, 1.4))  # overlapping: one ragged notch
             R = r * (2 + params.bites * 1.5) + 6
@@ -578,7 +585,8 @@ class PcbSpuriousCopperGenerator(_PcbGenerator):
     """Spurious copper: an island of copper left in a gap, touching no other copper.
 
     It picks a point of substrate at least ``clearance`` plus the island's radius away from
-    any copper and draws a ragged, often elongated blob ``size`` long there. New
+    any copper and draws a ragged, often elongated and slightly bent dab ``size`` long
+    there, its length along ``angle``. New
     copper takes the tone of the board's copper nearby. Category ``copper`` (DeepPCB type
     5, "spurious copper").
     """
@@ -594,6 +602,10 @@ class PcbSpuriousCopperGenerator(_PcbGenerator):
         aspect: float = param(
             0.55, lo=0.2, hi=1.0, vary=(0.3, 0.8), doc="width / length of the island"
         )
+        angle: float = param(
+            90.0, lo=0.0, hi=180.0, vary=(0.0, 180.0),
+            doc="direction of its length, degrees (0 = right, 90 = down)",
+        )
         clearance: float = param(
             3.0, lo=1.0, hi=40.0, size=True, doc="least distance kept to other copper, px"
         )
@@ -606,10 +618,11 @@ class PcbSpuriousCopperGenerator(_PcbGenerator):
         free = (~c & geo.layer.usable).astype(np.uint8)
         room = cv2.distanceTransform(free, cv2.DIST_L2, 5)
         r = params.size / 2.0
-        need = r * (1.0 + 0.35 * params.roughness) + params.clearance + 1.0
+        need = r * (1.2 + 0.35 * params.roughness) + params.clearance + 1.0
         for y, x in _pick(room >= need, rng):
-            isl = blob(c.shape, (float(x), float(y)), r, params.roughness, rng,
-                       aspect=params.aspect, angle=float(rng.uniform(0, math.pi)))
+            isl = brush(c.shape, (float(x), float(y)), params.size,
+                        params.size * params.aspect, math.radians(params.angle),
+                        params.roughness, rng)
             if (isl & ~geo.layer.usable).any():
                 continue
             if float(geo.outside[isl].min()) < params.clearance:
@@ -622,9 +635,10 @@ class PcbPinholeGenerator(_PcbGenerator):
     """Pin-hole: a small hole through the copper, fully inside a copper area.
 
     It picks a point of copper at least ``clearance`` plus the hole's radius from the
-    copper's edge and removes a small, irregular, often elongated hole ``length`` long
-    there (smaller, when the region's copper is too narrow for it: the largest hole it
-    has room for). The hole shows the substrate's tone. Category ``pin-hole`` (DeepPCB type 6).
+    copper's edge and removes a small, irregular, often elongated and slightly bent hole
+    ``length`` long there, its length along ``angle`` (in copper too narrow for it, a
+    trace, a narrower hole with its length along the trace). The hole shows the
+    substrate's tone. Category ``pin-hole`` (DeepPCB type 6).
     """
 
     name = "pcb_pinhole"
@@ -639,6 +653,10 @@ class PcbPinholeGenerator(_PcbGenerator):
         aspect: float = param(
             0.55, lo=0.2, hi=1.0, vary=(0.3, 0.9), doc="width / length of the hole"
         )
+        angle: float = param(
+            90.0, lo=0.0, hi=180.0, vary=(0.0, 180.0),
+            doc="direction of its length, degrees (0 = right, 90 = down)",
+        )
         clearance: float = param(
             2.0, lo=1.0, hi=40.0, size=True, doc="least copper left around the hole, px"
         )
@@ -650,19 +668,23 @@ class PcbPinholeGenerator(_PcbGenerator):
         c = geo.layer.copper
         solid = (c & geo.layer.usable).astype(np.uint8)
         room = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
-        r = params.length / 2.0
-        grow = 1.0 + 0.35 * params.roughness
-        need = r * grow + params.clearance + 1.0
-        widest = float(room.max()) if room.size else 0.0
-        if widest < need:
-            # narrow copper only (thin traces): the largest hole it has room for
-            r = (widest - params.clearance - 1.0) / grow
-            if r < 1.0:
-                return None
-            need = widest
-        for y, x in _pick(room >= need, rng):
-            hole = blob(c.shape, (float(x), float(y)), r, params.roughness, rng,
-                        aspect=params.aspect, angle=float(rng.uniform(0, math.pi)))
+        # how far a dab reaches beyond its nominal half-width / half-length
+        spill = 0.8 + 0.4 * params.roughness
+        # where a hole at least 1.5 px wide fits across
+        for y, x in _pick(room >= params.clearance + 1.0 + 0.75 * spill, rng):
+            d = float(room[y, x]) - params.clearance - 1.0
+            length = params.length
+            width = length * params.aspect
+            angle = math.radians(params.angle)
+            if length / 2.0 * (1.0 + 0.2 * params.roughness) + width / 2.0 * spill > d:
+                # narrow copper (a trace): a narrower hole, its length along the trace
+                normal, _ = geo.orientation(y, x, max(2.0 * d, 4.0))
+                angle = math.atan2(normal[1], normal[0]) + math.pi / 2.0
+                width = min(width, d / spill * 2.0 * 0.75)
+                if width < 1.5:
+                    continue
+            hole = brush(c.shape, (float(x), float(y)), length, width, angle,
+                         params.roughness, rng)
             if (hole & ~c).any() or (hole & ~geo.layer.usable).any():
                 continue
             if float(geo.inside[hole].min()) <= params.clearance:

@@ -26,6 +26,8 @@ MIN_CONTRAST = 0.06
 MAX_VALLEY = 0.12
 #: each tone must hold at least this share of the region
 MIN_PHASE = 0.02
+#: the values of the generators' ``copper`` parameter
+POLARITIES = ("auto", "dark", "light")
 #: coverage of the unlabelled fringe around a change: just under the label threshold 0.5
 FRINGE = 0.49
 _RING = 4  # px around the change that a JPEG round trip may alter
@@ -135,6 +137,8 @@ def find_copper(region: Region, polarity: str = "auto", margin: int = 2) -> Copp
         where copper under a green solder mask is the lighter green).
     :param margin: px at the region's border that a defect may not change.
     """
+    if polarity not in POLARITIES:
+        raise ValueError(f"copper: {polarity!r} is not one of {', '.join(POLARITIES)}")
     px = region.pixels
     h, w = region.shape
     lum = (

@@ -118,3 +118,27 @@ def lobe(
     body = (s >= -width / 2.0) & (s <= L) & (np.abs(n) <= half)
     tip_disc = np.hypot(s - F32(L), n) <= F32(tip / 2.0 + 0.3)
     return body | tip_disc
+
+
+def brush(
+    shape: tuple[int, int],
+    centre: tuple[float, float],
+    length: float,
+    width: float,
+    angle: float,
+    roughness: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A short dab of a brush: two ragged strokes meeting at a slight bend, ``length``
+    long in all along ``angle`` (radians), ``width`` wide, centred on ``centre`` (x, y).
+    Less regular than an ellipse: how a blob of stray copper or a hole in it looks."""
+    cx, cy = centre
+    half = max(length - width, 0.0) / 2.0
+    bend = float(rng.normal(0.0, 0.45 * roughness))
+    a0, a1 = angle - bend / 2.0, angle + bend / 2.0
+    mid = (cx + float(rng.normal(0.0, 0.1 * width)), cy + float(rng.normal(0.0, 0.1 * width)))
+    p0 = (mid[0] - math.cos(a0) * half, mid[1] - math.sin(a0) * half)
+    p1 = (mid[0] + math.cos(a1) * half, mid[1] + math.sin(a1) * half)
+    w0 = width * float(rng.uniform(0.75, 1.15))
+    w1 = width * float(rng.uniform(0.75, 1.15))
+    return stroke(shape, p0, mid, w0, roughness, rng) | stroke(shape, mid, p1, w1, roughness, rng)

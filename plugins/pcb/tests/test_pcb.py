@@ -149,6 +149,14 @@ def test_finds_the_copper_of_a_scan_and_of_a_green_board() -> None:
     assert not (layer.usable & white).any()
 
 
+def test_copper_polarity_is_checked_and_obeyed() -> None:
+    img = scan(1)
+    with pytest.raises(ValueError, match="copper"):
+        find_copper(_region(img), "copper-ish")
+    light = find_copper(_region(img), "light")
+    assert light.found and (light.copper == ~copper(img)).mean() > 0.99
+
+
 def test_a_plain_surface_has_no_copper_and_fallback_false_skips_it() -> None:
     img = test_surface((256, 256), channels=3, seed=2)
     assert not find_copper(_region(img)).found
@@ -242,7 +250,7 @@ def test_spurious_copper_is_an_island_touching_no_copper() -> None:
 def test_a_pinhole_is_a_hole_inside_copper() -> None:
     for before, after, a in _instances(PcbPinholeGenerator):
         assert (before & ~after)[a.mask].all()
-        assert before[grow(a.mask, 2)].all()  # copper all around it
+        assert before[grow(a.mask)].all()  # copper all around it
         sl = window(a.box, before.shape, 3)
         holes = n_components(~after[sl]) - n_components(~before[sl])
         assert holes == 1
