@@ -274,8 +274,10 @@ def _drip(
     u = rng.random(9).tolist()
     run = s * (4.0 + 2.5 * u[0])
     w0 = s * (0.26 + 0.12 * u[1])  # half-width of the run at its top
-    bead_r = w0 * (1.4 + 0.35 * u[2])
-    src_r = w0 * (1.0 + 0.6 * u[3])
+    # the front swells into a teardrop bead as the liquid gathers there
+    swell = 0.5 + 0.3 * u[2]
+    bead_r = w0 * 0.8 * (1.0 + swell)  # half-width of the bead: the run's, where it ends
+    src_r = w0 * (0.9 + 0.4 * u[3])
     start = -run / 2
     along = x * F32(ca) + (y * F32(sa) - F32(start))
     across = y * F32(ca) - x * F32(sa)
@@ -285,9 +287,11 @@ def _drip(
     wob -= F32(math.sin(2 * math.pi * u[5]))  # zero where it landed
     wob *= F32(w0 * 0.3)
     across -= wob
+    end = run - bead_r * 1.5  # where the bead's middle is; its tip is at the run's end
     width = frac * F32(-0.2)
     width += F32(1.0)
     width *= F32(1.0) + F32(0.12) * np.sin(frac * F32(5.0 + 4.0 * u[6]) + F32(6.3 * u[7]))
+    width *= F32(1.0) + F32(swell) * smoothstep(0.55 * end / run, end / run, frac)
     width *= F32(w0)
     qt = np.abs(across, out=across)
     qt /= width
@@ -304,12 +308,11 @@ def _drip(
     body *= F32(1.0) - smoothstep(0.9, 1.0, qt)
     # thin where the liquid ran on, more towards the front
     body *= frac * F32(0.35) + F32(0.45)
-    end = run - bead_r * 0.6
     body *= (along >= 0) & (along <= F32(end))
     _spot(rng, body, ring, src_r, (start * ca, start * sa))
     # the bead, on the run's meander where it ends
     bend, side = start + end, _wob_at(u, end / run, w0)
-    _bead(body, (bend * ca - side * sa, bend * sa + side * ca), bead_r, ring * 0.4, a)
+    _bead(body, (bend * ca - side * sa, bend * sa + side * ca), bead_r, ring * 0.25, a)
     return body
 
 
@@ -323,11 +326,11 @@ def _wob_at(u: list[float], frac: float, w0: float) -> float:
 def _bead(
     canvas: np.ndarray, centre: tuple[float, float], r: float, ring: float, angle: float
 ) -> None:
-    """The bead where a run's liquid gathered, a little longer along the run (it sags),
-    drawn into ``canvas`` (max)."""
+    """The bead where a run's liquid gathered, half-width ``r``, half as long again along
+    the run (it sags), drawn into ``canvas`` (max)."""
     h, w = canvas.shape
     px0, py0 = (w - 1) / 2 + centre[0], (h - 1) / 2 + centre[1]
-    ra = r * 1.25
+    ra = r * 1.5
     x0, x1 = max(0, int(math.floor(px0 - ra - 1))), min(w, int(math.ceil(px0 + ra + 1)) + 1)
     y0, y1 = max(0, int(math.floor(py0 - ra - 1))), min(h, int(math.ceil(py0 + ra + 1)) + 1)
     if x0 >= x1 or y0 >= y1:
