@@ -232,7 +232,7 @@ class PcbOpenGenerator(_PcbGenerator):
             doc="length of the break along the trace, px",
         )
         slant: float = param(
-            0.0, lo=-60.0, hi=60.0, vary=(-40.0, 40.0),
+            0.0, lo=-75.0, hi=75.0, vary=(-60.0, 60.0),
             doc="angle of the cut away from square across the trace, degrees",
         )
         max_width: float = param(
