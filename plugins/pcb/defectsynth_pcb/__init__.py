@@ -559,6 +559,12 @@ class PcbSpurGenerator(_PcbGenerator):
             spur = lobe(shape, (x - ox - out[0], y - oy - out[1]), (out[0], out[1]),
                         params.length + 1.0, params.width, params.roughness, rng)
             added = spur & ~cw
+            # one piece: the lobe itself (a tilted base may graze the edge beside it)
+            parts = _components(added)
+            tip_y = int(round(y - oy + out[1] * params.length / 2.0))
+            tip_x = int(round(x - ox + out[0] * params.length / 2.0))
+            if 0 <= tip_y < shape[0] and 0 <= tip_x < shape[1] and parts[tip_y, tip_x]:
+                added = parts == parts[tip_y, tip_x]
             if not added.any() or (added & ~geo.layer.usable[sl]).any():
                 continue
             local = _components(cw)
@@ -670,6 +676,7 @@ class PcbPinholeGenerator(_PcbGenerator):
         room = cv2.distanceTransform(solid, cv2.DIST_L2, 5)
         # how far a dab reaches beyond its nominal half-width / half-length
         spill = 0.8 + 0.4 * params.roughness
+        ridge = cv2.dilate(room, np.ones((5, 5), np.uint8))
         # where a hole at least 1.5 px wide fits across
         for y, x in _pick(room >= params.clearance + 1.0 + 0.75 * spill, rng):
             d = float(room[y, x]) - params.clearance - 1.0
@@ -677,7 +684,10 @@ class PcbPinholeGenerator(_PcbGenerator):
             width = length * params.aspect
             angle = math.radians(params.angle)
             if length / 2.0 * (1.0 + 0.2 * params.roughness) + width / 2.0 * spill > d:
-                # narrow copper (a trace): a narrower hole, its length along the trace
+                # narrow copper (a trace): a narrower hole on its centre line, its length
+                # along the trace
+                if room[y, x] < ridge[y, x] - 0.5:
+                    continue
                 normal, _ = geo.orientation(y, x, max(2.0 * d, 4.0))
                 angle = math.atan2(normal[1], normal[0]) + math.pi / 2.0
                 width = min(width, d / spill * 2.0 * 0.75)
