@@ -243,8 +243,8 @@ def test_mask_labels_in_every_format_give_the_same_score(real_dir: Path, tmp_pat
     for k, s in scores.items():
         assert s.mask_from == "label", k
         # a binary mask file cannot say which pieces are one defect: far-apart pieces of a
-        # faded scratch count as two there
-        assert s.overall.n_real == 36 or (k == "masks" and 36 <= s.overall.n_real <= 40), k
+        # faded scratch, or a scratch and its micro-scratches, count as several there
+        assert s.overall.n_real == 36 or (k == "masks" and 36 <= s.overall.n_real <= 45), k
     values = [s.auc for s in scores.values()]
     assert max(values) - min(values) <= 0.02, {k: s.auc for k, s in scores.items()}
 
