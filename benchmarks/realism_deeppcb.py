@@ -215,13 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     entries = prepare(work, types=types, max_images=args.max_images, seed=args.seed)
     print(f"DeepPCB, held-out real defects per type from up to {args.max_images} scans, "
           f"{args.samples} synthetic, seed {args.seed}")
-    head = f"{'type':<10} {'generator':<20} {'real':>5} {'default':>8}"
+    head = f"{'type':<10} {'generator':<20} {'real':>5} {'default':>8} {'95% interval':>13}"
     print(head + (f" {'fitted':>8} {'fit s':>6}" if args.fit else ""))
     for e in entries:
         real = read_defects(e["real"])
         s = score(real, e["recipe"], samples=args.samples, seed=args.seed, host=host)
         cat = s.per_category.get(e["class"], s.overall)
-        line = f"{e['class']:<10} {e['generator']:<20} {len(real.crops):>5} {cat.auc:8.2f}"
+        line = (f"{e['class']:<10} {e['generator']:<20} {len(real.crops):>5} {cat.auc:8.2f} "
+                f"  [{cat.ci[0]:.2f}, {cat.ci[1]:.2f}]")
         if args.fit:
             t0 = time.monotonic()
             result = fit(e["shots"], e["clean"], mapping={e["class"]: e["generator"]},
