@@ -1,36 +1,57 @@
 """defectsynth: labeled synthetic defect images for visual-inspection models.
 
-Plugin authors import only from here: ``from defectsynth import hookimpl, DefectGenerator,
-Layer, Region, param``.
+Plugin authors import only from here (``from defectsynth import hookimpl, DefectGenerator,
+Layer, Region, param``) or from :mod:`defectsynth.api`, which holds the same plugin names.
+
+The face is lazy: each name is imported from its module on first use, so importing a
+plugin (which imports this package first) loads the generator contract and not the
+Synthesizer, the recipe loader or the dataset run.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .errors import (
-    DefectsynthError,
-    GeneratorFailure,
-    InputImageError,
-    ParamError,
-    PluginError,
-    UnknownNameError,
-)
-from .generator import DefectGenerator, Layer, Light, ParamSpace, Region, param
-from .hookspecs import hookimpl
-from .recipe import load_recipe
-from .sample import Annotation, Sample
-from .synthesizer import Entry, Gate, Synthesizer, source_id
-from .writing import DatasetWriter
+# name -> the module (relative to this package) that defines it
+_FACE: dict[str, str] = {
+    "DefectsynthError": "errors",
+    "GeneratorFailure": "errors",
+    "InputImageError": "errors",
+    "ParamError": "errors",
+    "PluginError": "errors",
+    "UnknownNameError": "errors",
+    "DefectGenerator": "generator",
+    "Layer": "generator",
+    "Light": "generator",
+    "ParamSpace": "generator",
+    "Region": "generator",
+    "param": "generator",
+    "hookimpl": "hookspecs",
+    "load_recipe": "recipe",
+    "Annotation": "sample",
+    "Sample": "sample",
+    "Entry": "synthesizer",
+    "Gate": "synthesizer",
+    "Synthesizer": "synthesizer",
+    "source_id": "synthesizer",
+    "DatasetWriter": "writing",
+    # learning from real defects needs the fit extra (scikit-learn)
+    "score": "realism.score",
+    "Score": "realism.score",
+    "fit": "realism.fit",
+    "FitResult": "realism.fit",
+}
 
 __all__ = [
     "Annotation",
-    "FitResult",
-    "Score",
     "DatasetWriter",
     "DefectGenerator",
     "DefectsynthError",
     "Entry",
+    "FitResult",
     "Gate",
     "GeneratorFailure",
     "InputImageError",
@@ -41,6 +62,7 @@ __all__ = [
     "PluginError",
     "Region",
     "Sample",
+    "Score",
     "Synthesizer",
     "UnknownNameError",
     "__version__",
@@ -52,14 +74,34 @@ __all__ = [
     "source_id",
 ]
 
-# learning from real defects needs the fit extra (scikit-learn): imported on first use
-_REALISM = {"score": "score", "Score": "score", "fit": "fit", "FitResult": "fit"}
-
 
 def __getattr__(name: str) -> object:
-    if name in _REALISM:
-        import importlib
+    module = _FACE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
-        module = importlib.import_module(f".realism.{_REALISM[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FACE))
+
+
+if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from .errors import (
+        DefectsynthError,
+        GeneratorFailure,
+        InputImageError,
+        ParamError,
+        PluginError,
+        UnknownNameError,
+    )
+    from .generator import DefectGenerator, Layer, Light, ParamSpace, Region, param
+    from .hookspecs import hookimpl
+    from .realism.fit import FitResult, fit
+    from .realism.score import Score, score
+    from .recipe import load_recipe
+    from .sample import Annotation, Sample
+    from .synthesizer import Entry, Gate, Synthesizer, source_id
+    from .writing import DatasetWriter

@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from defectsynth import Region
+from defectsynth.api import Region
 from defectsynth.textures import shade_slopes, specular_colour, surface_colour, surface_shading
 
 F32 = np.float32

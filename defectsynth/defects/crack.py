@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
+from defectsynth.api import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import Shading, grain_orientation, luminance, shade_slopes
 
 F32 = np.float32

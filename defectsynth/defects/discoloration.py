@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
+from defectsynth.api import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import (
     ellipse_extent,
     elliptic_radius,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from defectsynth import DefectGenerator, Layer, Region, hookimpl, param
+from defectsynth.api import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.defects._steel import along_across, rotated_extent
 from defectsynth.textures import fbm_fields, smoothstep
 

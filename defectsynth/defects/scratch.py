@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from defectsynth import DefectGenerator, Layer, Light, Region, hookimpl, param
+from defectsynth.api import DefectGenerator, Layer, Light, Region, hookimpl, param
 from defectsynth.textures import (
     Shading,
     luminance,

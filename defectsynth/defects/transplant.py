@@ -10,8 +10,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from defectsynth import DefectGenerator, Layer, ParamError, Region, hookimpl, param
-from defectsynth.generator import BLEND_MODES
+from defectsynth.api import (
+    BLEND_MODES,
+    DefectGenerator,
+    Layer,
+    ParamError,
+    Region,
+    hookimpl,
+    param,
+)
 from defectsynth.textures import bgr_to_lab, lab_to_bgr
 from defectsynth.transplant import FORMATS, Library, LibraryEntry, SourceError, load_library
 
