@@ -11,7 +11,23 @@ class DefectsynthError(Exception):
 
 
 class ParamError(DefectsynthError, ValueError):
-    """A generator parameter is unknown, of the wrong type or out of its allowed range."""
+    """A generator parameter is unknown, of the wrong type or out of its allowed range.
+
+    :param field: the name of the parameter at fault, when there is one (a recipe names
+        it in its key path: ``defects[0].params.depth``). The message starts with
+        ``generator.field: `` then.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep ``field`` across processes
+        return (_param_error, (str(self), self.field))
+
+
+def _param_error(message: str, field: str | None) -> ParamError:
+    return ParamError(message, field=field)
 
 
 class InputImageError(DefectsynthError, ValueError):
@@ -37,6 +53,11 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """Return `` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """Messages quote values, and a value may be huge (YAML aliases): keep them short."""
+    return text if len(text) <= limit else text[: limit - 5] + " ...]"
 
 
 class RecipeError(DefectsynthError, ValueError):

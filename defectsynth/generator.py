@@ -311,30 +311,32 @@ def validate_generator_class(cls: Any) -> None:
 def _check_value(
     gen: str, f: dataclasses.Field[Any], value: Any, kind: type, info: ParamInfo
 ) -> Any:
-    where = f"{gen}.{f.name}"
+    def fail(text: str) -> ParamError:
+        return ParamError(f"{gen}.{f.name}: {text}", field=f.name)
+
     if kind is bool:
         if not isinstance(value, bool):
-            raise ParamError(f"{where}: {value!r} is not true or false")
+            raise fail(f"{value!r} is not true or false")
         return value
     if kind is str:
         if not isinstance(value, str):
-            raise ParamError(f"{where}: {value!r} is not a string")
+            raise fail(f"{value!r} is not a string")
         if info.choices is not None and value not in info.choices:
-            raise ParamError(
-                f"{where}: {value!r} is not one of {', '.join(map(repr, info.choices))}"
+            raise fail(
+                f"{value!r} is not one of {', '.join(map(repr, info.choices))}"
                 + did_you_mean(value, [str(c) for c in info.choices])
             )
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParamError(f"{where}: {value!r} is not a number (expected {describe_range(f)})")
+        raise fail(f"{value!r} is not a number (expected {describe_range(f)})")
     if kind is int and not float(value).is_integer():
-        raise ParamError(f"{where}: {value!r} is not an integer (expected {describe_range(f)})")
+        raise fail(f"{value!r} is not an integer (expected {describe_range(f)})")
     if not math.isfinite(value):
-        raise ParamError(f"{where}: {value!r} is not finite")
+        raise fail(f"{value!r} is not finite")
     if info.lo is not None and value < info.lo:
-        raise ParamError(f"{where}: {value!r} is below the minimum {_fmt(info.lo)}")
+        raise fail(f"{value!r} is below the minimum {_fmt(info.lo)}")
     if info.hi is not None and value > info.hi:
-        raise ParamError(f"{where}: {value!r} is above the maximum {_fmt(info.hi)}")
+        raise fail(f"{value!r} is above the maximum {_fmt(info.hi)}")
     return int(value) if kind is int else float(value)
 
 
@@ -386,18 +388,21 @@ class ParamSpace:
         if isinstance(raw, list | tuple):
             if kind in (bool, str) or info.choices is not None:
                 if not raw:
-                    raise ParamError(f"{gname}.{f.name}: empty list of choices")
+                    raise ParamError(f"{gname}.{f.name}: empty list of choices", field=f.name)
                 vals = tuple(_check_value(gname, f, v, kind, info) for v in raw)
                 return _FieldSpec(f.name, kind, "choice", vals)
             if len(raw) != 2:
                 raise ParamError(
                     f"{gname}.{f.name}: a range is [lo, hi], got {list(raw)!r} "
-                    f"(allowed {describe_range(f)})"
+                    f"(allowed {describe_range(f)})",
+                    field=f.name,
                 )
             lo = _check_value(gname, f, raw[0], kind, info)
             hi = _check_value(gname, f, raw[1], kind, info)
             if lo > hi:
-                raise ParamError(f"{gname}.{f.name}: range [{lo}, {hi}] has lo > hi")
+                raise ParamError(
+                    f"{gname}.{f.name}: range [{lo}, {hi}] has lo > hi", field=f.name
+                )
             return _FieldSpec(f.name, kind, "range", (lo, hi))
         return _FieldSpec(f.name, kind, "fixed", (_check_value(gname, f, raw, kind, info),))
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import DefectsynthError, ParamError, RecipeError, UnknownNameError, did_you_mean
+from .errors import RecipeError, did_you_mean, shorten
 from .imagefile import DEFAULT_MAX_PIXELS
+from .mix import Entry
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
@@ -41,15 +42,10 @@ _GLOB_CHARS = re.compile(r"[*?\[]")
 # -- typed config ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DefectSpec:
-    """One entry of ``defects``: a generator, its weight, its params and its label (a
-    name, or a mapping that renames the generator's own categories)."""
-
-    generator: str
-    weight: float = 1.0
-    params: Mapping[str, Any] = field(default_factory=dict)
-    category: str | Mapping[str, str] | None = None
+DefectSpec = Entry
+"""One entry of ``defects``: a generator (by name), its weight, its params and its label
+(a name, or a mapping that renames the generator's own categories). The same type as a
+Synthesizer's :class:`~defectsynth.mix.Entry`."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class Recipe:
     """A validated recipe. Build it with :func:`load_recipe` or :func:`parse_recipe`."""
 
     inputs: InputSpec
-    defects: tuple[DefectSpec, ...]
+    defects: tuple[Entry, ...]
     seed: int = 0
     variants: int = 1
     instances: tuple[int, int] = (1, 3)
@@ -141,7 +137,7 @@ class Recipe:
                 for name in d.category.values():
                     seen.setdefault(name, None)
             else:
-                seen.setdefault(d.category or d.generator, None)
+                seen.setdefault(d.category or str(d.generator), None)
         return tuple(seen)
 
     def resolve(self, path: str, key: str = "") -> Path:
@@ -249,48 +245,19 @@ class Recipe:
     def check(self, host: PluginHost | None = None) -> PluginHost:
         """Validate generator names, their params and output formats against the plugins.
 
-        Raises :class:`RecipeError` naming the key path; returns the host used.
+        Raises :class:`RecipeError` naming the key path; returns the host used. (The work
+        is :func:`defectsynth.build.check_recipe`'s, which also returns the prepared
+        entries.)
         """
-        h = self.host(host)
-        from .generator import ParamSpace
-        from .synthesizer import entry_labels
+        from .build import check_recipe
 
-        for i, d in enumerate(self.defects):
-            try:
-                cls = h.generator(d.generator)
-            except UnknownNameError as exc:
-                hint = _plugin_error_hint(h)
-                raise self.error(f"defects[{i}].generator", str(exc) + hint) from None
-            fields = [f.name for f in _dataclass_fields(cls.Params)]
-            for key in d.params:
-                if key not in fields:
-                    raise self.error(
-                        f"defects[{i}].params.{key}",
-                        f"unknown parameter of generator {d.generator!r}"
-                        + did_you_mean(str(key), fields)
-                        + f"; known: {', '.join(fields) or '(none)'}",
-                    )
-            try:
-                space = ParamSpace(cls, self.generator_params(d, cls))
-                labels = entry_labels(cls(), space, d.category)
-            except ParamError as exc:
-                msg = _short(str(exc), 600)
-                m = re.match(rf"{re.escape(cls.name)}\.(\w+): (.*)$", msg, re.S)
-                if m:
-                    raise self.error(f"defects[{i}].params.{m.group(1)}", m.group(2)) from None
-                raise self.error(f"defects[{i}].params", msg) from None
-            except ValueError as exc:  # a rename of a category the generator does not make
-                raise self.error(f"defects[{i}].category", str(exc)) from None
-            for cat in dict.fromkeys(labels.values()):
-                _check_category(self, f"defects[{i}].category", cat)
-        for i, fmt in enumerate(self.output.formats):
-            try:
-                h.writer(fmt)
-            except UnknownNameError as exc:
-                raise self.error(f"output.formats[{i}]", str(exc)) from None
-        return h
+        return check_recipe(self, host)[0]
 
-    def generator_params(self, spec: DefectSpec, cls: type[Any]) -> dict[str, Any]:
+    def check_category(self, key: str, name: str) -> None:
+        """Raise :class:`RecipeError` at ``key`` when ``name`` cannot be a label."""
+        _check_category(self, key, name)
+
+    def generator_params(self, spec: Entry, cls: type[Any]) -> dict[str, Any]:
         """``spec.params`` with the generator's ``path_params`` made absolute (relative
         paths in a recipe are relative to the recipe file)."""
         params = dict(spec.params)
@@ -309,47 +276,17 @@ class Recipe:
     def synthesizer(
         self, host: PluginHost | None = None, *, on_failure: str = "raise"
     ) -> Synthesizer:
-        """A :class:`~defectsynth.Synthesizer` configured by this recipe.
+        """The same as ``Synthesizer.from_recipe(self, host, on_failure=...)``, kept for
+        the callers that use it (the recipe itself builds nothing: the builder,
+        :mod:`defectsynth.build`, does)."""
+        from .synthesizer import Synthesizer
 
-        Product masks given as a file pattern are resolved per image by the run; this
-        synthesizer reads them when called with the image's path
-        (``synth(image, source=path)``) and otherwise warns once and uses ``full``.
-        ``on_failure`` is passed on (the run uses ``"reject"`` and counts failures against
-        ``max_generator_failures``).
-        """
-        from .synthesizer import Entry, Gate, Synthesizer
+        return Synthesizer.from_recipe(self, host, on_failure=on_failure)
 
-        h = self.check(host)
-        spec = self.inputs.product_mask
-        default_mask = spec if spec in ("auto", "full") else "full"
-        entries = [
-            Entry(
-                generator=d.generator,
-                weight=d.weight,
-                params=self.generator_params(d, h.generator(d.generator)),
-                category=d.category,
-            )
-            for d in self.defects
-        ]
-        try:
-            synth = Synthesizer(
-                entries,
-                instances=self.instances,
-                product_mask=default_mask,
-                margin=self.placement.margin,
-                max_overlap=self.placement.max_overlap,
-                gate=Gate(min_contrast=self.gate.min_contrast, min_area=self.gate.min_area,
-                          min_relative=self.gate.min_relative),
-                max_attempts=self.placement.max_attempts,
-                host=h,
-                on_failure=on_failure,
-                scale=self.scale,
-            )
-        except (ValueError, DefectsynthError) as exc:
-            raise self.error("defects", str(exc)) from None
-        if spec not in ("auto", "full"):
-            synth.mask_for_source = _MaskPattern(self)
-        return synth
+    def mask_pattern(self) -> _MaskPattern:
+        """Each source's product mask file by ``inputs.product_mask`` (a pattern), as a
+        picklable callable for workers."""
+        return _MaskPattern(self)
 
     def input_root(self) -> Path:
         """The folder source paths are relative to (the common folder of the inputs),
@@ -441,19 +378,6 @@ class _MaskPattern:
         mask = self.recipe.mask_path(SourceImage(path=str(path), rel=rel))
         assert mask is not None  # only made for a pattern
         return mask
-
-
-def _dataclass_fields(cls: type) -> list[Any]:
-    import dataclasses
-
-    return list(dataclasses.fields(cls))
-
-
-def _plugin_error_hint(host: PluginHost) -> str:
-    errs = host.errors
-    if not errs:
-        return ""
-    return "; note: some plugins failed to load: " + "; ".join(errs[:3])
 
 
 def _check_category(recipe: Recipe, key: str, name: str) -> None:
@@ -669,9 +593,7 @@ def _describe(value: Any) -> str:
     return f"{_short(repr(value))} ({type(value).__name__})"
 
 
-def _short(text: str, limit: int = 120) -> str:
-    """Messages quote values, and a value may be huge (YAML aliases): keep them short."""
-    return text if len(text) <= limit else text[: limit - 5] + " ...]"
+_short = shorten
 
 
 MAX_VARIANTS = 1_000_000
@@ -784,7 +706,7 @@ def parse_recipe(
         raise r.fail(
             "defects", f"expected a non-empty list of generators, got {_describe(raw_defects)}"
         )
-    defects: list[DefectSpec] = []
+    defects: list[Entry] = []
     for i, raw in enumerate(raw_defects):
         key = f"defects[{i}]"
         if isinstance(raw, str):
@@ -810,7 +732,7 @@ def parse_recipe(
             }
         elif category is not None:
             category = r.text(category, f"{key}.category")
-        defects.append(DefectSpec(gen, weight, dict(params), category))
+        defects.append(Entry(gen, weight, dict(params), category))
     if sum(d.weight for d in defects) <= 0:
         raise r.fail("defects", "all weights are zero; at least one must be > 0")
 

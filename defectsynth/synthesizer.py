@@ -15,17 +15,22 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
 from .compose import alpha_blend, change_map, check_layer, check_pixels, poisson_blend
-from .errors import GeneratorFailure, InputImageError, did_you_mean
-from .generator import BLEND_MODES, DefectGenerator, Light, ParamSpace, Region, scale_params
+from .errors import GeneratorFailure, InputImageError
+from .generator import BLEND_MODES, Light, Region, scale_params
+from .mix import Entry, PreparedEntry, check_weight, entry_labels, prepare_entry
 from .placement import CentreSampler, EdgeSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
+from .visibility import Gate, texture_noise
+
+# Entry, entry_labels (mix.py), Gate and texture_noise (visibility.py) are imported from
+# here by older code
+__all__ = ["Entry", "Gate", "Synthesizer", "entry_labels", "source_id", "texture_noise"]
 
 MIN_SIDE = 16
 MAX_INSTANCE_SEED = 2**63
@@ -38,130 +43,11 @@ def source_id(relative_path: str | os.PathLike[str]) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One generator in a synthesizer's mix.
-
-    :param generator: a registered generator name, or a DefectGenerator subclass.
-    :param weight: relative probability of drawing this entry (>= 0).
-    :param params: per-field fixed values, ``[lo, hi]`` ranges or lists of choices.
-    :param category: label name for every instance of this entry; or a mapping that
-        renames some of the generator's own categories (the rest keep their names);
-        default: the generator's categories (see :meth:`DefectGenerator.categories`).
-    """
-
-    generator: str | type[DefectGenerator]
-    weight: float = 1.0
-    params: Mapping[str, Any] = field(default_factory=dict)
-    category: str | Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The visibility gate every labeled instance passes.
-
-    ``min_contrast``: mean over the instance mask of the largest per-channel absolute
-    change, as a fraction of the dtype's full scale (0.02 = 5.1 grey levels for uint8,
-    1311 for uint16). ``min_area``: pixels in the instance mask.
-
-    ``min_relative``: the same mean change divided by the local texture's own variation
-    (:func:`texture_noise`: the robust standard deviation of the clean surface's detail
-    around the instance, in the same units). A change of 12 grey levels stands out on
-    painted sheet metal and hides in a knurled pattern whose detail varies by 40; at
-    0.4 a person looking at the image finds the defect (measured on the fixtures'
-    knurled steel: instances below about 0.35 are hard to see even when pointed at).
-    0 turns the scene-relative test off.
-    """
-
-    min_contrast: float = 0.02
-    min_area: int = 16
-    min_relative: float = 0.4
-
-    def threshold(self, maxval: int) -> float:
-        return self.min_contrast * maxval
-
-    def passes(self, vis: float, threshold: float, src: np.ndarray,
-               box: tuple[int, int, int, int]) -> bool:
-        """Whether a mean change ``vis`` over an instance with this ``box`` (x1, y1, x2,
-        y2 in ``src``, the clean image) is visible: above the absolute threshold and, when
-        ``min_relative`` is set, above that share of the local texture's variation."""
-        if vis < threshold:
-            return False
-        return self.min_relative <= 0 or vis >= self.min_relative * texture_noise(src, box)
-
-
-def texture_noise(src: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """How much a clean surface's own detail varies around a box, in the image's units.
-
-    The grey crop of ``src`` around ``box`` (x1, y1, x2, y2), grown by half the box's
-    longer side, minus its local mean over a window about half the box's shorter side
-    (9 to 41 px): what is left is the detail at the defect's scale and finer, which is
-    what a defect has to stand out of. Its median absolute value times 1.4826 (the
-    standard deviation for Gaussian detail, unmoved by a few specular glints) is returned.
-    Large crops are subsampled to about 16k pixels.
-    """
-    x1, y1, x2, y2 = box
-    h, w = src.shape[:2]
-    bw, bh = x2 - x1, y2 - y1
-    m = max(bw, bh) // 2 + 4
-    crop = src[max(0, y1 - m):min(h, y2 + m), max(0, x1 - m):min(w, x2 + m)]
-    if crop.ndim == 3:
-        crop = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
-    g = crop.astype(np.float32)
-    k = 2 * min(max(min(bw, bh) // 4, 4), 20) + 1
-    hp = g - cv2.blur(g, (k, k), borderType=cv2.BORDER_REFLECT)
-    step = max(1, int(math.sqrt(hp.size / 16384.0)))
-    return 1.4826 * float(np.median(np.abs(hp[::step, ::step])))
-
-
-@dataclass
-class _Prepared:
-    entry: Entry
-    generator: DefectGenerator
-    space: ParamSpace
-    labels: dict[str, str]  # the generator's own categories -> label names, in its order
-
-    def label(self, own: str | None) -> str:
-        """The label of a layer whose ``category`` is ``own`` (None: the first one)."""
-        if own is None:
-            return next(iter(self.labels.values()))
-        try:
-            return self.labels[own]
-        except KeyError:
-            raise GeneratorFailure(
-                f"generator {type(self.generator).name!r}: layer category {own!r} is not "
-                f"one of its categories() {list(self.labels)}"
-            ) from None
-
-
-def entry_labels(
-    generator: DefectGenerator, space: ParamSpace, category: str | Mapping[str, str] | None
-) -> dict[str, str]:
-    """A generator's own categories (for these params) mapped to the labels an entry
-    writes: all to ``category`` when it is a name, renamed through it when it is a
-    mapping, unchanged when None. Raises ValueError for a rename of a category the
-    generator does not make."""
-    name = type(generator).name
-    own = list(dict.fromkeys(str(c) for c in generator.categories(space.describe())))
-    if not own:
-        raise ValueError(f"generator {name!r}: categories() returned no category")
-    if isinstance(category, str):
-        return {c: category for c in own}
-    rename = dict(category or {})
-    unknown = [k for k in rename if k not in own]
-    if unknown:
-        raise ValueError(
-            f"generator {name!r} makes no category {unknown[0]!r} to rename"
-            + did_you_mean(str(unknown[0]), own)
-            + f"; its categories: {', '.join(own)}"
-        )
-    return {c: str(rename.get(c, c)) for c in own}
-
-
 class Synthesizer:
     """Composite synthetic defects onto clean product images.
 
-    :param entries: the generator mix (``Entry`` objects or dicts with the same keys).
+    :param entries: the generator mix (``Entry`` objects or dicts with the same keys; or
+        entries the builder has prepared, :class:`~defectsynth.mix.PreparedEntry`).
     :param instances: how many defects to try per image: an int or an inclusive (lo, hi).
     :param product_mask: default product mask for :meth:`apply`: ``"full"``, ``"auto"``.
     :param margin: minimum distance in px of a defect's centre from the product's edge.
@@ -179,7 +65,7 @@ class Synthesizer:
 
     def __init__(
         self,
-        entries: Sequence[Entry | Mapping[str, Any]],
+        entries: Sequence[Entry | Mapping[str, Any] | PreparedEntry],
         *,
         instances: int | tuple[int, int] | Sequence[int] = (1, 3),
         product_mask: ProductMaskSpec = "full",
@@ -197,26 +83,13 @@ class Synthesizer:
 
             host = get_host()
         self.host = host
-        self._prepared: list[_Prepared] = []
+        self._prepared: list[PreparedEntry] = []
         for i, e in enumerate(entries):
-            entry = e if isinstance(e, Entry) else Entry(**dict(e))
-            cls = (
-                entry.generator
-                if isinstance(entry.generator, type)
-                else host.generator(entry.generator)
-            )
-            if isinstance(entry.generator, type):
-                from .generator import validate_generator_class
-
-                validate_generator_class(cls)
-            w = float(entry.weight)
-            if not np.isfinite(w) or w < 0:
-                raise ValueError(f"entries[{i}] ({cls.name}): weight {entry.weight!r} must be >= 0")
-            space = ParamSpace(cls, entry.params)
-            gen = cls()
-            self._prepared.append(
-                _Prepared(entry, gen, space, entry_labels(gen, space, entry.category))
-            )
+            if isinstance(e, PreparedEntry):  # checked by the builder: handed on as it is
+                check_weight(i, type(e.generator).name, e.entry.weight)
+                self._prepared.append(e)
+            else:
+                self._prepared.append(prepare_entry(e, host, i))
         if not self._prepared:
             raise ValueError("a Synthesizer needs at least one generator entry")
         weights = np.array([p.entry.weight for p in self._prepared], dtype=np.float64)
@@ -259,15 +132,19 @@ class Synthesizer:
         self._warned_no_mask = False
 
     @classmethod
-    def from_recipe(cls, recipe: Any, host: Any = None) -> Synthesizer:
+    def from_recipe(
+        cls, recipe: Any, host: Any = None, *, on_failure: str = "raise"
+    ) -> Synthesizer:
         """A Synthesizer configured by a recipe file (path) or a loaded ``Recipe``.
 
-        Raises ``RecipeError`` naming the file and key path of a problem.
+        ``on_failure`` as for the constructor (dataset runs use ``"reject"``). Raises
+        ``RecipeError`` naming the file and key path of a problem.
         """
+        from .build import build_synthesizer
         from .recipe import Recipe, load_recipe
 
         rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, host=host)
-        return rec.synthesizer(host)
+        return build_synthesizer(rec, host, on_failure=on_failure, synthesizer=cls)
 
     @property
     def categories(self) -> list[str]:
@@ -448,7 +325,7 @@ class Synthesizer:
 
     def _try_instance(
         self,
-        prep: _Prepared,
+        prep: PreparedEntry,
         inst_seed: int,
         centre: tuple[int, int],
         out: np.ndarray,

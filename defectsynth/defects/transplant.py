@@ -199,7 +199,7 @@ def _library(source: str, fmt: str) -> Library:
     try:
         return load_library(source, fmt)
     except SourceError as exc:
-        raise ParamError(f"transplant.source: {exc}") from None
+        raise ParamError(f"transplant.source: {exc}", field="source") from None
 
 
 def _entry(lib: Library, pick: float) -> LibraryEntry:
