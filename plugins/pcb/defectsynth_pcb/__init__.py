@@ -64,7 +64,7 @@ class _Common:
         "boards), dark or light",
     )
     compression: float = param(
-        0.5, lo=0.0, hi=1.0, vary=(0.3, 0.7),
+        0.25, lo=0.0, hi=1.0, vary=(0.1, 0.4),
         doc="on a binarised scan, JPEG ringing around the defect (0 none, 1 heavy)",
     )
     fallback: bool = param(
