@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .rle import decode_rle
+from .run.manifest import MANIFEST, Record
 from .sample import tight_box
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -153,10 +154,13 @@ class _Checker:
                 if (self.out / marker).exists()
             ]
 
-    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        path = self.out / "manifest.jsonl"
+    def records(self) -> Iterator[tuple[int, Record]]:
+        """The manifest's lines as the records they claim to be (typed as
+        :class:`~defectsynth.run.manifest.Record`); :meth:`check_manifest` checks every
+        field it reads before trusting it."""
+        path = self.out / MANIFEST
         if not path.exists():
-            self.add("manifest.jsonl", "missing")
+            self.add(MANIFEST, "missing")
             return
         with open(path, encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
@@ -315,24 +319,8 @@ class _Checker:
             want = {i + 1: name for i, name in enumerate(self.categories)}
             if self.categories and cats != want:
                 self.add(rel, f"categories {cats} differ from the dataset's {want}")
-            images: dict[int, dict[str, Any]] = {}
+            images = self.coco_images(rel, split, data["images"], image_ids)
             folder = self.out / "images" / split
-            for im in data["images"]:
-                iid = im.get("id")
-                if iid in images or iid in image_ids:
-                    self.add(rel, f"image id {iid} appears twice")
-                images[iid] = im
-                image_ids.add(iid)
-                fpath = folder / str(im.get("file_name"))
-                size = self.size(fpath)
-                if size is None:
-                    self.add(rel, f"image {im.get('file_name')!r} has no file in images/{split}/")
-                elif size != (im.get("width"), im.get("height")):
-                    self.add(
-                        rel,
-                        f"image {im.get('file_name')!r} is {size[0]}x{size[1]}, "
-                        f"the JSON says {im.get('width')}x{im.get('height')}",
-                    )
             per_image: Counter[int] = Counter()
             for a in data["annotations"]:
                 aid = a.get("id")
@@ -347,29 +335,7 @@ class _Checker:
                     self.add(where, f"image_id {a.get('image_id')} is not in 'images'")
                     continue
                 per_image[a["image_id"]] += 1
-                w, h = int(im["width"]), int(im["height"])
-                bbox = a.get("bbox")
-                box: tuple[int, int, int, int] | None = None
-                if not (isinstance(bbox, list) and len(bbox) == 4):
-                    self.add(where, f"bbox {bbox!r} is not [x, y, w, h]")
-                else:
-                    x, y, bw, bh = (float(v) for v in bbox)
-                    if bw <= 0 or bh <= 0:
-                        self.add(where, f"bbox {bbox} has zero or negative width/height")
-                    elif x < 0 or y < 0 or x + bw > w or y + bh > h:
-                        self.add(where, f"bbox {bbox} is outside the image {w}x{h}")
-                    else:
-                        box = (int(x), int(y), int(x + bw), int(y + bh))
-                if a.get("iscrowd") not in (0, 1):
-                    self.add(where, f"iscrowd {a.get('iscrowd')!r} is not 0 or 1")
-                seg = a.get("segmentation")
-                if isinstance(seg, list):
-                    for poly in seg:
-                        if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 6:
-                            n = len(poly) if isinstance(poly, list) else poly
-                            self.add(where, f"polygon with {n} coordinates (need even, >= 6)")
-                else:
-                    self.check_rle(where, seg, w, h, box, a.get("area"))
+                self.coco_annotation(where, a, int(im["width"]), int(im["height"]))
             for iid, im in images.items():
                 stem = Path(str(im.get("file_name"))).stem
                 found.add((split, stem))
@@ -380,12 +346,91 @@ class _Checker:
                     self.add(rel, f"image images/{split}/{p.name} has no entry in the JSON")
         self.missing_from("coco", found, self.splits)
 
+    def coco_images(
+        self, rel: str, split: str, entries: list[Any], image_ids: set[int]
+    ) -> dict[int, dict[str, Any]]:
+        """A split's ``images`` by id, each checked against its file."""
+        images: dict[int, dict[str, Any]] = {}
+        folder = self.out / "images" / split
+        for im in entries:
+            iid = im.get("id")
+            if iid in images or iid in image_ids:
+                self.add(rel, f"image id {iid} appears twice")
+            images[iid] = im
+            image_ids.add(iid)
+            fpath = folder / str(im.get("file_name"))
+            size = self.size(fpath)
+            if size is None:
+                self.add(rel, f"image {im.get('file_name')!r} has no file in images/{split}/")
+            elif size != (im.get("width"), im.get("height")):
+                self.add(
+                    rel,
+                    f"image {im.get('file_name')!r} is {size[0]}x{size[1]}, "
+                    f"the JSON says {im.get('width')}x{im.get('height')}",
+                )
+        return images
+
+    def coco_annotation(self, where: str, a: dict[str, Any], w: int, h: int) -> None:
+        """One COCO annotation's bbox, iscrowd and segmentation, in a ``w`` x ``h`` image."""
+        bbox = a.get("bbox")
+        box: tuple[int, int, int, int] | None = None
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            self.add(where, f"bbox {bbox!r} is not [x, y, w, h]")
+        else:
+            x, y, bw, bh = (float(v) for v in bbox)
+            if bw <= 0 or bh <= 0:
+                self.add(where, f"bbox {bbox} has zero or negative width/height")
+            elif x < 0 or y < 0 or x + bw > w or y + bh > h:
+                self.add(where, f"bbox {bbox} is outside the image {w}x{h}")
+            else:
+                box = (int(x), int(y), int(x + bw), int(y + bh))
+        if a.get("iscrowd") not in (0, 1):
+            self.add(where, f"iscrowd {a.get('iscrowd')!r} is not 0 or 1")
+        seg = a.get("segmentation")
+        if isinstance(seg, list):
+            for poly in seg:
+                if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 6:
+                    n = len(poly) if isinstance(poly, list) else poly
+                    self.add(where, f"polygon with {n} coordinates (need even, >= 6)")
+        else:
+            self.check_rle(where, seg, w, h, box, a.get("area"))
+
     # -- YOLO ---------------------------------------------------------------------------
 
     def check_yolo(self, root: Path, fmt: str, segment: bool) -> None:
+        prefix = f"{root.relative_to(self.out).as_posix()}/" if root != self.out else ""
+        names_list = self.yolo_names(root, prefix)
+        found: set[tuple[str, str]] = set()
+        for split in self.splits:
+            imgs = _stems(root / "images" / split, IMAGE_SUFFIXES)
+            labels = _stems(root / "labels" / split, (".txt",))
+            for stem in sorted(set(labels) - set(imgs)):
+                self.add(f"{prefix}labels/{split}/{stem}.txt", "label file without an image")
+            for stem in sorted(set(imgs) - set(labels)):
+                self.add(f"{prefix}images/{split}/{imgs[stem].name}", "image without a label file")
+            for stem in sorted(set(labels) & set(imgs)):
+                where = f"{prefix}labels/{split}/{stem}.txt"
+                size = self.size(imgs[stem])
+                if size is None:
+                    self.add(where, "its image is unreadable")
+                    continue
+                w, h = size
+                exp = self.expected.get((split, stem))
+                lines = [
+                    ln for ln in labels[stem].read_text(encoding="utf-8").splitlines() if ln.strip()
+                ]
+                found.add((split, stem))
+                self.expect_count(fmt, where, split, stem, len(lines))
+                for i, line in enumerate(lines):
+                    box = exp.boxes[i] if exp is not None and i < len(exp.boxes) else None
+                    cat = exp.categories[i] if box is not None and exp is not None else None
+                    self.yolo_line(f"{where}:{i + 1}", line, names_list, segment, (w, h), box, cat)
+        self.missing_from(fmt, found, self.splits)
+
+    def yolo_names(self, root: Path, prefix: str) -> list[str]:
+        """The class names of ``root/data.yaml``, with its keys checked."""
         import yaml
 
-        prefix = f"{root.relative_to(self.out).as_posix()}/" if root != self.out else ""
         try:
             data = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))
             names = data["names"]
@@ -409,72 +454,62 @@ class _Checker:
                     f"{prefix}data.yaml",
                     f"{key}: {value} holds no images (ultralytics stops with 'No images found')",
                 )
+        return names_list
+
+    def yolo_line(
+        self,
+        lw: str,
+        line: str,
+        names_list: list[str],
+        segment: bool,
+        size: tuple[int, int],
+        box: tuple[int, int, int, int] | None,
+        cat: str | None,
+    ) -> None:
+        """One label line; ``box`` and ``cat``: what the manifest says it must be."""
         nc = len(names_list)
-        found: set[tuple[str, str]] = set()
-        for split in self.splits:
-            imgs = _stems(root / "images" / split, IMAGE_SUFFIXES)
-            labels = _stems(root / "labels" / split, (".txt",))
-            for stem in sorted(set(labels) - set(imgs)):
-                self.add(f"{prefix}labels/{split}/{stem}.txt", "label file without an image")
-            for stem in sorted(set(imgs) - set(labels)):
-                self.add(f"{prefix}images/{split}/{imgs[stem].name}", "image without a label file")
-            for stem in sorted(set(labels) & set(imgs)):
-                where = f"{prefix}labels/{split}/{stem}.txt"
-                size = self.size(imgs[stem])
-                if size is None:
-                    self.add(where, "its image is unreadable")
-                    continue
-                w, h = size
-                exp = self.expected.get((split, stem))
-                lines = [
-                    ln for ln in labels[stem].read_text(encoding="utf-8").splitlines() if ln.strip()
-                ]
-                found.add((split, stem))
-                self.expect_count(fmt, where, split, stem, len(lines))
-                for i, line in enumerate(lines):
-                    lw = f"{where}:{i + 1}"
-                    parts = line.split()
-                    try:
-                        cls = int(parts[0])
-                        vals = [float(v) for v in parts[1:]]
-                    except (ValueError, IndexError):
-                        self.add(lw, f"not numbers: {line!r}")
-                        continue
-                    if not 0 <= cls < nc:
-                        self.add(lw, f"class {cls} is not in 0..{nc - 1}")
-                    if any(v > 1.0 for v in vals):
-                        self.add(lw, "coordinates above 1: labels in pixel units? (must be 0..1)")
-                        continue
-                    if any(v < 0.0 for v in vals):
-                        self.add(lw, "negative coordinates")
-                        continue
-                    if segment:
-                        if len(vals) % 2 or len(vals) < 6:
-                            self.add(lw, f"polygon with {len(vals)} coordinates (need even, >= 6)")
-                        continue
-                    if len(vals) != 4:
-                        self.add(lw, f"{len(vals)} numbers after the class, expected 4")
-                        continue
-                    cx, cy, bw, bh = vals
-                    if bw <= 0 or bh <= 0:
-                        self.add(lw, "zero or negative width/height")
-                        continue
-                    if cx - bw / 2 < -1e-6 or cy - bh / 2 < -1e-6 or cx + bw / 2 > 1 + 1e-6:
-                        self.add(lw, "box reaches outside the image")
-                        continue
-                    if exp is not None and i < len(exp.boxes):
-                        x1, y1, x2, y2 = exp.boxes[i]
-                        px = (
-                            (cx - bw / 2) * w,
-                            (cy - bh / 2) * h,
-                            (cx + bw / 2) * w,
-                            (cy + bh / 2) * h,
-                        )
-                        if max(abs(a - b) for a, b in zip(px, (x1, y1, x2, y2))) > 1.0:
-                            self.add(lw, f"box differs from the manifest's {[x1, y1, x2, y2]}")
-                        if self.categories and exp.categories[i] != names_list[cls % max(nc, 1)]:
-                            self.add(lw, f"class {cls} but the manifest says {exp.categories[i]!r}")
-        self.missing_from(fmt, found, self.splits)
+        w, h = size
+        parts = line.split()
+        try:
+            cls = int(parts[0])
+            vals = [float(v) for v in parts[1:]]
+        except (ValueError, IndexError):
+            self.add(lw, f"not numbers: {line!r}")
+            return
+        if not 0 <= cls < nc:
+            self.add(lw, f"class {cls} is not in 0..{nc - 1}")
+        if any(v > 1.0 for v in vals):
+            self.add(lw, "coordinates above 1: labels in pixel units? (must be 0..1)")
+            return
+        if any(v < 0.0 for v in vals):
+            self.add(lw, "negative coordinates")
+            return
+        if segment:
+            if len(vals) % 2 or len(vals) < 6:
+                self.add(lw, f"polygon with {len(vals)} coordinates (need even, >= 6)")
+            return
+        if len(vals) != 4:
+            self.add(lw, f"{len(vals)} numbers after the class, expected 4")
+            return
+        cx, cy, bw, bh = vals
+        if bw <= 0 or bh <= 0:
+            self.add(lw, "zero or negative width/height")
+            return
+        if cx - bw / 2 < -1e-6 or cy - bh / 2 < -1e-6 or cx + bw / 2 > 1 + 1e-6:
+            self.add(lw, "box reaches outside the image")
+            return
+        if box is not None:
+            x1, y1, x2, y2 = box
+            px = (
+                (cx - bw / 2) * w,
+                (cy - bh / 2) * h,
+                (cx + bw / 2) * w,
+                (cy + bh / 2) * h,
+            )
+            if max(abs(a - b) for a, b in zip(px, (x1, y1, x2, y2))) > 1.0:
+                self.add(lw, f"box differs from the manifest's {[x1, y1, x2, y2]}")
+            if self.categories and cat != names_list[cls % max(nc, 1)]:
+                self.add(lw, f"class {cls} but the manifest says {cat!r}")
 
     # -- VOC ----------------------------------------------------------------------------
 

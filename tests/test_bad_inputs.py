@@ -839,7 +839,8 @@ def run_reference(ws: Ws, workers: int = 1) -> dict[str, bytes]:
 
 
 def run_enospc(ws: Ws, monkeypatch: pytest.MonkeyPatch) -> Outcome:
-    from defectsynth import run, writing
+    from defectsynth import writing
+    from defectsynth.run import driver
 
     ref = run_reference(ws)
     after = ws.notes.get("enospc_after")
@@ -852,7 +853,7 @@ def run_enospc(ws: Ws, monkeypatch: pytest.MonkeyPatch) -> Outcome:
     if after is not None:
         monkeypatch.setattr(writing, "open", FullDisk(int(after)).open, raising=False)
     else:
-        real = run._append
+        real = driver._append
         left = [ws.notes["manifest_full_after"]]
 
         def append(fd: int, data: bytes) -> None:
@@ -862,7 +863,7 @@ def run_enospc(ws: Ws, monkeypatch: pytest.MonkeyPatch) -> Outcome:
             left[0] -= 1
             real(fd, data)
 
-        monkeypatch.setattr(run, "_append", append)
+        monkeypatch.setattr(driver, "_append", append)
     outcome = run_cli(ws)
     monkeypatch.undo()
     check_consistent(ws, outcome)
@@ -1172,7 +1173,7 @@ def test_a_reader_that_raises_anything_skips_only_its_source(
 def test_an_estimate_of_the_product_mask_that_raises_skips_its_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from defectsynth import run as run_module
+    from defectsynth.run import worker as run_module
 
     ws = base(tmp_path / "ws", n=2)
     ws.recipe["inputs"]["product_mask"] = "auto"

@@ -205,9 +205,9 @@ def test_workers_refuse_other_versions_and_an_invisible_output(tmp_path: Path) -
         run_chunk("t1", payload, other, [1])
     assert run_chunk("t2", payload, versions(), [1, 2]) == [{"task": 1}, {"task": 2}]
     with pytest.raises(RunError, match="does not see the output folder .*shared storage"):
-        _check_output_visible(tmp_path / "elsewhere", "dask worker on x", wait=0)
+        _check_output_visible(tmp_path / "elsewhere" / "dataset.json", "dask worker on x", wait=0)
     (tmp_path / "dataset.json").write_text("{}")
-    _check_output_visible(tmp_path, "dask worker on x", wait=0)
+    _check_output_visible(tmp_path / "dataset.json", "dask worker on x", wait=0)
 
 
 def test_dask_local_cli_output_is_byte_identical_to_local(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def test_identical_for_any_worker_count(tmp_path: Path, host: PluginHost) -> Non
 def test_each_product_mask_is_decoded_once_for_all_its_variants(
     tmp_path: Path, host: PluginHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import defectsynth.run as run_mod
+    import defectsynth.run.worker as run_mod
 
     make_inputs(tmp_path, n=3)
     write_recipe(tmp_path)  # 3 variants per source

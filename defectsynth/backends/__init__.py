@@ -1,35 +1,21 @@
 """Backends: where a dataset run's tasks execute.
 
-A backend does one thing: map tasks to result records. It receives a picklable
-``make_worker`` factory, calls it once in each worker process to build the task function
-(plugins loaded, synthesizer configured), and yields ``worker(task)`` for every task **in
-task order**. Workers write the sample's image and mask files themselves; the driver
-(``defectsynth.run``) appends the manifest and runs the writers, the same for every
-backend. The local pool is in ``local.py``, dask.distributed in ``dask.py`` (``--scheduler``,
-``--dask-local``); another engine implements :class:`Backend` and nothing else.
+A backend does one thing: map tasks to results. It receives a picklable ``make_worker``
+factory, calls it once in each worker process to build the task function (plugins
+loaded, synthesizer configured), and yields ``worker(task)`` for every task **in task
+order**. Tasks and results are opaque to a backend (the run's ``Task`` and
+``WorkerResult``, small picklable dataclasses): it moves them and never looks inside.
+Workers write the sample's image and mask files themselves; the driver
+(``defectsynth.run.driver``) appends the manifest and runs the writers, the same for
+every backend. The local pool is in ``local.py``, dask.distributed in ``dask.py``
+(``--scheduler``, ``--dask-local``); another engine implements :class:`Backend` and
+nothing else. A backend whose workers run on other machines may also check
+:class:`SharedOutput`: the run's factory says which file every worker must see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
-
-Worker = Callable[[Any], dict[str, Any]]
-WorkerFactory = Callable[[], Worker]
-
-
-class Backend(Protocol):
-    """Maps tasks to JSON-able result dicts, in task order."""
-
-    name: str
-    workers: int
-
-    def map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
-        """Run ``make_worker()(task)`` for each task; yield the results in task order.
-
-        ``tasks`` may be a lazy, very long iterator: consume it incrementally.
-        """
-        ...
+from .base import Backend, R, SharedOutput, T, Worker, WorkerFactory
 
 
 def local_backend(workers: int | None = None, chunksize: int = 2) -> Backend:
@@ -48,4 +34,4 @@ def local_backend(workers: int | None = None, chunksize: int = 2) -> Backend:
     return ProcessPoolBackend(n, chunksize=chunksize)
 
 
-__all__ = ["Backend", "Worker", "WorkerFactory", "local_backend"]
+__all__ = ["R", "Backend", "SharedOutput", "T", "Worker", "WorkerFactory", "local_backend"]

@@ -5,10 +5,10 @@ appends ``manifest.jsonl`` in task order and writes the index files; only where 
 runs changes. Consecutive tasks go to the cluster in chunks (one dask task each). A worker
 builds its task function once per run (plugins loaded, synthesizer configured), writes
 each sample's image and masks straight into OUT, which every worker must see at the same
-absolute path, and returns the records. Chunks complete in any order; the driver keeps the
+absolute path, and returns the results. Chunks complete in any order; the driver keeps the
 out-of-order ones until the chunks before them arrive and yields the contiguous prefix,
 so the manifest on disk is always a valid prefix of the task list and the driver holds at
-most ``ahead`` chunks of records, however long the run.
+most ``ahead`` chunks of results, however long the run.
 
 Faults: a worker that dies mid-chunk (killed, out of memory, machine lost) is noticed by
 the scheduler, which runs the chunk again elsewhere; files are written atomically and are
@@ -16,8 +16,8 @@ a pure function of the task, so the retry rewrites the same bytes (nothing dupli
 nothing lost) and the driver deletes the temporary files the dead worker left. A chunk
 that kills ``distributed.scheduler.allowed-failures`` + 1 workers in a row stops the run
 with a :class:`~defectsynth.errors.RunError` naming its tasks; ``--resume`` finishes it
-later. A bad input is not a fault: the worker returns the same "skipped" record, with the
-same reason, as the local backend.
+later. A bad input is not a fault: the worker returns the same ``Skipped`` result, with
+the same reason, as the local backend.
 
 dask is imported only here, when a dask backend starts; ``import defectsynth`` never
 imports it.
@@ -32,11 +32,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import RunError
-from . import Worker, WorkerFactory
+from .base import R, SharedOutput, T, Worker, WorkerFactory
 
 DEFAULT_CHUNKSIZE = 8
 """Tasks per dask task when nothing else is said. Measured on a 2-core VM (docs/cluster.md,
@@ -136,6 +136,8 @@ def _worker_for(token: str, payload: bytes, expected: dict[str, str]) -> Worker:
     cv2.setNumThreads(1)
     restore_heap_reuse()
     factory: WorkerFactory = pickle.loads(payload)
+    if isinstance(factory, SharedOutput):
+        _check_output_visible(factory.probe_file, here)
     try:
         worker = factory()
     except DefectsynthError as exc:
@@ -143,28 +145,21 @@ def _worker_for(token: str, payload: bytes, expected: dict[str, str]) -> Worker:
             f"{here} cannot set up the run: {exc} (plugin folders must be at the same path "
             "on every worker, installed plugins installed there too: docs/cluster.md)"
         ) from None
-    _check_output_visible(getattr(worker, "out", None), here)
     _state.held = (token, worker)
     return worker
 
 
-def _check_output_visible(out: Any, here: str, wait: float = 30.0) -> None:
-    """The driver wrote ``dataset.json`` into OUT before the first chunk went out; a worker
-    that cannot see it would write its samples where the driver never looks. Waits a little
-    first: a network file system may take a few seconds to show a new file elsewhere."""
-    import os
-    import time
-
-    from ..run import DATASET
-
-    if not isinstance(out, os.PathLike):
-        return  # not a TaskRunner: nothing to check
-    probe = os.path.join(out, DATASET)
+def _check_output_visible(probe: str | os.PathLike[str], here: str, wait: float = 30.0) -> None:
+    """The driver wrote ``probe`` (its ``dataset.json``) into OUT before the first chunk
+    went out; a worker that cannot see it would write its samples where the driver never
+    looks. Waits a little first: a network file system may take a few seconds to show a
+    new file elsewhere."""
     deadline = time.monotonic() + wait
     while not os.path.exists(probe):
         if time.monotonic() > deadline:
+            folder, name = os.path.split(os.fspath(probe))
             raise RunError(
-                f"{here} does not see the output folder {os.fspath(out)!r} (no {DATASET} "
+                f"{here} does not see the output folder {folder!r} (no {name} "
                 "there): OUT must be shared storage at the same absolute path on the driver "
                 "and every worker: docs/cluster.md"
             )
@@ -173,7 +168,7 @@ def _check_output_visible(out: Any, here: str, wait: float = 30.0) -> None:
 
 def run_chunk(
     token: str, payload: bytes, expected: dict[str, str], tasks: list[Any]
-) -> list[dict[str, Any]]:
+) -> list[Any]:
     """Run one chunk of tasks on a dask worker (a module-level function: dask pickles it by
     reference, so workers need defectsynth installed, which they need anyway)."""
     worker = _worker_for(token, payload, expected)
@@ -298,7 +293,7 @@ class DaskBackend:
 
     # the backend contract ----------------------------------------------------------------
 
-    def map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    def map(self, make_worker: Callable[[], Callable[[T], R]], tasks: Iterable[T]) -> Iterator[R]:
         """Run ``make_worker()(task)`` for every task on the cluster; yield in task order."""
         owned = self.client is None
         self.start()
@@ -308,7 +303,7 @@ class DaskBackend:
             if owned:
                 self.close()
 
-    def _map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    def _map(self, make_worker: Callable[[], Callable[[T], R]], tasks: Iterable[T]) -> Iterator[R]:
         import cloudpickle
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
@@ -325,7 +320,7 @@ class DaskBackend:
         next_seq = 0  # next chunk to submit
         head = 0  # next chunk to yield
         pending: dict[str, tuple[int, Any, Any]] = {}  # key -> (seq, first task, future)
-        arrived: dict[int, list[dict[str, Any]]] = {}
+        arrived: dict[int, list[R]] = {}
         completed = as_completed()
 
         def submit() -> None:

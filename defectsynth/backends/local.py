@@ -6,16 +6,16 @@ import collections
 import itertools
 import multiprocessing
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from . import Worker, WorkerFactory
+from .base import R, T, Worker, WorkerFactory
 
 _worker: Worker | None = None
 
 
-#: signals a worker must not die of: the driver handles them (see run._graceful_signals)
+#: signals a worker must not die of: the driver handles them (run.stopping.graceful_signals)
 _DRIVER_SIGNALS = {signal.SIGINT}
 
 
@@ -34,7 +34,7 @@ def _init_worker(make_worker: WorkerFactory) -> None:
     _worker = make_worker()
 
 
-def _call(tasks: list[Any]) -> list[dict[str, Any]]:
+def _call(tasks: list[Any]) -> list[Any]:
     assert _worker is not None, "worker process was not initialised"
     return [_worker(t) for t in tasks]
 
@@ -47,7 +47,8 @@ def _context() -> multiprocessing.context.BaseContext:
         from ..plugins import BUILTIN_PLUGINS
 
         # imported once in the server, so every forked worker starts warm
-        ctx.set_forkserver_preload(["defectsynth.run", "defectsynth.plugins", *BUILTIN_PLUGINS])
+        preload = ["defectsynth.run.worker", "defectsynth.plugins", *BUILTIN_PLUGINS]
+        ctx.set_forkserver_preload(preload)
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -58,7 +59,7 @@ class SerialBackend:
     name = "serial"
     workers = 1
 
-    def map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    def map(self, make_worker: Callable[[], Callable[[T], R]], tasks: Iterable[T]) -> Iterator[R]:
         import cv2
 
         # one worker is one core, as in the pool (restored afterwards)
@@ -88,9 +89,9 @@ class ProcessPoolBackend:
         self.chunksize = max(1, int(chunksize))
         self.window = window or 3 * self.workers
 
-    def map(self, make_worker: WorkerFactory, tasks: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    def map(self, make_worker: Callable[[], Callable[[T], R]], tasks: Iterable[T]) -> Iterator[R]:
         it = iter(tasks)
-        pending: collections.deque[Future[list[dict[str, Any]]]] = collections.deque()
+        pending: collections.deque[Future[list[R]]] = collections.deque()
 
         def submit(ex: ProcessPoolExecutor) -> None:
             chunk = list(itertools.islice(it, self.chunksize))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..run.manifest import MANIFEST, AnnotationRecord, Record, iter_records
 
 #: the per-instance measures the report plots, with their axis labels
 MEASURES: dict[str, str] = {
@@ -177,19 +179,21 @@ def rle_crop(rle: Mapping[str, Any], box: tuple[int, int, int, int]) -> np.ndarr
     return flat.reshape(x2 - x1, h).T[y1:y2]
 
 
-def _instance(rec: Mapping[str, Any], a: Mapping[str, Any], scale: int = 255) -> Instance:
-    box = tuple(int(v) for v in a["box"])
+def _instance(rec: Record, a: AnnotationRecord, scale: int = 255) -> Instance:
+    x1, y1, x2, y2 = (int(v) for v in a["box"])
+    box = (x1, y1, x2, y2)
     shape = (int(rec["height"]), int(rec["width"]))
     angle = None
-    if a.get("mask_rle"):
-        angle = orientation(rle_crop(a["mask_rle"], box))  # type: ignore[arg-type]
+    rle = a.get("mask_rle")
+    if rle:
+        angle = orientation(rle_crop(rle, box))
     vis = a.get("visibility")
     return Instance(
         category=str(a["category"]),
         split=str(rec["split"]),
         generator=str(a.get("generator", a["category"])),
         image=str(rec["image"]),
-        box=box,  # type: ignore[arg-type]
+        box=box,
         image_shape=shape,
         area=int(a.get("area", 0)),
         orientation=angle,
@@ -197,7 +201,7 @@ def _instance(rec: Mapping[str, Any], a: Mapping[str, Any], scale: int = 255) ->
         params=dict(a.get("params") or {}),
         source=str(rec.get("source", "")),
         source_sha256=str(rec.get("source_sha256", "")),
-        rle=a.get("mask_rle"),
+        rle=rle,
     )
 
 
@@ -209,18 +213,10 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def records(out: Path) -> Iterable[dict[str, Any]]:
-    path = out / "manifest.jsonl"
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.endswith("\n"):
-                yield json.loads(line)
-
-
 def dataset_stats(out: str | Path) -> DatasetStats:
     """The numbers of the dataset in ``out`` (a folder ``generate`` wrote)."""
     root = Path(out)
-    if not (root / "manifest.jsonl").is_file():
+    if not (root / MANIFEST).is_file():
         raise FileNotFoundError(
             f"{str(root)!r} is not a defectsynth dataset (no manifest.jsonl in it)"
         )
@@ -237,7 +233,7 @@ def dataset_stats(out: str | Path) -> DatasetStats:
         defects=list(recipe.get("defects") or []),
         gate_contrast=(recipe.get("gate") or {}).get("min_contrast"),
     )
-    for rec in records(root):
+    for rec in iter_records(root):
         stats.samples += 1
         split = str(rec["split"])
         if split not in stats.splits:

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from defectsynth import DatasetWriter, hookimpl
+from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.rle import decode_rle
 from defectsynth.writing import WriteContext, atomic_write_bytes, link_or_copy, record_file_name
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from defectsynth import DatasetWriter, hookimpl
+from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.writing import WriteContext, atomic_writer, record_file_name
 
 

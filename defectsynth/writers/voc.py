@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from defectsynth import DatasetWriter, hookimpl
+from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.writing import (
     WriteContext,
     atomic_write_bytes,

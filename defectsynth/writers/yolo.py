@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from defectsynth import DatasetWriter, hookimpl
+from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.writing import WriteContext, atomic_write_text, link_or_copy, record_file_name
 
 
