@@ -198,6 +198,20 @@ class DefectGenerator:
     class Params:
         pass
 
+    def plan(self, params: Any, rng: np.random.Generator) -> Any:
+        """Optional: draw once what :meth:`extent` and :meth:`render` both need (a
+        stroke's course, say), so that neither has to draw it again or hide it anywhere.
+
+        A generator that overrides it is called ``plan(params, rng)``, then
+        ``extent(params, rng, plan=...)`` and ``render(region, params, rng, plan=...)``
+        with its result, all with the same ``rng`` (in the spirit of albumentations'
+        ``get_params`` then ``apply``). Called without a plan (by a test, say), its
+        ``extent`` and ``render`` make their own, with the same result. A generator that
+        does not override it is called ``extent(params, rng)`` and
+        ``render(region, params, rng)``, as before the plan step existed.
+        """
+        return None
+
     def extent(self, params: Any, rng: np.random.Generator) -> tuple[int, int]:
         """Height and width, in pixels, of the region this defect needs."""
         raise NotImplementedError
@@ -226,6 +240,12 @@ class DefectGenerator:
 
 
 BLEND_MODES = ("alpha", "poisson", "poisson-mixed")
+
+
+def plans(generator: type[DefectGenerator]) -> bool:
+    """Whether a generator has a plan step (overrides :meth:`DefectGenerator.plan`): the
+    host then passes its plan to ``extent`` and ``render``."""
+    return getattr(generator, "plan", None) is not DefectGenerator.plan
 
 
 def _field_kind(f: dataclasses.Field[Any]) -> type:
@@ -456,8 +476,3 @@ def scale_params(generator: type[DefectGenerator], params: Any, factor: float) -
         changes[f.name] = round(scaled) if isinstance(value, int) else float(scaled)
     return dataclasses.replace(params, **changes) if changes else params
 
-
-def params_from_dict(generator: type[DefectGenerator], values: Mapping[str, Any]) -> Any:
-    """Rebuild concrete Params from a manifest record (validated like a recipe)."""
-    space = ParamSpace(generator, values)
-    return space.draw(np.random.default_rng(0))

@@ -22,7 +22,7 @@ import numpy as np
 
 from .compose import alpha_blend, change_map, check_layer, check_pixels, poisson_blend
 from .errors import GeneratorFailure, InputImageError
-from .generator import BLEND_MODES, Light, Region, scale_params
+from .generator import BLEND_MODES, Light, Region, plans, scale_params
 from .mix import Entry, PreparedEntry, check_weight, entry_labels, prepare_entry
 from .placement import CentreSampler, EdgeSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
@@ -351,13 +351,20 @@ class Synthesizer:
             )
             if factor != 1.0:
                 params = scale_params(cls, params, factor)
+        # a generator with a plan step draws it first and gets it back in both calls
+        planned: dict[str, Any] = {}
+        step = "extent"
         try:
-            ext = gen.extent(params, grng)
+            if plans(type(gen)):
+                step = "plan"
+                planned["plan"] = gen.plan(params, grng)
+                step = "extent"
+            ext = gen.extent(params, grng, **planned)
             eh, ew = (int(v) for v in ext)
         except GeneratorFailure:
             raise
         except (Exception, SystemExit) as exc:
-            raise GeneratorFailure(f"generator {name!r}: extent() failed: {exc!r}") from exc
+            raise GeneratorFailure(f"generator {name!r}: {step}() failed: {exc!r}") from exc
         H, W = out.shape[:2]
         if eh < 1 or ew < 1 or eh > MAX_EXTENT or ew > MAX_EXTENT:
             raise GeneratorFailure(
@@ -390,7 +397,7 @@ class Synthesizer:
         # the blend reads the image's own pixels, never region_px, so nothing it wrote
         # reaches the output
         try:
-            layer = gen.render(region, params, grng)
+            layer = gen.render(region, params, grng, **planned)
         except GeneratorFailure:
             raise
         except (Exception, SystemExit) as exc:

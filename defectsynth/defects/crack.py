@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -69,12 +69,19 @@ class CrackGenerator(DefectGenerator):
             doc="how strongly the crack turns to the surface's grain",
         )
 
-    def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
+    def plan(self, params: Params, rng: np.random.Generator) -> _Ahead:
+        """The fissure grown on a surface without grain, looking ahead on a copy of
+        ``rng`` (render() grows it from ``rng`` itself, towards the region's grain)."""
+        return _grow_ahead(params, rng)
+
+    def extent(
+        self, params: Params, rng: np.random.Generator, plan: _Ahead | None = None
+    ) -> tuple[int, int]:
         # the fissure's own box plus _margin(): render() grows the same fissure from the
-        # same rng (extent() looks ahead on a copy of it), so it fits unscaled; with
+        # same rng (the plan looks ahead on a copy of it), so it fits unscaled; with
         # another rng it is shrunk to fit if need be. When it may turn towards a grain
         # that only render() sees, the box is the square it fits in at any turn.
-        segs = _grow_ahead(params, rng)
+        segs = (plan if plan is not None else _grow_ahead(params, rng)).segments
         m = 2.0 * _margin(params) + 1.0
         if params.follow_grain > 0:
             xs, ys = segs[:, 0:4:2], segs[:, 1:4:2]
@@ -85,13 +92,19 @@ class CrackGenerator(DefectGenerator):
         span_y = float(segs[:, 1:4:2].max() - segs[:, 1:4:2].min())
         return int(math.ceil(span_y + m)), int(math.ceil(span_x + m))
 
-    def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
+    def render(
+        self,
+        region: Region,
+        params: Params,
+        rng: np.random.Generator,
+        plan: _Ahead | None = None,
+    ) -> Layer:
         h, w = region.shape
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
         cov = np.zeros((h, w), F32)
         grain = _grain(region, params)
-        segs = _place(_grown(params, rng, grain), params, (h, w))
+        segs = _place(_grown(params, rng, grain, plan), params, (h, w))
         # everything happens in the fissure's bounding box, padded by its half-width, the
         # supersampled pixel and the reach of the blurs and slopes below (7 px) so that
         # nothing differs from working on the whole region
@@ -257,31 +270,37 @@ def _margin(params: CrackGenerator.Params) -> float:
     return 4.0 + 2 * params.width
 
 
-# the fissure extent() grew ahead of render(): (params, rng state before, segments, rng
-# state after); render() takes it when its params and rng state are those and it feels
-# no grain, else grows its own. One entry, replaced whole (safe across threads)
-_AHEAD: list[tuple[object, Mapping[str, Any], np.ndarray, Mapping[str, Any]] | None] = [None]
+class _Ahead(NamedTuple):
+    """The fissure grown ahead on a copy of the rng, on a surface without grain: what
+    extent() measures, and what render() takes when it feels no grain and its rng is in
+    the same state (else it grows its own: the same fissure, or one turned to a grain)."""
+
+    before: Mapping[str, Any]  # the rng's state before the growth
+    segments: np.ndarray
+    after: Mapping[str, Any]  # and after it
 
 
-def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> np.ndarray:
+def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> _Ahead:
     """The fissure :func:`_grown` will give for ``rng`` on a surface without grain,
     leaving ``rng`` as it is."""
     before = rng.bit_generator.state
     bits = type(rng.bit_generator)()
     bits.state = before
     segs = _grow(params, np.random.Generator(bits), None)
-    _AHEAD[0] = (params, before, segs, bits.state)
-    return segs
+    return _Ahead(before, segs, bits.state)
 
 
-def _grown(params: CrackGenerator.Params, rng: np.random.Generator, grain: _Grain) -> np.ndarray:
+def _grown(
+    params: CrackGenerator.Params,
+    rng: np.random.Generator,
+    grain: _Grain,
+    ahead: _Ahead | None,
+) -> np.ndarray:
     """:func:`_grow`, or what :func:`_grow_ahead` grew from this very rng state."""
-    ahead = _AHEAD[0]
-    if grain is None and ahead is not None and ahead[0] == params:
-        before = rng.bit_generator.state
-        if before == ahead[1]:
-            rng.bit_generator.state = ahead[3]
-            return ahead[2].copy()
+    if grain is None and ahead is not None:
+        if rng.bit_generator.state == ahead.before:
+            rng.bit_generator.state = ahead.after
+            return ahead.segments.copy()
     return _grow(params, rng, grain)
 
 

@@ -91,25 +91,41 @@ class ScratchGenerator(DefectGenerator):
             doc="how polished and bright the groove is (matte surfaces: scale, oxide, cast)"
         )
 
-    def extent(self, params: Params, rng: np.random.Generator) -> tuple[int, int]:
+    def plan(self, params: Params, rng: np.random.Generator) -> _Shape:
+        """The stroke's course (its random draws and what they make), which extent()
+        needs for the room and render() draws along."""
+        return _stroke_shape(params, _stroke_draws(params, rng))
+
+    def extent(
+        self, params: Params, rng: np.random.Generator, plan: _Shape | None = None
+    ) -> tuple[int, int]:
         # the stroke's own box plus what the grooves can label beside it: render() draws
-        # the same stroke from the same rng (extent() looks ahead on a copy of it), so
-        # nothing is clipped; with another rng the stroke is shrunk to fit if need be.
-        # At least _MIN_SIDE px either way, so that the surface's statistics (grain,
-        # colour, texture contrast) see some of the surface around a stroke
-        x0, x1, y0, y1 = _stroke_ahead(params, rng).box
+        # the same stroke (the plan, or without one the same draws from the same rng:
+        # extent() then looks ahead and leaves rng as it was), so nothing is clipped; in
+        # another region the stroke is shrunk to fit if need be. At least _MIN_SIDE px
+        # either way, so that the surface's statistics (grain, colour, texture
+        # contrast) see some of the surface around a stroke
+        stroke = plan if plan is not None else _stroke_ahead(params, rng)
+        x0, x1, y0, y1 = stroke.box
         span_x, span_y = x1 - x0, y1 - y0
         margin = _margin(params)
         w = max(span_x + 2.0 * margin + 1.0, _MIN_SIDE)
         h = max(span_y + 2.0 * margin + 1.0, _MIN_SIDE)
         return int(math.ceil(h)), int(math.ceil(w))
 
-    def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
+    def render(
+        self,
+        region: Region,
+        params: Params,
+        rng: np.random.Generator,
+        plan: _Shape | None = None,
+    ) -> Layer:
         h, w = region.shape
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
         cov_full = np.zeros((h, w), F32)
-        path = _stroke(params, rng, (h, w), _margin(params))
+        stroke = plan if plan is not None else self.plan(params, rng)
+        path = _stroke(params, stroke, (h, w), _margin(params))
         tab = _grooves(params, rng, path.length)
         band = _band(path, (h, w), tab)
         hits = _hits(band, tab, params.burr)
@@ -845,39 +861,20 @@ def _stroke_shape(params: ScratchGenerator.Params, coef: np.ndarray) -> _Shape:
     return _Shape(n, side, z, rot, box)
 
 
-# the stroke extent() drew ahead of render(): (params, the draws, shape); render() takes
-# it when its params and its own draws (the same rng state) are those, else makes its own
-# (the same one). One entry, replaced whole (safe across threads)
-_AHEAD: list[tuple[object, bytes, _Shape] | None] = [None]
-
-
 def _stroke_ahead(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
-    """The stroke :func:`_stroke_drawn` will give for ``rng``, leaving ``rng`` as it is
-    (it draws from ``rng`` and puts its state back: quicker than drawing from a copy)."""
+    """The stroke ``plan(params, rng)`` will give, leaving ``rng`` as it is (it draws
+    from ``rng`` and puts its state back: quicker than drawing from a copy)."""
     bits = rng.bit_generator
     before = bits.state
     try:
         coef = _stroke_draws(params, rng)
     finally:
         bits.state = before
-    shape = _stroke_shape(params, coef)
-    _AHEAD[0] = (params, coef.tobytes(), shape)
-    return shape
-
-
-def _stroke_drawn(params: ScratchGenerator.Params, rng: np.random.Generator) -> _Shape:
-    """The stroke for ``rng``'s draws: what :func:`_stroke_ahead` made of the same draws,
-    or :func:`_stroke_shape`."""
-    coef = _stroke_draws(params, rng)
-    ahead = _AHEAD[0]
-    if ahead is not None and (ahead[0] is params or ahead[0] == params):
-        if ahead[1] == coef.tobytes():
-            return ahead[2]
     return _stroke_shape(params, coef)
 
 
 def _stroke(
-    params: ScratchGenerator.Params, rng: np.random.Generator, shape: tuple[int, int], margin: float
+    params: ScratchGenerator.Params, stroke: _Shape, shape: tuple[int, int], margin: float
 ) -> _Path:
     """The stroke, centred in the region and kept ``margin`` from its edge.
 
@@ -889,7 +886,7 @@ def _stroke(
     """
     h, w = shape
     L = params.length
-    n, side, z, rot, (x0, x1, y0, y1) = _stroke_drawn(params, rng)
+    n, side, z, rot, (x0, x1, y0, y1) = stroke
     scale = min(
         1.0,
         max(w - 2 * margin, 1.0) / max(x1 - x0, 1e-6),
@@ -909,7 +906,7 @@ def _stroke(
     dd[0] = dd[-1] = 0.0
     table = np.empty((n, 4), np.complex64)
     cols = table.view(F32)  # (n, 8): the columns' real and imaginary parts
-    if scale != 1.0:  # (z may be extent()'s: never in place)
+    if scale != 1.0:  # (z is the plan's: never in place)
         z = np.multiply(z, scale)
         dv *= scale
         dside *= scale
