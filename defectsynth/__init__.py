@@ -21,7 +21,6 @@ _FACE: dict[str, str] = {
     "GeneratorFailure": "errors",
     "InputImageError": "errors",
     "ParamError": "errors",
-    "PluginError": "errors",
     "UnknownNameError": "errors",
     "DefectGenerator": "generator",
     "Layer": "generator",
@@ -59,7 +58,6 @@ __all__ = [
     "Light",
     "ParamError",
     "ParamSpace",
-    "PluginError",
     "Region",
     "Sample",
     "Score",
@@ -94,7 +92,6 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
         GeneratorFailure,
         InputImageError,
         ParamError,
-        PluginError,
         UnknownNameError,
     )
     from .generator import DefectGenerator, Layer, Light, ParamSpace, Region, param

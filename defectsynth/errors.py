@@ -34,10 +34,6 @@ class InputImageError(DefectsynthError, ValueError):
     """An input image (or product mask) cannot be used."""
 
 
-class PluginError(DefectsynthError):
-    """A plugin failed to import, raised inside a hook, or registered something invalid."""
-
-
 class UnknownNameError(DefectsynthError, KeyError):
     """A generator or writer name that no loaded plugin provides."""
 

@@ -322,8 +322,3 @@ def get_host(plugin_dirs: Iterable[str | os.PathLike[str]] = ()) -> PluginHost:
         _default_host.add_plugin_dir(d)
     return _default_host
 
-
-def reset_host() -> None:
-    """Forget the process-wide host (tests, or after installing a plugin at run time)."""
-    global _default_host
-    _default_host = None

@@ -21,21 +21,31 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "PathField",
     "Shading",
     "add_light",
     "bgr_to_lab",
+    "ellipse_extent",
+    "elliptic_radius",
     "fbm",
     "fbm_fields",
+    "fbm_pixels",
     "grain",
+    "grain_orientation",
     "lab_to_bgr",
     "luminance",
+    "median_rows",
     "normals_from_height",
+    "normals_from_slopes",
     "path_field",
-    "polyline_length",
     "resample_polyline",
     "shade",
     "shade_slopes",
     "smoothstep",
+    "specular_colour",
+    "surface_colour",
+    "surface_shading",
+    "texture_contrast",
     "value_noise",
 ]
 
@@ -644,13 +654,6 @@ def add_light(
 # paths
 
 
-def polyline_length(points: np.ndarray) -> float:
-    """Length in px of an (n, 2) polyline of (x, y) points."""
-    if len(points) < 2:
-        return 0.0
-    return float(np.sqrt((np.diff(points, axis=0) ** 2).sum(axis=1)).sum())
-
-
 def resample_polyline(points: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     """Points every ``step`` px along a polyline and their arc length from the start."""
     seg = np.sqrt((np.diff(points, axis=0) ** 2).sum(axis=1))
@@ -727,15 +730,6 @@ def path_field(points: np.ndarray, shape: tuple[int, int], reach: float) -> Path
         end=end.astype(F32),
         length=total,
     )
-
-
-def bezier(control: np.ndarray, n: int) -> np.ndarray:
-    """``n`` points on the Bezier curve with (k, 2) control points (de Casteljau)."""
-    t = np.linspace(0.0, 1.0, max(2, n))[:, None, None]
-    pts = np.broadcast_to(control[None], (len(t), *control.shape)).astype(np.float64)
-    while pts.shape[1] > 1:
-        pts = pts[:, :-1] * (1 - t) + pts[:, 1:] * t
-    return pts[:, 0]
 
 
 def grain_orientation(gray: np.ndarray) -> tuple[float, float]:
@@ -818,19 +812,3 @@ def median_rows(a: np.ndarray) -> np.ndarray:
     # one kth is ~5x faster than two; the element below the k-th is the largest left of it
     part = np.partition(a, k, axis=1)
     return ((part[:, :k].max(axis=1) + part[:, k]) * F32(0.5)).astype(F32)
-
-
-def ss_coords(shape: tuple[int, int], factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """x and y coordinates (in output pixels) of a ``factor``x supersampled grid."""
-    h, w = shape
-    xs = (np.arange(w * factor, dtype=F32) + F32(0.5)) / F32(factor) - F32(0.5)
-    ys = (np.arange(h * factor, dtype=F32) + F32(0.5)) / F32(factor) - F32(0.5)
-    return xs[None, :], ys[:, None]
-
-
-def downsample(a: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    """Box-filter a ``factor``x supersampled array back to ``shape`` (h, w)."""
-    if factor == 1:
-        return np.ascontiguousarray(a, dtype=F32)
-    h, w = shape
-    return cv2.resize(np.ascontiguousarray(a, dtype=F32), (w, h), interpolation=cv2.INTER_AREA)

@@ -12,7 +12,6 @@ in the same folder, then ``os.replace``) and hard links with a copy fallback.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
 import shutil
@@ -175,17 +174,7 @@ def remove_temp_files(root: str | os.PathLike[str]) -> int:
     return n
 
 
-def text_buffer() -> io.StringIO:
-    """A StringIO with ``\\n`` newlines, for small index files built in memory."""
-    return io.StringIO(newline="\n")
-
-
 # -- record helpers (the manifest record format is documented in docs/formats.md) ---------
-
-
-def record_image(out_dir: Path, record: dict[str, Any]) -> Path:
-    """Absolute path of a record's image."""
-    return out_dir / str(record["image"])
 
 
 def record_file_name(record: dict[str, Any]) -> str:

@@ -160,3 +160,19 @@ def test_recipe_is_data() -> None:
     engine = {"defectsynth.synthesizer", "defectsynth.build", "defectsynth.run"}
     assert not graph["defectsynth.recipe"] & engine
     assert not graph["defectsynth.build"] & {"defectsynth.recipe", "defectsynth.synthesizer"}
+
+
+def test_textures_all_is_its_public_helpers_and_each_is_documented() -> None:
+    import inspect
+
+    from defectsynth import textures
+
+    public = {
+        name for name, obj in vars(textures).items()
+        if not name.startswith("_") and getattr(obj, "__module__", None) == textures.__name__
+    }
+    assert set(textures.__all__) == public
+    guide = (PACKAGE.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    missing = [n for n in textures.__all__ if f"`{n}" not in guide and f" {n}(" not in guide]
+    assert not missing, f"not in docs/plugins.md: {missing}"
+    assert all(inspect.getdoc(getattr(textures, n)) for n in textures.__all__)
