@@ -9,20 +9,22 @@ from ``numpy.random.default_rng(SeedSequence([seed, source_id, variant]))``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import hashlib
 import math
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 
 from .compose import alpha_blend, change_map, check_layer, check_pixels, poisson_blend
 from .errors import GeneratorFailure, InputImageError
-from .generator import BLEND_MODES, Light, Region, plans, scale_params
+from .generator import BLEND_MODES, DefectGenerator, Layer, Light, Region, plans, scale_params
 from .mix import Entry, PreparedEntry, check_weight, entry_labels, prepare_entry
 from .placement import CentreSampler, EdgeSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
@@ -41,6 +43,94 @@ def source_id(relative_path: str | os.PathLike[str]) -> int:
     """Stable id of a source image: sha256 of its POSIX path relative to the input root."""
     text = os.fspath(relative_path).replace(os.sep, "/")
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+class Drop(enum.Enum):
+    """Why an attempt at an instance left nothing; the value is the ``Sample.stats`` key
+    that counts it when the last attempt fails so."""
+
+    NO_ROOM = "dropped_no_room"
+    VISIBILITY = "dropped_visibility"
+    OVERLAP = "dropped_overlap"
+
+
+#: what remains of an earlier instance that a new one covers: its new mask crop, box
+#: (x1, y1, x2, y2) and visibility
+_Remains = tuple[np.ndarray, tuple[int, int, int, int], float]
+
+
+@dataclass
+class _Scene:
+    """One image being synthesized: what each instance is drawn onto and measured
+    against, and what the instances placed so far left."""
+
+    src: np.ndarray  # the clean image (gray or BGR)
+    out: np.ndarray  # the composite so far
+    product: np.ndarray  # bool (h, w)
+    light: Light
+    tex_scale: Callable[[], float]
+    maxval: int
+    threshold: float
+    footprint: np.ndarray  # bool (h, w): every pixel a placed instance changed
+    sampler: CentreSampler | None
+    stats: dict[str, int]
+    edges: EdgeSampler | None = None  # for edge generators, built on first use
+    annotations: list[Annotation] = field(default_factory=list)
+    render_log: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def place(self, placed: _Placed) -> None:
+        bx1, by1, bx2, by2 = placed.window
+        self.out[by1:by2, bx1:bx2] = placed.new
+        self.footprint[by1:by2, bx1:bx2] |= placed.changed
+        for ki, (new_crop, box, new_vis) in placed.reduced.items():
+            # what remains of an earlier instance: its new box, mask and visibility
+            self.annotations[ki] = dataclasses.replace(
+                self.annotations[ki], box=box, mask_crop=new_crop, visibility=new_vis
+            )
+        self.annotations.append(placed.annotation)
+
+
+@dataclass
+class _Rendered:
+    """A checked layer and where its region lies."""
+
+    layer: Layer
+    label: str
+    blend: str  # one of BLEND_MODES
+    region_px: np.ndarray  # float32 (h, w, c): the region the generator saw
+    prod: np.ndarray  # float32 (h, w): its product mask
+    pads: tuple[int, int, int, int]  # rows/columns beyond the image: top, bottom, left, right
+    window: tuple[int, int, int, int]  # x1, y1, x2, y2: the region inside the image
+
+
+@dataclass
+class _Blended:
+    """The composite in the box of what the layer changed."""
+
+    window: tuple[int, int, int, int]  # x1, y1, x2, y2 in the image
+    new: np.ndarray  # the image's pixels there after the blend
+    changed: np.ndarray  # bool: the pixels the blend changed
+    coverage: np.ndarray  # float32: the layer's coverage there, clipped by the product
+
+
+@dataclass
+class _Seen:
+    """An instance mask that passed the visibility gate."""
+
+    mask: np.ndarray  # bool, in the blended window
+    area: int
+    visibility: float
+    local_box: tuple[int, int, int, int]  # its tight box in the window
+    box: tuple[int, int, int, int]  # and in the image
+
+
+@dataclass
+class _Placed:
+    window: tuple[int, int, int, int]
+    new: np.ndarray
+    changed: np.ndarray
+    annotation: Annotation
+    reduced: dict[int, _Remains]
 
 
 class Synthesizer:
@@ -183,23 +273,8 @@ class Synthesizer:
             was applied, and defects may land on the background.
         """
         _check_image(image)
-        h, w = image.shape[:2]
         if product_mask is None and self.mask_for_source is not None:
-            if source is not None:
-                from .imagefile import DEFAULT_MAX_PIXELS, read_mask_file
-
-                path = str(self.mask_for_source(os.fspath(source)))
-                product_mask = read_mask_file(path, (h, w), path, DEFAULT_MAX_PIXELS)
-            elif not self._warned_no_mask:
-                self._warned_no_mask = True
-                warnings.warn(
-                    "this Synthesizer's recipe gives product_mask as a file pattern, which "
-                    "needs the image's path: call synth(image, source=PATH) (or pass "
-                    "product_mask=); this image and the next ones get the whole image as "
-                    "the product",
-                    UserWarning,
-                    stacklevel=3,
-                )
+            product_mask = self._mask_of_source(image, source)
         maxval = 255 if image.dtype == np.uint8 else 65535
         rng = np.random.default_rng(
             np.random.SeedSequence([int(seed), int(source_id), int(variant)])
@@ -219,131 +294,158 @@ class Synthesizer:
         product = resolve_product_mask(spec, src)
         if alpha is not None:
             product = product & (alpha > 0)
-        out = src.copy()
-        footprint = np.zeros((h, w), dtype=bool)
-        stats = {
-            "requested": n_wanted,
-            "placed": 0,
-            "dropped_visibility": 0,
-            "dropped_no_room": 0,
-            "dropped_overlap": 0,
-            "redraws": 0,
-            "generator_failures": 0,
-        }
-        annotations: list[Annotation] = []
-        sampler = CentreSampler(product, self.margin) if product.any() else None
-        edges: EdgeSampler | None = None  # for edge generators, built on first use
-        exhausted = False
-        if n_wanted and sampler is None:
-            stats["dropped_no_room"] += n_wanted
+        scene = _Scene(
+            src=src,
+            out=src.copy(),
+            product=product,
+            light=light,
+            # measured once per image, and only if some generator reads Region.texture_scale
+            tex_scale=functools.cache(functools.partial(_texture_scale, src, product)),
+            maxval=maxval,
+            threshold=self.gate.threshold(maxval),
+            footprint=np.zeros(image.shape[:2], dtype=bool),
+            sampler=CentreSampler(product, self.margin) if product.any() else None,
+            stats={
+                "requested": n_wanted,
+                "placed": 0,
+                "dropped_visibility": 0,
+                "dropped_no_room": 0,
+                "dropped_overlap": 0,
+                "redraws": 0,
+                "generator_failures": 0,
+            },
+        )
+        if n_wanted and scene.sampler is None:
+            scene.stats["dropped_no_room"] += n_wanted
             n_wanted = 0
-        # measured once per image, and only if some generator reads Region.texture_scale
-        tex_scale = functools.cache(functools.partial(_texture_scale, src, product))
-        threshold = self.gate.threshold(maxval)
-        render_log: list[tuple[str, str | None]] = []
         for tried in range(n_wanted):
-            assert sampler is not None
             # weighted choice by one uniform draw (rng.choice(p=...) re-checks p each call)
             k = min(int(np.searchsorted(self._cum_p, rng.random(), side="right")),
                     self._last_weighted)
-            prep = self._prepared[k]
-            reason = "dropped_visibility"
-            for attempt in range(self.max_attempts):
-                if attempt:
-                    stats["redraws"] += 1
-                inst_seed = int(rng.integers(MAX_INSTANCE_SEED))
-                if prep.generator.placement == "edge":
-                    if edges is None:
-                        edges = EdgeSampler(product)
-                    centre = edges.draw(rng)
-                    if centre is None:  # the product has no edge inside the image
-                        stats["dropped_no_room"] += 1
-                        break
-                else:
-                    centre = sampler.draw(rng)
-                if centre is None:  # no pixel of the product is far enough from its edge
-                    stats["dropped_no_room"] += n_wanted - tried
-                    exhausted = True
-                    break
-                cx, cy = centre
-                gen_name = type(prep.generator).name
-                try:
-                    result = self._try_instance(
-                        prep,
-                        inst_seed,
-                        (cx, cy),
-                        out,
-                        src,
-                        product,
-                        light,
-                        tex_scale,
-                        maxval,
-                        threshold,
-                        annotations,
-                    )
-                except GeneratorFailure as exc:
-                    if self.on_failure == "raise":
-                        raise
-                    # the instance is rejected, not redrawn: a plugin that failed once
-                    # would most likely fail again, and the run counts failures in a row
-                    render_log.append((gen_name, str(exc)))
-                    stats["generator_failures"] += 1
-                    break
-                render_log.append((gen_name, None))
-                if isinstance(result, str):
-                    reason = result
-                    continue
-                new_out_box, new_patch, changed, ann, reduced = result
-                bx1, by1, bx2, by2 = new_out_box
-                out[by1:by2, bx1:bx2] = new_patch
-                footprint[by1:by2, bx1:bx2] |= changed
-                for ki, (new_crop, box, new_vis) in reduced.items():
-                    # what remains of an earlier instance: its new box, mask and visibility
-                    annotations[ki] = dataclasses.replace(
-                        annotations[ki], box=box, mask_crop=new_crop, visibility=new_vis
-                    )
-                annotations.append(ann)
-                stats["placed"] += 1
+            if not self._instance(self._prepared[k], rng, scene):
+                # no pixel of the product is far enough from its edge: nor for the rest
+                scene.stats["dropped_no_room"] += n_wanted - tried
                 break
-            else:
-                stats[reason] += 1
-            if exhausted:
-                break
-        if alpha is not None:
-            out = np.dstack([out, alpha])
+        out = scene.out if alpha is None else np.dstack([scene.out, alpha])
         return Sample(
             image=out,
-            annotations=annotations,
+            annotations=scene.annotations,
             seed=int(seed),
             source_id=int(source_id),
             variant=int(variant),
             light=(light.azimuth, light.elevation),
-            footprint=footprint,
-            stats=stats,
-            render_log=render_log,
+            footprint=scene.footprint,
+            stats=scene.stats,
+            render_log=scene.render_log,
         )
 
+    def _mask_of_source(
+        self, image: np.ndarray, source: str | os.PathLike[str] | None
+    ) -> np.ndarray | None:
+        """The product mask file of ``source`` by the recipe's pattern; None (and a
+        warning, once) without a source."""
+        assert self.mask_for_source is not None
+        if source is not None:
+            from .imagefile import DEFAULT_MAX_PIXELS, read_mask_file
+
+            path = str(self.mask_for_source(os.fspath(source)))
+            return read_mask_file(path, image.shape[:2], path, DEFAULT_MAX_PIXELS)
+        if not self._warned_no_mask:
+            self._warned_no_mask = True
+            warnings.warn(
+                "this Synthesizer's recipe gives product_mask as a file pattern, which "
+                "needs the image's path: call synth(image, source=PATH) (or pass "
+                "product_mask=); this image and the next ones get the whole image as "
+                "the product",
+                UserWarning,
+                stacklevel=4,
+            )
+        return None
+
+    def _instance(self, prep: PreparedEntry, rng: np.random.Generator, scene: _Scene) -> bool:
+        """One instance of ``prep``, drawn up to ``max_attempts`` times until it is placed
+        (counted in ``scene.stats``). False when the product has no room for any centre."""
+        reason = Drop.VISIBILITY
+        for attempt in range(self.max_attempts):
+            if attempt:
+                scene.stats["redraws"] += 1
+            inst_seed = int(rng.integers(MAX_INSTANCE_SEED))
+            if prep.generator.placement == "edge":
+                if scene.edges is None:  # built on first use
+                    scene.edges = EdgeSampler(scene.product)
+                centre = scene.edges.draw(rng)
+                if centre is None:  # the product has no edge inside the image
+                    scene.stats["dropped_no_room"] += 1
+                    return True
+            else:
+                assert scene.sampler is not None
+                centre = scene.sampler.draw(rng)
+                if centre is None:
+                    return False
+            gen_name = type(prep.generator).name
+            try:
+                result = self._try_instance(prep, inst_seed, centre, scene)
+            except GeneratorFailure as exc:
+                if self.on_failure == "raise":
+                    raise
+                # the instance is rejected, not redrawn: a plugin that failed once
+                # would most likely fail again, and the run counts failures in a row
+                scene.render_log.append((gen_name, str(exc)))
+                scene.stats["generator_failures"] += 1
+                return True
+            scene.render_log.append((gen_name, None))
+            if isinstance(result, Drop):
+                reason = result
+                continue
+            scene.place(result)
+            scene.stats["placed"] += 1
+            return True
+        scene.stats[reason.value] += 1
+        return True
+
     def _try_instance(
-        self,
-        prep: PreparedEntry,
-        inst_seed: int,
-        centre: tuple[int, int],
-        out: np.ndarray,
-        src: np.ndarray,
-        product: np.ndarray,
-        light: Light,
-        tex_scale: Callable[[], float],
-        maxval: int,
-        threshold: float,
-        annotations: list[Annotation],
-    ) -> Any:
-        gen = prep.generator
-        name = type(gen).name
+        self, prep: PreparedEntry, inst_seed: int, centre: tuple[int, int], scene: _Scene
+    ) -> _Placed | Drop:
+        """One attempt: render at ``centre``, blend, and keep it if it is visible and
+        leaves the earlier instances visible."""
         grng = np.random.default_rng(inst_seed)
+        params = self._draw_params(prep, grng, scene.out.shape[:2])
+        rendered = self._render(prep, params, grng, centre, scene)
+        if isinstance(rendered, Drop):
+            return rendered
+        gen = prep.generator
+        blended = _blend(type(gen).name, rendered, scene)
+        if isinstance(blended, Drop):
+            return blended
+        seen = self._visibility(blended, scene)
+        if isinstance(seen, Drop):
+            return seen
+        reduced = self._occlusion(blended, seen, scene)
+        if isinstance(reduced, Drop):
+            return reduced
+        lb = seen.local_box
+        ann = Annotation(
+            category=rendered.label,
+            generator=type(gen).name,
+            box=seen.box,
+            mask_crop=np.ascontiguousarray(seen.mask[lb[1] : lb[3], lb[0] : lb[2]]),
+            image_shape=scene.out.shape[:2],
+            params=_params_dict(params),
+            seed=inst_seed,
+            visibility=seen.visibility,
+            center=centre,
+            generator_version=str(type(gen).version),
+        )
+        return _Placed(blended.window, blended.new, blended.changed, ann, reduced)
+
+    def _draw_params(
+        self, prep: PreparedEntry, grng: np.random.Generator, shape: tuple[int, ...]
+    ) -> Any:
+        """Concrete params for one instance, scaled when the synthesizer has a ``scale``."""
         params = prep.space.draw(grng)
         if self.scale is not None:
-            H0, W0 = out.shape[:2]
-            cls = type(gen)
+            H0, W0 = shape[:2]
+            cls = type(prep.generator)
             factor = (
                 min(H0, W0) / float(getattr(cls, "reference_size", 512) or 512)
                 if self.scale == "auto"
@@ -351,53 +453,52 @@ class Synthesizer:
             )
             if factor != 1.0:
                 params = scale_params(cls, params, factor)
-        # a generator with a plan step draws it first and gets it back in both calls
-        planned: dict[str, Any] = {}
-        step = "extent"
-        try:
-            if plans(type(gen)):
-                step = "plan"
-                planned["plan"] = gen.plan(params, grng)
-                step = "extent"
-            ext = gen.extent(params, grng, **planned)
-            eh, ew = (int(v) for v in ext)
-        except GeneratorFailure:
-            raise
-        except (Exception, SystemExit) as exc:
-            raise GeneratorFailure(f"generator {name!r}: {step}() failed: {exc!r}") from exc
-        H, W = out.shape[:2]
-        if eh < 1 or ew < 1 or eh > MAX_EXTENT or ew > MAX_EXTENT:
-            raise GeneratorFailure(
-                f"generator {name!r}: extent() returned {(eh, ew)}, expected 1..{MAX_EXTENT} px"
-            )
+        return params
+
+    def _render(
+        self,
+        prep: PreparedEntry,
+        params: Any,
+        grng: np.random.Generator,
+        centre: tuple[int, int],
+        scene: _Scene,
+    ) -> _Rendered | Drop:
+        """The generator's plan, extent and layer for a region centred at ``centre``
+        (mirrored beyond the image border), checked."""
+        gen = prep.generator
+        name = type(gen).name
+        extent = _extent(gen, params, grng)
+        eh, ew = extent.size
+        H, W = scene.out.shape[:2]
         if eh > 2 * H + 64 or ew > 2 * W + 64:
-            return "dropped_no_room"  # this instance is far larger than the image
+            return Drop.NO_ROOM  # this instance is far larger than the image
         cx, cy = centre
         x0, y0 = cx - ew // 2, cy - eh // 2
         x1, y1 = x0 + ew, y0 + eh
         # the part of the region inside the image
         ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
-        cur = out[iy0:iy1, ix0:ix1]
         pads = (iy0 - y0, y1 - iy1, ix0 - x0, x1 - ix1)
-        scale = 1.0 / maxval
-        region_px = cur.astype(np.float32) * np.float32(scale)
+        region_px = scene.out[iy0:iy1, ix0:ix1].astype(np.float32) * np.float32(
+            1.0 / scene.maxval
+        )
         if region_px.ndim == 2:
             region_px = region_px[:, :, None]
         if any(pads):
             region_px = _pad_reflect(region_px, pads)
         prod = np.zeros((eh, ew), dtype=np.float32)
-        prod[pads[0] : eh - pads[1], pads[2] : ew - pads[3]] = product[iy0:iy1, ix0:ix1]
+        prod[pads[0] : eh - pads[1], pads[2] : ew - pads[3]] = scene.product[iy0:iy1, ix0:ix1]
         region_px.flags.writeable = False
         prod_ro = prod.copy()
         prod_ro.flags.writeable = False
         region = Region(
-            pixels=region_px, product_mask=prod_ro, light=light, texture_scale=tex_scale
+            pixels=region_px, product_mask=prod_ro, light=scene.light,
+            texture_scale=scene.tex_scale,
         )
         # the arrays are read-only; a plugin that flips the flag back is caught below, and
         # the blend reads the image's own pixels, never region_px, so nothing it wrote
         # reaches the output
         try:
-            layer = gen.render(region, params, grng, **planned)
+            layer = gen.render(region, params, grng, **extent.planned)
         except GeneratorFailure:
             raise
         except (Exception, SystemExit) as exc:
@@ -412,7 +513,7 @@ class Synthesizer:
                 f"generator {name!r}: render() modified its input region (Region.pixels "
                 "or product_mask); generators must draw into a copy"
             )
-        # (the pixels are checked below, where blending reads them)
+        # (the pixels are checked where blending reads them)
         layer = check_layer(name, layer, region_px.shape, pixels=False)
         label = prep.label(layer.category)
         # a generator may let the recipe choose its blend mode through a "blend" parameter
@@ -420,69 +521,35 @@ class Synthesizer:
         if blend not in BLEND_MODES:
             raise GeneratorFailure(f"generator {name!r}: blend {blend!r} is not one of "
                                    f"{', '.join(BLEND_MODES)}")
-        # the part of the region inside the image
-        sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
-        pb = None
-        if blend != "alpha":
-            check_pixels(name, layer.pixels)  # Poisson blending reads beyond the coverage
-            cov_r = np.clip(layer.coverage, 0.0, 1.0) * prod
-            pb = poisson_blend(region_px, np.clip(layer.pixels, 0.0, 1.0), cov_r,
-                               mixed=blend == "poisson-mixed")
-        if pb is not None:
-            blended_r, changed_r = pb
-            changed_r &= prod > 0
-            box = _nonzero_box(changed_r[sl])
-            if box is None:
-                return "dropped_visibility"
-            b = (slice(box[0], box[1]), slice(box[2], box[3]))
-            cov = cov_r[sl][b]
-            blended = blended_r[sl][b]
-            changed = changed_r[sl][b]
-        else:
-            # everything after the render happens in the box the layer covers (regions are
-            # ~4x the defect's box): the pixels outside it stay as they are
-            box = _nonzero_box(layer.coverage[sl] > 0)
-            if box is None:
-                return "dropped_visibility"
-            b = (slice(box[0], box[1]), slice(box[2], box[3]))
-            # (no clip: check_layer allows coverage 1e-6 beyond 0..1, which moves a blended
-            # value by under 0.07 of a 16-bit step, and rounding takes that back)
-            cov = layer.coverage[sl][b] * prod[sl][b]
-            lay_px = layer.pixels[sl][b]
-            lo, hi = check_pixels(name, lay_px)  # alpha blending reads only these
-            if lo < 0.0 or hi > 1.0:
-                lay_px = np.clip(lay_px, 0.0, 1.0)
-            base = cur[b].astype(np.float32) * np.float32(scale)
-            blended = alpha_blend(base if base.ndim == 3 else base[:, :, None], lay_px, cov)
-            changed = cov > 0
-        # from here on, image coordinates of that box
-        ix0, iy0, ix1, iy1 = ix0 + box[2], iy0 + box[0], ix0 + box[3], iy0 + box[1]
-        cur = out[iy0:iy1, ix0:ix1]
-        # blended is in 0..1 (both inputs are, and coverage is), so rounding cannot leave
-        # the dtype's range
-        scaled = blended * np.float32(maxval)
-        np.rint(scaled, out=scaled)
-        # the unchanged pixels keep their exact values (cv2.copyTo: ~5x np.where's speed)
-        new = np.array(cur if cur.ndim == 3 else cur[:, :, None], copy=True)  # never a view
-        cv2.copyTo(scaled.astype(out.dtype), np.ascontiguousarray(changed).view(np.uint8), new)
-        if out.ndim == 2:
-            new = new[:, :, 0]
-        mask_local = cov >= 0.5
+        return _Rendered(layer, label, blend, region_px, prod, pads, (ix0, iy0, ix1, iy1))
+
+    def _visibility(self, blended: _Blended, scene: _Scene) -> _Seen | Drop:
+        """The instance mask (coverage >= 0.5) and its visible change, through the gate."""
+        mask_local = blended.coverage >= 0.5
         area = int(mask_local.sum())
         if area < self.gate.min_area:
-            return "dropped_visibility"
-        src_patch = src[iy0:iy1, ix0:ix1]
-        diff = change_map(new, src_patch)
+            return Drop.VISIBILITY
+        ix0, iy0, ix1, iy1 = blended.window
+        diff = change_map(blended.new, scene.src[iy0:iy1, ix0:ix1])
         vis = cv2.mean(diff, mask_local.view(np.uint8))[0]  # ~4x diff[mask].mean()
         lb = tight_box(mask_local)
         assert lb is not None
         box = (lb[0] + ix0, lb[1] + iy0, lb[2] + ix0, lb[3] + iy0)
-        if not self.gate.passes(vis, threshold, src, box):
-            return "dropped_visibility"
-        # overlap cap and occlusion of earlier instances, in their own boxes
-        reduced: dict[int, tuple[np.ndarray, tuple[int, int, int, int], float]] = {}
+        if not self.gate.passes(vis, scene.threshold, scene.src, box):
+            return Drop.VISIBILITY
+        return _Seen(mask_local, area, vis, lb, box)
+
+    def _occlusion(
+        self, blended: _Blended, seen: _Seen, scene: _Scene
+    ) -> dict[int, _Remains] | Drop:
+        """The overlap cap, and what remains of each earlier instance the new one changes
+        (re-measured on the candidate output, in its own box): dropped when one would be
+        left too small or no longer visible."""
+        ix0, iy0, ix1, iy1 = blended.window
+        mask_local, new, changed = seen.mask, blended.new, blended.changed
+        reduced: dict[int, _Remains] = {}
         covered = 0
-        for ki, old in enumerate(annotations):
+        for ki, old in enumerate(scene.annotations):
             ox1, oy1, ox2, oy2 = old.box
             jx1, jy1, jx2, jy2 = max(ox1, ix0), max(oy1, iy0), min(ox2, ix1), min(oy2, iy1)
             if jx1 >= jx2 or jy1 >= jy2:
@@ -497,39 +564,113 @@ class Synthesizer:
             rem = old.mask_crop.copy()
             rem[in_old] &= ~mask_local[in_new]
             if int(np.count_nonzero(rem)) < self.gate.min_area:
-                return "dropped_overlap"
+                return Drop.OVERLAP
             # visibility of what remains, measured on the candidate output
             rb = tight_box(rem)
             assert rb is not None
             rem = np.ascontiguousarray(rem[rb[1] : rb[3], rb[0] : rb[2]])
             qx1, qy1, qx2, qy2 = rb[0] + ox1, rb[1] + oy1, rb[2] + ox1, rb[3] + oy1
-            cand = out[qy1:qy2, qx1:qx2].copy()
+            cand = scene.out[qy1:qy2, qx1:qx2].copy()
             py1, py2 = max(qy1, iy0), min(qy2, iy1)
             px1, px2 = max(qx1, ix0), min(qx2, ix1)
             if py1 < py2 and px1 < px2:
                 cand[py1 - qy1 : py2 - qy1, px1 - qx1 : px2 - qx1] = new[
                     py1 - iy0 : py2 - iy0, px1 - ix0 : px2 - ix0
                 ]
-            d = change_map(cand, src[qy1:qy2, qx1:qx2])
+            d = change_map(cand, scene.src[qy1:qy2, qx1:qx2])
             v = cv2.mean(d, rem.view(np.uint8))[0]
-            if not self.gate.passes(v, threshold, src, (qx1, qy1, qx2, qy2)):
-                return "dropped_overlap"
+            if not self.gate.passes(v, scene.threshold, scene.src, (qx1, qy1, qx2, qy2)):
+                return Drop.OVERLAP
             reduced[ki] = (rem, (qx1, qy1, qx2, qy2), v)
-        if covered > self.max_overlap * area:
-            return "dropped_overlap"
-        ann = Annotation(
-            category=label,
-            generator=name,
-            box=box,
-            mask_crop=np.ascontiguousarray(mask_local[lb[1] : lb[3], lb[0] : lb[2]]),
-            image_shape=(H, W),
-            params=_params_dict(params),
-            seed=inst_seed,
-            visibility=vis,
-            center=(cx, cy),
-            generator_version=str(type(gen).version),
+        if covered > self.max_overlap * seen.area:
+            return Drop.OVERLAP
+        return reduced
+
+
+class _Extent(NamedTuple):
+    size: tuple[int, int]  # (h, w)
+    planned: dict[str, Any]  # {"plan": ...} for a generator with a plan step, else empty
+
+
+def _extent(gen: DefectGenerator, params: Any, grng: np.random.Generator) -> _Extent:
+    """A generator's plan (when it has a plan step) and the region size it asks for."""
+    name = type(gen).name
+    # a generator with a plan step draws it first and gets it back in both calls
+    planned: dict[str, Any] = {}
+    step = "extent"
+    try:
+        if plans(type(gen)):
+            step = "plan"
+            planned["plan"] = gen.plan(params, grng)
+            step = "extent"
+        ext = gen.extent(params, grng, **planned)
+        eh, ew = (int(v) for v in ext)
+    except GeneratorFailure:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise GeneratorFailure(f"generator {name!r}: {step}() failed: {exc!r}") from exc
+    if eh < 1 or ew < 1 or eh > MAX_EXTENT or ew > MAX_EXTENT:
+        raise GeneratorFailure(
+            f"generator {name!r}: extent() returned {(eh, ew)}, expected 1..{MAX_EXTENT} px"
         )
-        return (ix0, iy0, ix1, iy1), new, changed, ann, reduced
+    return _Extent((eh, ew), planned)
+
+
+def _blend(name: str, rendered: _Rendered, scene: _Scene) -> _Blended | Drop:
+    """Composite a layer onto the image's own pixels (alpha, or Poisson; compose.py),
+    in the box of what it changes, rounded to the image's dtype."""
+    layer, prod, pads = rendered.layer, rendered.prod, rendered.pads
+    eh, ew = prod.shape
+    ix0, iy0, ix1, iy1 = rendered.window
+    out = scene.out
+    # the part of the region inside the image
+    sl = (slice(pads[0], eh - pads[1]), slice(pads[2], ew - pads[3]))
+    pb = None
+    if rendered.blend != "alpha":
+        check_pixels(name, layer.pixels)  # Poisson blending reads beyond the coverage
+        cov_r = np.clip(layer.coverage, 0.0, 1.0) * prod
+        pb = poisson_blend(rendered.region_px, np.clip(layer.pixels, 0.0, 1.0), cov_r,
+                           mixed=rendered.blend == "poisson-mixed")
+    if pb is not None:
+        blended_r, changed_r = pb
+        changed_r &= prod > 0
+        box = _nonzero_box(changed_r[sl])
+        if box is None:
+            return Drop.VISIBILITY
+        b = (slice(box[0], box[1]), slice(box[2], box[3]))
+        cov = cov_r[sl][b]
+        blended = blended_r[sl][b]
+        changed = changed_r[sl][b]
+    else:
+        # everything after the render happens in the box the layer covers (regions are
+        # ~4x the defect's box): the pixels outside it stay as they are
+        box = _nonzero_box(layer.coverage[sl] > 0)
+        if box is None:
+            return Drop.VISIBILITY
+        b = (slice(box[0], box[1]), slice(box[2], box[3]))
+        # (no clip: check_layer allows coverage 1e-6 beyond 0..1, which moves a blended
+        # value by under 0.07 of a 16-bit step, and rounding takes that back)
+        cov = layer.coverage[sl][b] * prod[sl][b]
+        lay_px = layer.pixels[sl][b]
+        lo, hi = check_pixels(name, lay_px)  # alpha blending reads only these
+        if lo < 0.0 or hi > 1.0:
+            lay_px = np.clip(lay_px, 0.0, 1.0)
+        base = out[iy0:iy1, ix0:ix1][b].astype(np.float32) * np.float32(1.0 / scene.maxval)
+        blended = alpha_blend(base if base.ndim == 3 else base[:, :, None], lay_px, cov)
+        changed = cov > 0
+    # from here on, image coordinates of that box
+    ix0, iy0, ix1, iy1 = ix0 + box[2], iy0 + box[0], ix0 + box[3], iy0 + box[1]
+    cur = out[iy0:iy1, ix0:ix1]
+    # blended is in 0..1 (both inputs are, and coverage is), so rounding cannot leave
+    # the dtype's range
+    scaled = blended * np.float32(scene.maxval)
+    np.rint(scaled, out=scaled)
+    # the unchanged pixels keep their exact values (cv2.copyTo: ~5x np.where's speed)
+    new = np.array(cur if cur.ndim == 3 else cur[:, :, None], copy=True)  # never a view
+    cv2.copyTo(scaled.astype(out.dtype), np.ascontiguousarray(changed).view(np.uint8), new)
+    if out.ndim == 2:
+        new = new[:, :, 0]
+    return _Blended((ix0, iy0, ix1, iy1), new, changed, cov)
 
 
 def _nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
