@@ -9,10 +9,10 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import __version__
 from ..errors import RunError, RunStopped
@@ -46,6 +46,7 @@ from .worker import Made, RunnerFactory, WorkerResult, WorkerSpec, WriteFailed
 
 if TYPE_CHECKING:
     from ..backends import Backend
+    from ..plugins import PluginHost
     from ..synthesizer import Synthesizer
 
 @dataclass
@@ -90,7 +91,7 @@ def _labels_of(synth: Synthesizer) -> dict[str, list[str]]:
 
 
 def dataset_info(
-    recipe: Recipe, host: Any, limit: int | None, categories: list[str]
+    recipe: Recipe, host: PluginHost, limit: int | None, categories: list[str]
 ) -> dict[str, Any]:
     def plugin_of(kind: str, name: str) -> dict[str, Any]:
         owner = host.provider(kind, name)
@@ -106,7 +107,9 @@ def dataset_info(
             "plugin_source": source,
         }
 
-    gens = sorted({d.generator for d in recipe.defects})
+    # a recipe file names its generators; an Entry built in Python may hold the class
+    named = (d.generator for d in recipe.defects)
+    gens = sorted({g if isinstance(g, str) else g.name for g in named})
     return {
         "defectsynth_version": __version__,
         "dataset_format": DATASET_FORMAT,
@@ -187,7 +190,7 @@ def build_report(out: Path, plan: Plan, tally: Tally, categories: list[str]) -> 
 
 
 def finalize(
-    out: Path, recipe: Recipe, host: Any, info: dict[str, Any], categories: list[str]
+    out: Path, recipe: Recipe, host: PluginHost, info: dict[str, Any], categories: list[str]
 ) -> None:
     """Write every format's files from the manifest (also used by resume and by backends)."""
     normalize_manifest(out)
@@ -201,7 +204,10 @@ def finalize(
     )
     for fmt in recipe.output.formats:
         writer = host.writer(fmt)()
-        writer.write(out, iter_records(out), ctx)
+        # the records are plain dicts (JSON objects) at run time; the writer contract in
+        # writing.py still spells them dict[str, Any] rather than Record
+        records = cast("Iterator[dict[str, Any]]", iter_records(out))
+        writer.write(out, records, ctx)
 
 
 def generate(
@@ -212,7 +218,7 @@ def generate(
     resume: bool = False,
     overwrite: bool = False,
     limit: int | None = None,
-    host: Any = None,
+    host: PluginHost | None = None,
     backend: Backend | None = None,
     progress: Callable[[int, int], Any] | None = None,
     extra_plugin_dirs: Iterable[str | os.PathLike[str]] = (),
@@ -406,7 +412,7 @@ def _write_indexes(
     out: Path,
     recipe: Recipe,
     plan: Plan,
-    host: Any,
+    host: PluginHost,
     info: dict[str, Any],
     categories: list[str],
     rec: _Recorder,

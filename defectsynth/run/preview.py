@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from .plan import Plan, Task
 from .worker import TaskRunner, WorkerSpec
 
 # -- preview ----------------------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
 def preview_tasks(plan: Plan, n: int) -> list[Task]:
@@ -31,7 +34,7 @@ def preview_tasks(plan: Plan, n: int) -> list[Task]:
 
 
 def contact_sheet(
-    recipe: Recipe, n: int = 16, *, host: Any = None, cell: int = 384
+    recipe: Recipe, n: int = 16, *, host: PluginHost | None = None, cell: int = 384
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """A legend over a grid of ``n`` synthesized samples (nothing written): each tile
     shows the whole image with boxes in its category's colour, says whether it is a

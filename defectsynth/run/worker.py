@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import cv2
 import numpy as np
@@ -37,6 +37,9 @@ from ..writing import atomic_write_bytes
 from .manifest import DATASET, AnnotationRecord, Record, annotation_record, image_path, mask_path
 from .plan import Task, shown_path
 from .stopping import os_reason
+
+if TYPE_CHECKING:
+    from ..plugins import PluginHost
 
 
 def read_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
@@ -158,7 +161,7 @@ class RunnerFactory:
     work there; it is not pickled.
     """
 
-    def __init__(self, spec: WorkerSpec, host: Any = None) -> None:
+    def __init__(self, spec: WorkerSpec, host: PluginHost | None = None) -> None:
         self.spec = spec
         self.host = host
 
@@ -179,7 +182,7 @@ class RunnerFactory:
 class TaskRunner:
     """Turns a Task into written files and a manifest record (runs in a worker)."""
 
-    def __init__(self, spec: WorkerSpec, host: Any = None) -> None:
+    def __init__(self, spec: WorkerSpec, host: PluginHost | None = None) -> None:
         from ..plugins import PluginHost
 
         if host is None:
