@@ -586,6 +586,17 @@ class Synthesizer:
             return Drop.OVERLAP
         return reduced
 
+    def labels_by_generator(self) -> dict[str, list[str]]:
+        """Generator name -> the categories its entries label, in entry order (a dataset
+        run names them when that generator keeps failing)."""
+        labels: dict[str, list[str]] = {}
+        for p in self._prepared:
+            names = labels.setdefault(type(p.generator).name, [])
+            for label in p.labels.values():
+                if label not in names:
+                    names.append(label)
+        return labels
+
 
 class _Extent(NamedTuple):
     size: tuple[int, int]  # (h, w)

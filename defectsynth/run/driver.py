@@ -47,7 +47,6 @@ from .worker import Made, RunnerFactory, WorkerResult, WorkerSpec, WriteFailed
 if TYPE_CHECKING:
     from ..backends import Backend
     from ..plugins import PluginHost
-    from ..synthesizer import Synthesizer
 
 @dataclass
 class RunResult:
@@ -75,19 +74,6 @@ def _discard_files(out: Path, record: Record) -> None:
     for rel in [record["image"], *(a["mask"] for a in record["annotations"])]:
         with contextlib.suppress(OSError):
             (out / rel).unlink()
-
-
-def _labels_of(synth: Synthesizer) -> dict[str, list[str]]:
-    """generator name -> the categories its entries label."""
-    labels: dict[str, list[str]] = {}
-    # TODO(issue 18): a public Synthesizer accessor (synthesizer.py is being reshaped
-    # beside this change); until it lands, the prepared entries are read here, only here
-    for p in synth._prepared:
-        names = labels.setdefault(type(p.generator).name, [])
-        for label in p.labels.values():
-            if label not in names:
-                names.append(label)
-    return labels
 
 
 def dataset_info(
@@ -268,7 +254,7 @@ def generate(
         spec = WorkerSpec(recipe=recipe, out_dir=str(out.absolute()), plugin_dirs=plugin_dirs)
         if backend is None:
             backend = local_backend(workers, chunksize=max(1, min(plan.recipe.variants, 8)))
-        labels = _labels_of(synth)
+        labels = synth.labels_by_generator()
         rec = _Recorder(out, fd, FailureWatch(recipe.max_generator_failures, labels), quota)
         try:
             rec.run(backend, RunnerFactory(spec, host), plan, done, progress)
