@@ -21,7 +21,7 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -129,6 +129,9 @@ class PluginHost:
         self.generators: dict[str, type[DefectGenerator]] = {}
         self.writers: dict[str, type[DatasetWriter]] = {}
         self._owner: dict[tuple[str, str], PluginInfo] = {}
+        self._info_of: dict[str, PluginInfo] = {}  # pluggy's plugin name -> its info
+        if self.trace:
+            self.pm.add_hookcall_monitoring(self._trace_before, self._trace_after)
         only = _only_filter()
         for modname in builtins:
             short = modname.rsplit(".", 1)[-1]
@@ -191,8 +194,9 @@ class PluginHost:
         if info.version is None:
             v = getattr(plugin, "__version__", None)
             info.version = str(v) if v is not None else None
+        pm_name = f"{info.source}:{info.name}"
         try:
-            self.pm.register(plugin, name=f"{info.source}:{info.name}")
+            self.pm.register(plugin, name=pm_name)
             self.pm.check_pending()
         except Exception as exc:  # noqa: BLE001
             try:
@@ -201,12 +205,16 @@ class PluginHost:
                 pass
             self._fail(info, f"invalid plugin: {_one_line(exc)}", exc)
             return
+        self._info_of[pm_name] = info
+        # the hooks are called through pluggy (its tracing, wrappers and ordering apply),
+        # for this plugin alone: a plugin that raises is reported by name, and the
+        # plugins before it are not called again
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         for hook in HOOKS:
-            for impl in getattr(self.pm.hook, hook).get_hookimpls():
-                if impl.plugin is plugin:
-                    self._call(info, hook, impl)
+            if any(i.plugin is plugin for i in getattr(self.pm.hook, hook).get_hookimpls()):
+                self._call(info, hook, self.pm.subset_hook_caller(hook, remove_plugins=others))
 
-    def _call(self, info: PluginInfo, hook: str, impl: Any) -> None:
+    def _call(self, info: PluginInfo, hook: str, caller: Callable[..., Any]) -> None:
         kind = "generator" if hook == "register_generators" else "writer"
 
         def register(cls: Any) -> None:
@@ -231,23 +239,34 @@ class PluginHost:
             self._owner[(kind, cls.name)] = info
             (info.generators if kind == "generator" else info.writers).append(cls.name)
 
-        kwargs = {"register": register}
-        args = {a: kwargs[a] for a in impl.argnames if a in kwargs}
-        if self.trace:
-            print(
-                f"[defectsynth] calling {hook} of plugin {info.name!r} ({info.source})",
-                file=sys.stderr,
-            )
         try:
-            impl.function(**args)
+            caller(register=register)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - SystemExit too: report and go on
             self._fail(info, f"{hook} raised {_one_line(exc)}", exc)
+
+    # -- tracing (pluggy's hook-call monitoring) -------------------------------------------
+
+    def _trace_before(self, hook: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        for impl in impls:
+            info = self._info_of.get(impl.plugin_name)
+            if info is not None:
+                print(
+                    f"[defectsynth] calling {hook} of plugin {info.name!r} ({info.source})",
+                    file=sys.stderr,
+                )
+
+    def _trace_after(
+        self, outcome: Any, hook: str, impls: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
+        if outcome.exception is not None:
             return
-        if self.trace:
-            names = info.generators if kind == "generator" else info.writers
-            print(f"[defectsynth]   {hook} of {info.name!r} -> {names}", file=sys.stderr)
+        for impl in impls:
+            info = self._info_of.get(impl.plugin_name)
+            if info is not None:
+                names = info.generators if hook == "register_generators" else info.writers
+                print(f"[defectsynth]   {hook} of {info.name!r} -> {names}", file=sys.stderr)
 
     @staticmethod
     def _fail(info: PluginInfo, message: str, exc: BaseException | None) -> None:
