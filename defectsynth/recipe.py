@@ -13,7 +13,7 @@ import os
 import re
 import string
 import unicodedata
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,14 @@ import yaml
 
 from .errors import RecipeError, did_you_mean, shorten
 from .imagefile import DEFAULT_MAX_PIXELS
+from .inputs import (  # noqa: F401 - IMAGE_EXTENSIONS and DATASET_MARKER: for older imports
+    DATASET_MARKER,
+    GLOB_CHARS,
+    IMAGE_EXTENSIONS,
+    MASK_FIELDS,
+    expand_input,
+    mask_fields,
+)
 from .mix import Entry
 
 if TYPE_CHECKING:
@@ -30,14 +38,11 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "test")
 IMAGE_FORMATS = ("png", "jpg")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MASK_FIELDS = ("stem", "name", "ext", "parent", "relstem")
 DEFAULT_FORMATS = ("coco", "yolo", "voc", "anomaly")
 RESERVED_CATEGORIES = ("good", "combined")
 DEFAULT_MAX_GENERATOR_FAILURES = 10
 """A run stops when one generator fails this many times in a row (recipe key
 ``max_generator_failures``, CLI ``--max-generator-failures``)."""
-_GLOB_CHARS = re.compile(r"[*?\[]")
 
 # -- typed config ---------------------------------------------------------------------------
 
@@ -295,7 +300,7 @@ class Recipe:
         for i, entry in enumerate(self.inputs.images):
             path = self.resolve(entry, f"inputs.images[{i}]")
             parts = path.parts
-            k = next((j for j, part in enumerate(parts) if _GLOB_CHARS.search(part)), None)
+            k = next((j for j, part in enumerate(parts) if GLOB_CHARS.search(part)), None)
             if k is not None:
                 roots.append(str(Path(*parts[:k])))
             else:
@@ -325,7 +330,7 @@ class Recipe:
         seen_skips: list[str] = []
         for i, entry in enumerate(self.inputs.images):
             key = f"inputs.images[{i}]" if len(self.inputs.images) > 1 else "inputs.images"
-            root, files = _expand_input(self.resolve(entry, key), outputs, seen_skips)
+            root, files = expand_input(self.resolve(entry, key), outputs, seen_skips)
             if not files:
                 why = ""
                 if seen_skips:
@@ -353,15 +358,7 @@ class Recipe:
         spec = self.inputs.product_mask
         if spec in ("auto", "full"):
             return None
-        rel = Path(source.rel)
-        parent = rel.parent.as_posix()
-        values = {
-            "stem": rel.stem,
-            "name": rel.name,
-            "ext": rel.suffix.lstrip("."),
-            "parent": parent,
-            "relstem": rel.with_suffix("").as_posix(),
-        }
+        values = mask_fields(source.rel)
         return self.resolve(spec.format(**values), "inputs.product_mask")
 
 
@@ -401,93 +398,6 @@ def _check_category(recipe: Recipe, key: str, name: str) -> None:
         raise recipe.error(
             key, f"category {name!r} is reserved by the anomaly layout (test/good, test/combined)"
         )
-
-
-# -- input expansion ------------------------------------------------------------------------
-
-
-DATASET_MARKER = "manifest.jsonl"
-
-
-def _walk_files(
-    root: Path, outputs: Collection[str] = (), skipped: list[str] | None = None
-) -> Iterator[str]:
-    """Files under ``root``, sorted, without hidden ones, without the folders in
-    ``outputs`` (real paths) or holding a ``manifest.jsonl`` (each appended to ``skipped``)."""
-    for dirpath, dirs, files in os.walk(root, followlinks=False):
-        if DATASET_MARKER in files or (outputs and os.path.realpath(dirpath) in outputs):
-            dirs[:] = []
-            if skipped is not None and dirpath not in skipped:
-                skipped.append(dirpath)
-            continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for f in sorted(files):
-            if not f.startswith("."):
-                yield os.path.join(dirpath, f)
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A regex for a POSIX glob relative path: ``**/`` any folders, ``*`` and ``?`` within
-    one path part, ``[...]`` a character class."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:[^/]+/)*")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1 : j]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def _expand_input(
-    path: Path, outputs: Collection[str] = (), skipped: list[str] | None = None
-) -> tuple[Path, list[str]]:
-    text = path.as_posix()
-    if not _GLOB_CHARS.search(text):
-        if path.is_file():
-            return path.parent, [str(path)]
-        if path.is_dir():
-            files = [
-                f
-                for f in _walk_files(path, outputs, skipped)
-                if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-            ]
-            return path, files
-        return path, []
-    parts = path.parts
-    k = next(i for i, p in enumerate(parts) if _GLOB_CHARS.search(p))
-    root = Path(*parts[:k]) if k else Path(".")
-    rx = _glob_regex("/".join(parts[k:]))
-    if not root.is_dir():
-        return root, []
-    files = [
-        f
-        for f in _walk_files(root, outputs, skipped)
-        if rx.match(Path(os.path.relpath(f, root)).as_posix())
-    ]
-    return root, files
 
 
 # -- parsing --------------------------------------------------------------------------------

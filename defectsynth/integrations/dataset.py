@@ -14,7 +14,6 @@ source_id and variant, so one item can be remade alone with ``Synthesizer.apply`
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from ..imagefile import (
     read_file_bytes,
     unexpected_input_error,
 )
+from ..inputs import IMAGE_EXTENSIONS, expand_input, mask_fields
 from ..placement import resolve_product_mask
 from ..sample import BOX_FORMATS, Sample, category_ids
 from ..synthesizer import Synthesizer, source_id
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DefectDataset", "IMAGE_EXTENSIONS", "read_image"]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 PathLike: TypeAlias = str | os.PathLike[str]
 SourceItem: TypeAlias = PathLike | np.ndarray
@@ -85,41 +84,6 @@ def _swap_rb(image: np.ndarray) -> np.ndarray:
         out[:, :, [0, 2]] = image[:, :, [2, 0]]
         return out
     return image
-
-
-def _expand(path: PathLike) -> tuple[Path, list[str]]:
-    """A file, a folder (searched recursively for images) or a glob -> (root, files)."""
-    text = os.fspath(path)
-    p = Path(text)
-    if p.is_file():
-        return p.parent, [text]
-    if p.is_dir():
-        files = sorted(
-            str(f)
-            for f in p.rglob("*")
-            if f.suffix.lower() in IMAGE_EXTENSIONS
-            and f.is_file()
-            and not any(part.startswith(".") for part in f.relative_to(p).parts)
-        )
-        return p, files
-    if any(c in text for c in "*?["):
-        parts = p.parts
-        k = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
-        root = Path(*parts[:k]) if k else Path(".")
-        files = sorted(f for f in glob.glob(text, recursive=True) if os.path.isfile(f))
-        return root, files
-    return p, []
-
-
-def _mask_from_pattern(pattern: str, rel: str) -> str:
-    r = Path(rel)
-    return pattern.format(
-        stem=r.stem,
-        name=r.name,
-        ext=r.suffix.lstrip("."),
-        parent=r.parent.as_posix(),
-        relstem=r.with_suffix("").as_posix(),
-    )
 
 
 class DefectDataset:
@@ -187,7 +151,7 @@ class DefectDataset:
             self._recipe = as_recipe(recipe, host)
         if synth is None:
             assert self._recipe is not None
-            synth = self._recipe.synthesizer(host)
+            synth = Synthesizer.from_recipe(self._recipe, host)
         self._synth: Synthesizer | None = synth
 
         if seed is not None:
@@ -259,8 +223,9 @@ class DefectDataset:
                     for s in found
                 ]
         elif isinstance(sources, str | os.PathLike):
-            root, files = _expand(sources)
-            items = [(Path(os.path.relpath(f, root)).as_posix(), f, None) for f in files]
+            # the same discovery as a recipe's inputs (inputs.py), in the same order
+            root, files = expand_input(Path(os.fspath(sources)))
+            items = sorted((Path(os.path.relpath(f, root)).as_posix(), f, None) for f in files)
         elif isinstance(sources, np.ndarray):
             raise TypeError("sources is one array; pass a list of images: [image]")
         else:
@@ -285,7 +250,9 @@ class DefectDataset:
             if product_mask in ("auto", "full"):
                 masks = [product_mask] * len(items)
             else:
-                masks = [str(root / _mask_from_pattern(product_mask, rel)) for rel, _, _ in items]
+                masks = [
+                    str(root / product_mask.format(**mask_fields(rel))) for rel, _, _ in items
+                ]
         else:
             masks = list(product_mask)
             if len(masks) != len(items):
@@ -307,7 +274,7 @@ class DefectDataset:
         if self._synth is None:  # after unpickling in a worker process
             if self._recipe is None:
                 raise RuntimeError("this dataset lost its synthesizer and has no recipe")
-            self._synth = self._recipe.synthesizer(self._host)
+            self._synth = Synthesizer.from_recipe(self._recipe, self._host)
         return self._synth
 
     @property
