@@ -37,7 +37,8 @@ class Entry:
 
 
 class GeneratorSource(Protocol):
-    """What preparing an entry needs of a plugin host: a generator class by name."""
+    """What a Synthesizer needs of a plugin host: a generator class by name (a
+    :class:`~defectsynth.plugins.PluginHost` is one; so is a test's stand-in)."""
 
     def generator(self, name: str) -> type[DefectGenerator]: ...
 

@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -25,7 +25,14 @@ import numpy as np
 from .compose import alpha_blend, change_map, check_layer, check_pixels, poisson_blend
 from .errors import GeneratorFailure, InputImageError
 from .generator import BLEND_MODES, DefectGenerator, Layer, Light, Region, plans, scale_params
-from .mix import Entry, PreparedEntry, check_weight, entry_labels, prepare_entry
+from .mix import (
+    Entry,
+    GeneratorSource,
+    PreparedEntry,
+    check_weight,
+    entry_labels,
+    prepare_entry,
+)
 from .placement import CentreSampler, EdgeSampler, ProductMaskSpec, resolve_product_mask
 from .sample import Annotation, Sample, tight_box
 from .visibility import Gate, texture_noise
@@ -33,6 +40,10 @@ from .visibility import Gate, texture_noise
 # Entry, entry_labels (mix.py), Gate and texture_noise (visibility.py) are imported from
 # here by older code
 __all__ = ["Entry", "Gate", "Synthesizer", "entry_labels", "source_id", "texture_noise"]
+
+if TYPE_CHECKING:
+    from .plugins import PluginHost
+    from .recipe import Recipe
 
 MIN_SIDE = 16
 MAX_INSTANCE_SEED = 2**63
@@ -145,7 +156,9 @@ class Synthesizer:
     :param gate: visibility gate (:class:`Gate`).
     :param max_attempts: draws per instance before it is dropped.
     :param light_elevation: (lo, hi) degrees for the per-image light elevation.
-    :param host: plugin host to look generator names up in (default: the process-wide one).
+    :param host: plugin host to look generator names up in (default: the process-wide
+        one, :func:`defectsynth.plugins.get_host`); anything with a
+        ``generator(name) -> class`` method (:class:`~defectsynth.mix.GeneratorSource`).
     :param on_failure: what a generator that raises or returns an invalid layer does to
         :meth:`apply`: ``"raise"`` a :class:`GeneratorFailure` (default), or ``"reject"``
         that instance (the sample gets the others; ``Sample.render_log`` records the
@@ -164,7 +177,7 @@ class Synthesizer:
         gate: Gate | None = None,
         max_attempts: int = 6,
         light_elevation: tuple[float, float] = (25.0, 65.0),
-        host: Any = None,
+        host: GeneratorSource | None = None,
         on_failure: str = "raise",
         scale: float | str | None = None,
     ) -> None:
@@ -172,7 +185,7 @@ class Synthesizer:
             from .plugins import get_host
 
             host = get_host()
-        self.host = host
+        self.host: GeneratorSource = host
         self._prepared: list[PreparedEntry] = []
         for i, e in enumerate(entries):
             if isinstance(e, PreparedEntry):  # checked by the builder: handed on as it is
@@ -223,7 +236,11 @@ class Synthesizer:
 
     @classmethod
     def from_recipe(
-        cls, recipe: Any, host: Any = None, *, on_failure: str = "raise"
+        cls,
+        recipe: str | os.PathLike[str] | Recipe,
+        host: PluginHost | None = None,
+        *,
+        on_failure: str = "raise",
     ) -> Synthesizer:
         """A Synthesizer configured by a recipe file (path) or a loaded ``Recipe``.
 
