@@ -523,7 +523,8 @@ def parse_recipe(
 
     Generator names and params are checked against the plugins by :meth:`Recipe.check`
     (``load_recipe`` does it for you). ``allow_paths``: more folders the recipe's paths may
-    point into (see :func:`allowed_roots`).
+    point into (see :func:`allowed_roots`). Keys are read in a fixed order, so the first
+    problem reported is always the same one.
     """
     r = _Reader(file)
     if not isinstance(data, Mapping):
@@ -535,7 +536,46 @@ def parse_recipe(
     seed = r.integer(top.get("seed", 0), "seed", lo=0, hi=2**63 - 1)
 
     plugin_dirs = r.strings(top["plugin_dirs"], "plugin_dirs") if "plugin_dirs" in top else ()
+    inputs = _parse_inputs(r, top)
+    variants, samples, quotas, max_samples, scale = _parse_counts(r, top)
+    instances = _parse_instances(r, top)
+    defects = _parse_defects(r, top)
+    fracs = _parse_split(r, top)
+    negatives = r.number(top.get("negatives", 0.0), "negatives", lo=0.0, hi=1.0)
+    max_failures = r.integer(
+        top.get("max_generator_failures", DEFAULT_MAX_GENERATOR_FAILURES),
+        "max_generator_failures",
+        lo=1,
+        hi=1_000_000_000,
+    )
+    output = _parse_output(r, top)
+    placement, gate = _parse_placement_and_gate(r, top)
+    recipe = Recipe(
+        inputs=inputs,
+        defects=defects,
+        seed=seed,
+        variants=variants,
+        instances=instances,
+        split=fracs,
+        negatives=negatives,
+        output=output,
+        placement=placement,
+        gate=gate,
+        plugin_dirs=plugin_dirs,
+        max_generator_failures=max_failures,
+        samples=samples,
+        scale=scale,
+        quotas=quotas,
+        max_samples=max_samples,
+        base_dir=str(Path(base_dir).absolute()),
+        file=file,
+        allowed=allowed_roots(base_dir, allow_paths),
+    )
+    _check_paths_and_categories(recipe)
+    return recipe
 
+
+def _parse_inputs(r: _Reader, top: Mapping[str, Any]) -> InputSpec:
     if "inputs" not in top:
         raise r.fail("inputs", "missing: say where the clean images are (inputs.images)")
     inp = r.mapping(
@@ -565,7 +605,13 @@ def parse_recipe(
     max_pixels = r.integer(
         inp.get("max_pixels", DEFAULT_MAX_PIXELS), "inputs.max_pixels", lo=256, hi=MAX_PIXELS_LIMIT
     )
+    return InputSpec(images=images, product_mask=pm, min_side=min_side, max_pixels=max_pixels)
 
+
+def _parse_counts(
+    r: _Reader, top: Mapping[str, Any]
+) -> tuple[int, int | None, tuple[tuple[str, int], ...], int | None, float | str | None]:
+    """``variants``, ``samples``, ``quotas`` (with ``max_samples``) and ``scale``."""
     variants = r.integer(top.get("variants", 1), "variants", lo=1, hi=MAX_VARIANTS)
     samples = None
     if top.get("samples") is not None:
@@ -588,7 +634,10 @@ def parse_recipe(
             )
         else:
             scale = r.number(raw_scale, "scale", lo=0.01, hi=100.0)
+    return variants, samples, quotas, max_samples, scale
 
+
+def _parse_instances(r: _Reader, top: Mapping[str, Any]) -> tuple[int, int]:
     raw_inst = top.get("instances", [1, 3])
     if isinstance(raw_inst, list):
         if len(raw_inst) != 2:
@@ -608,7 +657,10 @@ def parse_recipe(
             "negatives (a fraction, 1.0 for all), and give instances at least 1, "
             "e.g. [1, 3]",
         )
+    return instances
 
+
+def _parse_defects(r: _Reader, top: Mapping[str, Any]) -> tuple[Entry, ...]:
     if "defects" not in top:
         raise r.fail("defects", "missing: list at least one generator (defectsynth plugins)")
     raw_defects = top["defects"]
@@ -645,7 +697,10 @@ def parse_recipe(
         defects.append(Entry(gen, weight, dict(params), category))
     if sum(d.weight for d in defects) <= 0:
         raise r.fail("defects", "all weights are zero; at least one must be > 0")
+    return tuple(defects)
 
+
+def _parse_split(r: _Reader, top: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
     split_raw = r.mapping(top.get("split", {"train": 0.8, "val": 0.2}), "split", SPLITS)
     fracs = tuple(
         (s, r.number(split_raw.get(s, 0.0), f"split.{s}", lo=0.0, hi=1.0)) for s in SPLITS
@@ -653,15 +708,10 @@ def parse_recipe(
     total = sum(f for _, f in fracs)
     if abs(total - 1.0) > 1e-6:
         raise r.fail("split", f"fractions add up to {total:g}, they must add up to 1")
+    return fracs
 
-    negatives = r.number(top.get("negatives", 0.0), "negatives", lo=0.0, hi=1.0)
-    max_failures = r.integer(
-        top.get("max_generator_failures", DEFAULT_MAX_GENERATOR_FAILURES),
-        "max_generator_failures",
-        lo=1,
-        hi=1_000_000_000,
-    )
 
+def _parse_output(r: _Reader, top: Mapping[str, Any]) -> OutputSpec:
     out = r.mapping(top.get("output"), "output", ("formats", "image_format", "jpg_quality"))
     formats = r.strings(out["formats"], "output.formats") if "formats" in out else DEFAULT_FORMATS
     if not formats:
@@ -678,7 +728,12 @@ def parse_recipe(
             + did_you_mean(image_format, IMAGE_FORMATS),
         )
     quality = r.integer(out.get("jpg_quality", 95), "output.jpg_quality", lo=1, hi=100)
+    return OutputSpec(formats=formats, image_format=image_format, jpg_quality=quality)
 
+
+def _parse_placement_and_gate(
+    r: _Reader, top: Mapping[str, Any]
+) -> tuple[PlacementSpec, GateSpec]:
     pl = r.mapping(top.get("placement"), "placement", ("margin", "max_overlap", "max_attempts"))
     placement = PlacementSpec(
         margin=r.integer(pl.get("margin", 4), "placement.margin", lo=0, hi=100_000),
@@ -691,29 +746,11 @@ def parse_recipe(
         min_area=r.integer(g.get("min_area", 16), "gate.min_area", lo=1),
         min_relative=r.number(g.get("min_relative", 0.4), "gate.min_relative", lo=0.0, hi=100.0),
     )
-    recipe = Recipe(
-        inputs=InputSpec(
-            images=images, product_mask=pm, min_side=min_side, max_pixels=max_pixels
-        ),
-        defects=tuple(defects),
-        seed=seed,
-        variants=variants,
-        instances=instances,
-        split=fracs,
-        negatives=negatives,
-        output=OutputSpec(formats=formats, image_format=image_format, jpg_quality=quality),
-        placement=placement,
-        gate=gate,
-        plugin_dirs=plugin_dirs,
-        max_generator_failures=max_failures,
-        samples=samples,
-        scale=scale,
-        quotas=quotas,
-        max_samples=max_samples,
-        base_dir=str(Path(base_dir).absolute()),
-        file=file,
-        allowed=allowed_roots(base_dir, allow_paths),
-    )
+    return placement, gate
+
+
+def _check_paths_and_categories(recipe: Recipe) -> None:
+    images, pm = recipe.inputs.images, recipe.inputs.product_mask
     # every path the recipe names statically must be one it may read
     for i, entry in enumerate(recipe.inputs.images):
         recipe.resolve(entry, f"inputs.images[{i}]" if len(images) > 1 else "inputs.images")
@@ -726,7 +763,6 @@ def parse_recipe(
                 _check_category(recipe, f"defects[{i}].category.{k}", v)
         elif spec.category is not None:
             _check_category(recipe, f"defects[{i}].category", spec.category)
-    return recipe
 
 
 MAX_RECIPE_BYTES = 1 << 20
