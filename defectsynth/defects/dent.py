@@ -82,6 +82,8 @@ class DentGenerator(DefectGenerator):
         return ellipse_extent(ra, ra * params.aspect, params.angle)
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
+    # (over 80 lines on purpose: one numeric pass whose arrays feed each other; split, it
+    # would hand a dozen arrays from function to function)
         h, w = region.shape
         pixels = region.pixels
         dx = np.arange(w, dtype=F32) - F32((w - 1) / 2)

@@ -176,6 +176,8 @@ def _stamp_relief(
     and cavity only on the subsamples inside its crater (in the window's middle part),
     gathered and scattered back by flat index.
     """
+    # (over 80 lines on purpose: one numeric pass whose arrays feed each other; split, it
+    # would hand a dozen arrays from function to function)
     lx, ly, tan_el = light
     wp = height.shape[1]
     k = len(pits)

@@ -120,6 +120,8 @@ class ScratchGenerator(DefectGenerator):
         rng: np.random.Generator,
         plan: _Shape | None = None,
     ) -> Layer:
+    # (over 80 lines on purpose: one numeric pass whose arrays feed each other; split, it
+    # would hand a dozen arrays from function to function)
         h, w = region.shape
         pixels = region.pixels
         out = np.array(pixels, dtype=F32, copy=True)
@@ -458,6 +460,8 @@ def _lerp(table: np.ndarray, x: np.ndarray, first: np.ndarray | None = None) -> 
 def _grooves(params: ScratchGenerator.Params, rng: np.random.Generator, length: float) -> _Grooves:
     """The main groove along the whole stroke and ``micro_scratches`` fine parallel ones
     over part of it, a little off to either side, each narrower and shallower."""
+    # (over 80 lines on purpose: one numeric pass whose arrays feed each other; split, it
+    # would hand a dozen arrays from function to function)
     k = params.micro_scratches
     g = k + 1
     u = rng.random((g, 9)).tolist()
@@ -583,6 +587,8 @@ _REACH = 0.41
 
 def _hits(band: _Band, tab: _Grooves, burr: float) -> _Hits | None:
     """:class:`_Hits` of the grooves in the band; None if nothing is labelled."""
+    # (over 80 lines on purpose: one numeric pass whose arrays feed each other; split, it
+    # would hand a dozen arrays from function to function)
     n = band.idx.size
     if n == 0:
         return None
