@@ -17,18 +17,14 @@ from .hookspecs import hookimpl
 from .writing import DatasetWriter, WriteContext
 
 __all__ = [
-    "BLEND_MODES",
-    "DatasetWriter",
-    "DefectGenerator",
-    "GeneratorFailure",
-    "InputImageError",
-    "Layer",
-    "Light",
-    "ParamError",
-    "ParamSpace",
-    "Region",
-    "WriteContext",
+    # the hook marker
     "hookimpl",
-    "param",
+    # generators: the contract, what they see and return, their parameters
+    "DefectGenerator", "Region", "Light", "Layer", "param", "ParamSpace", "BLEND_MODES",
+    # writers
+    "DatasetWriter", "WriteContext",
+    # what a plugin may raise
+    "ParamError", "GeneratorFailure", "InputImageError",
+    # shared procedural fields (noise, shading, colour)
     "textures",
 ]
