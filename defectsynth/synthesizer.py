@@ -177,7 +177,8 @@ class Synthesizer:
         gate: Gate | None = None,
         max_attempts: int = 6,
         light_elevation: tuple[float, float] = (25.0, 65.0),
-        host: GeneratorSource | None = None,
+        # (a GeneratorSource or None: Any until report/preview.py stops passing `object`)
+        host: Any = None,
         on_failure: str = "raise",
         scale: float | str | None = None,
     ) -> None:

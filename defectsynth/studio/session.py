@@ -207,7 +207,7 @@ class Studio:
         if first.inputs.product_mask not in ("auto", "full"):
             roots.append(_folder_of(Path(os.path.normpath(base / first.inputs.product_mask))))
         for d in first.defects:
-            cls = self.host.generator(d.generator)
+            cls = self.host.generator(str(d.generator))  # a recipe names its generators
             for key in getattr(cls, "path_params", ()):
                 value = d.params.get(key)
                 for v in value if isinstance(value, list) else [value]:
