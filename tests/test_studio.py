@@ -208,6 +208,24 @@ def test_save_is_validated_and_never_overwrites_the_original(project: Path) -> N
     assert rec.defects[0].params == {"width": [2, 3]} and rec.seed == 7
 
 
+def test_save_over_the_starting_recipe_is_refused(project: Path) -> None:
+    with pytest.raises(StudioError, match="never over it"):
+        Studio(project / "recipes" / "demo.yaml", save_to=project / "recipes" / "demo.yaml")
+
+
+def test_images_and_allowed_folders_outside_the_working_directory(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The studio's folders are its own: started from anywhere, --images and --allow-path
+    folders elsewhere are readable (the recipe check used the working directory's)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    studio = Studio(images=project / "images", save_to=elsewhere / "studio.yaml")
+    assert studio.preview(studio.data, sorted(IMAGES)[0], seed=1)["after"]
+    Studio(project / "recipes" / "demo.yaml", allow_paths=[project])
+
+
 def test_preview_reports_instances_light_and_contrast(project: Path) -> None:
     studio = Studio(project / "recipes" / "demo.yaml")
     data = dict(studio.data, instances=[3, 3])

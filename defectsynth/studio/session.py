@@ -148,6 +148,10 @@ class Studio:
             self.save_path = self.recipe_file.with_name(self.recipe_file.stem + ".studio.yaml")
         else:
             self.save_path = Path(os.getcwd()) / "studio.yaml"
+        if self.recipe_file is not None and self.save_path == self.recipe_file:
+            raise StudioError(
+                f"--save {str(save_to)!r} is the recipe the studio starts from; it writes "
+                "beside it, never over it: choose another file name", None, 400)
         self.base_dir = self.save_path.parent
         self.data, first = self._start_data(images, host)
         self.host = first.check(host)
@@ -236,8 +240,10 @@ class Studio:
             raise StudioError("plugin_dirs cannot change in the studio (it loads code); edit "
                               "the recipe file and start again", "plugin_dirs")
         try:
+            # (the studio's own folders are what a path may point into, wherever the
+            # working directory is; narrowed to exactly them just below)
             rec = parse_recipe(copy.deepcopy(dict(data)), file=self.save_path.name,
-                               base_dir=self.base_dir)
+                               base_dir=self.base_dir, allow_paths=self.roots)
             rec = replace(rec, allowed=self.roots)
             for i, entry in enumerate(rec.inputs.images):
                 rec.resolve(entry, f"inputs.images[{i}]" if len(rec.inputs.images) > 1
