@@ -56,10 +56,10 @@ class _Common:
     roughness: float = param(
         0.5, lo=0.0, hi=1.0, vary=(0.3, 0.8), doc="how ragged the outline is (0 smooth)"
     )
-    # (a plain string, not a choice, so that `fit` leaves it alone: it is a fact about
-    # the images, not a look to search)
+    # (a choice, so that a misspelt value is refused when the recipe is read, naming its
+    # key; `fit` may try the other polarities, which find no copper and score worse)
     copper: str = param(
-        "auto",
+        "auto", choices=("auto", "dark", "light"),
         doc="which tone is copper: auto (dark on grey scans, the lighter green on colour "
         "boards), dark or light",
     )

@@ -304,3 +304,11 @@ def test_places_every_defect_on_a_deeppcb_template() -> None:
     for cls in GENERATORS:
         made = sum(len(s.annotations) for s in samples(cls, img, n=4))
         assert made >= 3, cls.name
+
+
+def test_a_misspelt_copper_polarity_is_refused_when_the_recipe_is_read() -> None:
+    from defectsynth import ParamError, Synthesizer
+
+    with pytest.raises(ParamError) as err:
+        Synthesizer([{"generator": "pcb_open", "params": {"copper": "copperish"}}])
+    assert err.value.field == "copper"
