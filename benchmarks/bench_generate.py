@@ -7,7 +7,8 @@ Prints ratios measured in one run; asserts nothing.
   built-in formats, one worker -> target >= 0.8x the floor's images/s;
 - scaling: 2 workers vs 1 -> target >= 1.7x on a 2-core machine;
 - memory: peak RSS of a one-worker run of 2,000 samples vs 200 -> target within 1.2x
-  (each run in its own process; the default run uses 20 vs 200 samples of 256x256).
+  (each run in its own process; the default run uses 20 vs 200 samples of 256x256), and
+  the peak RSS of a run over one 4096x3000 source beside one of 1024x1024.
 
     python benchmarks/bench_generate.py            # short: about a minute on 2 cores
     python benchmarks/bench_generate.py --full     # the sizes above: several minutes
@@ -139,6 +140,23 @@ def memory_figures(
     return measure(r_small, mem / "out_small"), measure(r_large, mem / "out_large")
 
 
+def big_source_rss(mem: Path, gens: list[str], plugin_dirs: list[str],
+                   size: tuple[int, int] = (4096, 3000)) -> tuple[float, float]:
+    """Peak RSS (MB) of a one-worker run over one ``size`` (width, height) source, 4
+    variants, and the same for a 1024x1024 source: what a large photo costs."""
+    out = []
+    for w, h in (size, (1024, 1024)):
+        folder = mem / f"big_{w}x{h}"
+        rng = np.random.default_rng(0)
+        coarse = rng.integers(60, 190, size=(h // 16, w // 16, 3)).astype(np.uint8)
+        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        (folder / "src").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / "src" / "big.png"), img)
+        recipe = write_recipe(folder, 4, gens, plugin_dirs)
+        out.append(peak_rss_mb(recipe, folder / "out"))
+    return out[0], out[1]
+
+
 def available_generators() -> tuple[list[str], list[str]]:
     from defectsynth.plugins import PluginHost
 
@@ -184,6 +202,8 @@ def main() -> None:
             tmp / "mem", gens, plugin_dirs, mem_side, mem_small, mem_large
         )
         results.update(rss_small_mb=m_small, rss_large_mb=m_large)
+        rss_big, rss_1k = big_source_rss(tmp / "big", gens, plugin_dirs)
+        results.update(rss_4096x3000_mb=rss_big, rss_1024x1024_mb=rss_1k)
 
     print(f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of 1024x1024 PNG")
     print(f"I/O floor, 1 worker:     {f1:6.1f} images/s")
@@ -200,6 +220,10 @@ def main() -> None:
     print(
         f"peak RSS, {mem_large} vs {mem_small} samples ({mem_side}px, 1 worker): "
         f"{m_large:.0f} MB vs {m_small:.0f} MB, ratio {m_large / m_small:.2f} (target <= 1.2)"
+    )
+    print(
+        f"peak RSS, one 4096x3000 source (4 variants, 3 defects, all formats): {rss_big:.0f} MB "
+        f"(one 1024x1024 source: {rss_1k:.0f} MB; the pixels: {4096 * 3000 * 3 / 2**20:.0f} MB)"
     )
     if args.json:
         print(json.dumps(results, indent=2))
