@@ -174,13 +174,11 @@ class CentreSampler:
             if x1 >= x2 or y1 >= y2:
                 self._idx = np.zeros(0, dtype=np.int64)
             else:
-                # distance to the nearest background pixel, the image border counting as
-                # background; allowed = farther than the margin (as the disc test)
-                dist = cv2.distanceTransform(
-                    np.pad(self._product.astype(np.uint8), 1), cv2.DIST_L2,
-                    cv2.DIST_MASK_PRECISE,
-                )[1:-1, 1:-1]
-                self._idx = np.flatnonzero((dist > self._margin).ravel())
+                # squared distance to the nearest background pixel, the image border
+                # counting as background; allowed = farther than the margin, exactly as the
+                # disc test. (Exact integer arithmetic: OpenCV's DIST_MASK_PRECISE differs
+                # by a few 1e-6 from call to call, which flips pixels at whole distances.)
+                self._idx = np.flatnonzero((_squared_edt(self._product) > self._margin**2).ravel())
         return self._idx
 
     def draw(self, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -202,6 +200,16 @@ class CentreSampler:
             return None
         flat = int(idx[int(rng.integers(idx.size))])
         return flat % self.shape[1], flat // self.shape[1]
+
+
+def _squared_edt(mask: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distance of every pixel to the nearest pixel outside ``mask``, the
+    image border counting as outside; exact and the same from call to call."""
+    from scipy import ndimage  # (only thin or ragged products need it)
+
+    padded = np.pad(np.asarray(mask, bool), 1)
+    dist = ndimage.distance_transform_edt(padded)
+    return np.rint(np.square(dist[1:-1, 1:-1]))
 
 
 class EdgeSampler:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 from defectsynth.api import DefectGenerator, Layer, Region, hookimpl, param
 from defectsynth.textures import fbm_pixels, shade_slopes, surface_shading
@@ -77,7 +78,8 @@ class ChipGenerator(DefectGenerator):
             return Layer(out, cov)  # no edge here: nothing to break off
         cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
         # inward distance from the background: the bite follows the edge's own curve
-        inside = cv2.distanceTransform(prod.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        # (scipy's exact transform: OpenCV's precise mode is not the same from call to call)
+        inside = ndimage.distance_transform_edt(prod).astype(F32)
         # the edge's tangent at the centre, from the smoothed mask's gradient
         sm = cv2.GaussianBlur(prod.astype(F32), (0, 0), max(params.size / 6.0, 1.5))
         gx = float(cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3)[int(cy), int(cx)])
