@@ -553,7 +553,7 @@ class Synthesizer:
         lb = tight_box(mask_local)
         assert lb is not None
         box = (lb[0] + ix0, lb[1] + iy0, lb[2] + ix0, lb[3] + iy0)
-        if not self.gate.passes(vis, scene.threshold, scene.src, box):
+        if not self.gate.passes(vis, scene.threshold, scene.src, box, scene.product):
             return Drop.VISIBILITY
         return _Seen(mask_local, area, vis, lb, box)
 
@@ -597,7 +597,8 @@ class Synthesizer:
                 ]
             d = change_map(cand, scene.src[qy1:qy2, qx1:qx2])
             v = cv2.mean(d, rem.view(np.uint8))[0]
-            if not self.gate.passes(v, scene.threshold, scene.src, (qx1, qy1, qx2, qy2)):
+            if not self.gate.passes(v, scene.threshold, scene.src, (qx1, qy1, qx2, qy2),
+                                    scene.product):
                 return Drop.OVERLAP
             reduced[ki] = (rem, (qx1, qy1, qx2, qy2), v)
         if covered > self.max_overlap * seen.area:

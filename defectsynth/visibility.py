@@ -38,16 +38,20 @@ class Gate:
         return self.min_contrast * maxval
 
     def passes(self, vis: float, threshold: float, src: np.ndarray,
-               box: tuple[int, int, int, int]) -> bool:
+               box: tuple[int, int, int, int], product: np.ndarray | None = None) -> bool:
         """Whether a mean change ``vis`` over an instance with this ``box`` (x1, y1, x2,
         y2 in ``src``, the clean image) is visible: above the absolute threshold and, when
-        ``min_relative`` is set, above that share of the local texture's variation."""
+        ``min_relative`` is set, above that share of the local texture's variation (on
+        the ``product`` only, when a product mask is given)."""
         if vis < threshold:
             return False
-        return self.min_relative <= 0 or vis >= self.min_relative * texture_noise(src, box)
+        if self.min_relative <= 0:
+            return True
+        return vis >= self.min_relative * texture_noise(src, box, product)
 
 
-def texture_noise(src: np.ndarray, box: tuple[int, int, int, int]) -> float:
+def texture_noise(src: np.ndarray, box: tuple[int, int, int, int],
+                  product: np.ndarray | None = None) -> float:
     """How much a clean surface's own detail varies around a box, in the image's units.
 
     The grey crop of ``src`` around ``box`` (x1, y1, x2, y2), grown by half the box's
@@ -55,7 +59,10 @@ def texture_noise(src: np.ndarray, box: tuple[int, int, int, int]) -> float:
     (9 to 41 px): what is left is the detail at the defect's scale and finer, which is
     what a defect has to stand out of. Its median absolute value times 1.4826 (the
     standard deviation for Gaussian detail, unmoved by a few specular glints) is returned.
-    Large crops are subsampled to about 16k pixels.
+    Large crops are subsampled to about 16k pixels. With a ``product`` mask (bool, the
+    image's size), only the product's pixels count, and the local mean is taken over
+    them: the step from the product to the background at its edge is not texture (a chip
+    always sits on that edge).
     """
     x1, y1, x2, y2 = box
     h, w = src.shape[:2]
@@ -66,8 +73,21 @@ def texture_noise(src: np.ndarray, box: tuple[int, int, int, int]) -> float:
         crop = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
     g = crop.astype(np.float32)
     k = 2 * min(max(min(bw, bh) // 4, 4), 20) + 1
-    hp = g - cv2.blur(g, (k, k), borderType=cv2.BORDER_REFLECT)
-    step = max(1, int(math.sqrt(hp.size / 16384.0)))
-    return 1.4826 * float(np.median(np.abs(hp[::step, ::step])))
+    on = None
+    if product is not None:
+        on = product[max(0, y1 - m):min(h, y2 + m), max(0, x1 - m):min(w, x2 + m)]
+        if on.all():
+            on = None
+        elif not on.any():
+            return 0.0
+    step = max(1, int(math.sqrt(g.size / 16384.0)))
+    if on is None:
+        hp = g - cv2.blur(g, (k, k), borderType=cv2.BORDER_REFLECT)
+        return 1.4826 * float(np.median(np.abs(hp[::step, ::step])))
+    weight = on.astype(np.float32)
+    mean = cv2.blur(g * weight, (k, k), borderType=cv2.BORDER_REFLECT) / np.maximum(
+        cv2.blur(weight, (k, k), borderType=cv2.BORDER_REFLECT), np.float32(1e-6))
+    hp = (g - mean)[::step, ::step][on[::step, ::step]]
+    return 1.4826 * float(np.median(np.abs(hp))) if hp.size else 0.0
 
 

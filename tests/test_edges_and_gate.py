@@ -205,3 +205,20 @@ def test_centres_on_a_ragged_product_are_the_same_every_time() -> None:
     s = CentreSampler(product, 3)
     for flat in first[::7]:
         assert s._allowed(int(flat % 120), int(flat // 120))
+
+
+def test_texture_noise_on_the_product_is_the_products_own() -> None:
+    """A product with fine grain (sigma 4) beside a flat background: around a box astride
+    the edge (where a chip sits) the measure is the product's grain, neither lowered by
+    the flat background nor raised by the step between them."""
+    rng = np.random.default_rng(0)
+    img = np.full((120, 120), 30.0)
+    img[:, 60:] = 180 + rng.normal(0, 4, (120, 60))
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    product = np.zeros((120, 120), bool)
+    product[:, 60:] = True
+    for box in ((50, 40, 80, 70), (55, 40, 70, 70), (40, 40, 90, 70)):
+        assert abs(texture_noise(img, box, product) - 4.0) < 0.6
+        assert texture_noise(img, box) < 3.2  # half of the crop is flat background
+    full = np.ones_like(product)
+    assert texture_noise(img, (80, 40, 110, 70), full) == texture_noise(img, (80, 40, 110, 70))
