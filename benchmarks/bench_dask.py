@@ -43,7 +43,7 @@ OVERHEAD_SHARE = 0.03  # the chunk size keeps a dask task's cost under this shar
 
 
 def run_local(recipe: Path, out: Path, workers: int) -> tuple[float, int]:
-    from defectsynth.recipe import load_recipe
+    from defectsynth.build import load_recipe
     from defectsynth.run import generate
 
     r = load_recipe(recipe)
@@ -55,7 +55,7 @@ def run_local(recipe: Path, out: Path, workers: int) -> tuple[float, int]:
 def run_dask(recipe: Path, out: Path, backend: Any = None, **kw: Any) -> tuple[float, int]:
     """Seconds and samples of one dask run; starts a local cluster of 2 unless given one."""
     from defectsynth.backends.dask import dask_backend, default_chunksize
-    from defectsynth.recipe import load_recipe
+    from defectsynth.build import load_recipe
     from defectsynth.run import generate
 
     r = load_recipe(recipe)
@@ -111,7 +111,7 @@ def peak_rss_mb(recipe: Path, out: Path) -> float:
     code = (
         "import resource, sys\n"
         "from defectsynth.backends.dask import dask_backend, default_chunksize\n"
-        "from defectsynth.recipe import load_recipe\n"
+        "from defectsynth.build import load_recipe\n"
         "from defectsynth.run import generate\n"
         "if __name__ == '__main__':\n"
         "    r = load_recipe(sys.argv[1])\n"

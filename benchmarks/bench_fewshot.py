@@ -132,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import os
 
+    from defectsynth.build import load_recipe
     from defectsynth.plugins import get_host
     from defectsynth.realism.fit import fit
-    from defectsynth.recipe import load_recipe
-    from defectsynth.synthesizer import source_id
+    from defectsynth.synthesizer import Synthesizer, source_id
 
     host = get_host()
     work = Path(tempfile.mkdtemp(prefix="bench_fewshot_"))
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, data in recipes.items():
             rec = load_recipe(recipe_file(dict(data, instances=1), base / f"{name}.yaml"),
                               host=host)
-            synth = rec.synthesizer(host, on_failure="reject")
+            synth = Synthesizer.from_recipe(rec, host, on_failure="reject")
             pos: list[np.ndarray] = []
             v = 0
             while len(pos) < args.patches and v < 50:

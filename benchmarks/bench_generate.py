@@ -96,7 +96,7 @@ def floor(src: Path, out: Path, workers: int, repeat: int) -> float:
 
 
 def run_generate(recipe: Path, out: Path, workers: int) -> float:
-    from defectsynth.recipe import load_recipe
+    from defectsynth.build import load_recipe
     from defectsynth.run import generate
 
     r = load_recipe(recipe)
@@ -121,7 +121,7 @@ def peak_rss_mb(recipe: Path, out: Path) -> float:
     """Peak RSS (MB) of a one-worker run in a fresh process."""
     code = (
         "import resource, sys\n"
-        "from defectsynth.recipe import load_recipe\n"
+        "from defectsynth.build import load_recipe\n"
         "from defectsynth.run import generate\n"
         "generate(load_recipe(sys.argv[1]), sys.argv[2], workers=1)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"

@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from defectsynth import Synthesizer
+from defectsynth.build import load_recipe
 from defectsynth.integrations import DefectDataset, read_image
-from defectsynth.recipe import load_recipe
 
 ROOT = Path(__file__).parents[1]
 SIDE = 512
@@ -90,7 +90,7 @@ def main() -> None:
     from defectsynth.integrations.albumentations import AddDefects
 
     recipe = load_recipe(args.recipe)
-    base = recipe.synthesizer()
+    base = Synthesizer.from_recipe(recipe)
     entries = [
         {"generator": d.generator, "weight": d.weight, "params": dict(d.params),
          "category": d.category}

@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from dataset_factory import PLUGINS, recipe_dict  # noqa: E402
 
+from defectsynth.build import check_recipe  # noqa: E402
 from defectsynth.errors import InputImageError, RecipeError  # noqa: E402
 from defectsynth.imagefile import decode_image  # noqa: E402
 from defectsynth.plugins import PluginHost  # noqa: E402
@@ -138,7 +139,7 @@ def fuzz_recipe(
         except UnicodeDecodeError:
             return  # read_recipe refuses it before parsing (tested elsewhere)
         recipe = parse_recipe_text(text, file="fuzz.yaml", base_dir=ROOT)
-        recipe.check(host)
+        check_recipe(recipe, host)
 
     return "recipe", data, call
 

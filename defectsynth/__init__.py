@@ -29,7 +29,7 @@ _FACE: dict[str, str] = {
     "Region": "generator",
     "param": "generator",
     "hookimpl": "hookspecs",
-    "load_recipe": "recipe",
+    "load_recipe": "build",
     "Annotation": "sample",
     "Sample": "sample",
     "Entry": "synthesizer",
@@ -87,6 +87,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from .build import load_recipe
     from .errors import (
         DefectsynthError,
         GeneratorFailure,
@@ -98,7 +99,6 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .hookspecs import hookimpl
     from .realism.fit import FitResult, fit
     from .realism.score import Score, score
-    from .recipe import load_recipe
     from .sample import Annotation, Sample
     from .synthesizer import Entry, Gate, Synthesizer, source_id
     from .writing import DatasetWriter

@@ -11,20 +11,55 @@ here, so this module imports neither the recipe module nor the synthesizer modul
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import DefectsynthError, ParamError, UnknownNameError, did_you_mean, shorten
 from .generator import ParamSpace, param_fields
 from .mix import PreparedEntry, entry_labels
+from .recipe import Recipe, read_recipe
 from .visibility import Gate
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
-    from .recipe import Recipe
     from .synthesizer import Synthesizer
 
 S = TypeVar("S", bound="Synthesizer")
+
+
+def load_recipe(
+    path: str | os.PathLike[str],
+    host: PluginHost | None = None,
+    *,
+    allow_paths: Iterable[str | os.PathLike[str]] = (),
+) -> Recipe:
+    """Read a recipe file and validate it completely, plugins included.
+
+    :param path: the YAML file; relative paths inside it are relative to its folder.
+    :param host: plugin host to look generators and formats up in (default: the
+        process-wide host, with the recipe's ``plugin_dirs`` added).
+    :param allow_paths: folders, besides the recipe's own and the working directory,
+        that the recipe's paths may point into (see
+        :func:`~defectsynth.recipe.allowed_roots`).
+    :raises RecipeError: naming the file and the key path of the first problem.
+    """
+    recipe = read_recipe(path, allow_paths=allow_paths)
+    check_recipe(recipe, host)
+    return recipe
+
+
+def as_recipe(recipe: Any, host: Any = None) -> Recipe:
+    """A Recipe from a recipe file path or a Recipe (the training integrations take both)."""
+    if isinstance(recipe, str | os.PathLike):
+        return load_recipe(recipe, host)
+    if isinstance(recipe, Recipe):
+        return recipe
+    raise TypeError(
+        "recipe must be a recipe file path, a Recipe or a Synthesizer, "
+        f"got {type(recipe).__name__}"
+    )
 
 
 def check_recipe(

@@ -235,6 +235,7 @@ def _load_recipe(
     """Read and fully validate a recipe (a file, or made from flags when ``path`` is None)
     with ``flags`` (key path, value) and then ``overrides`` (KEY=VALUE texts) set first; on
     a recipe error print it and exit 2."""
+    from .build import check_recipe
     from .errors import RecipeError
     from .recipe import parse_override, read_recipe, recipe_from_flags
 
@@ -249,7 +250,7 @@ def _load_recipe(
         else:
             recipe = read_recipe(path, allow_paths=allow, overrides=pairs).with_seed(seed)
         host = _host(ctx, [str(p) for p in recipe.plugin_paths()])
-        recipe.check(host)
+        check_recipe(recipe, host)
     except RecipeError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(2)
@@ -763,8 +764,8 @@ def init_cmd(ctx: click.Context, images: str, out: str, force: bool) -> None:
     """
     from pathlib import Path
 
+    from .build import load_recipe
     from .errors import RecipeError
-    from .recipe import load_recipe
     from .starter import starter_recipe
     from .writing import atomic_write_text
 

@@ -34,7 +34,6 @@ from .mix import Entry
 
 if TYPE_CHECKING:
     from .plugins import PluginHost
-    from .synthesizer import Synthesizer
 
 SPLITS = ("train", "val", "test")
 IMAGE_FORMATS = ("png", "jpg")
@@ -247,17 +246,6 @@ class Recipe:
             host.add_plugin_dir(d)
         return host
 
-    def check(self, host: PluginHost | None = None) -> PluginHost:
-        """Validate generator names, their params and output formats against the plugins.
-
-        Raises :class:`RecipeError` naming the key path; returns the host used. (The work
-        is :func:`defectsynth.build.check_recipe`'s, which also returns the prepared
-        entries.)
-        """
-        from .build import check_recipe
-
-        return check_recipe(self, host)[0]
-
     def check_category(self, key: str, name: str) -> None:
         """Raise :class:`RecipeError` at ``key`` when ``name`` cannot be a label."""
         _check_category(self, key, name)
@@ -277,16 +265,6 @@ class Recipe:
                     for i, v in enumerate(value)
                 ]
         return params
-
-    def synthesizer(
-        self, host: PluginHost | None = None, *, on_failure: str = "raise"
-    ) -> Synthesizer:
-        """The same as ``Synthesizer.from_recipe(self, host, on_failure=...)``, kept for
-        the callers that use it (the recipe itself builds nothing: the builder,
-        :mod:`defectsynth.build`, does)."""
-        from .synthesizer import Synthesizer
-
-        return Synthesizer.from_recipe(self, host, on_failure=on_failure)
 
     def mask_pattern(self) -> _MaskPattern:
         """Each source's product mask file by ``inputs.product_mask`` (a pattern), as a
@@ -1088,38 +1066,6 @@ def _mark(exc: yaml.YAMLError) -> str:
     if mark is None:
         return ""
     return f"line {mark.line + 1}, column {mark.column + 1}: "
-
-
-def load_recipe(
-    path: str | os.PathLike[str],
-    host: PluginHost | None = None,
-    *,
-    allow_paths: Iterable[str | os.PathLike[str]] = (),
-) -> Recipe:
-    """Read a recipe file and validate it completely, plugins included.
-
-    :param path: the YAML file; relative paths inside it are relative to its folder.
-    :param host: plugin host to look generators and formats up in (default: the
-        process-wide host, with the recipe's ``plugin_dirs`` added).
-    :param allow_paths: folders, besides the recipe's own and the working directory,
-        that the recipe's paths may point into (see :func:`allowed_roots`).
-    :raises RecipeError: naming the file and the key path of the first problem.
-    """
-    recipe = read_recipe(path, allow_paths=allow_paths)
-    recipe.check(host)
-    return recipe
-
-
-def as_recipe(recipe: Any, host: Any = None) -> Recipe:
-    """A Recipe from a recipe file path or a Recipe (the training integrations take both)."""
-    if isinstance(recipe, str | os.PathLike):
-        return load_recipe(recipe, host)
-    if hasattr(recipe, "synthesizer"):
-        return recipe
-    raise TypeError(
-        "recipe must be a recipe file path, a Recipe or a Synthesizer, "
-        f"got {type(recipe).__name__}"
-    )
 
 
 ALLOW_ENV = "DEFECTSYNTH_ALLOW_PATHS"

@@ -248,8 +248,8 @@ class Synthesizer:
         ``on_failure`` as for the constructor (dataset runs use ``"reject"``). Raises
         ``RecipeError`` naming the file and key path of a problem.
         """
-        from .build import build_synthesizer
-        from .recipe import Recipe, load_recipe
+        from .build import build_synthesizer, load_recipe
+        from .recipe import Recipe
 
         rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, host=host)
         return build_synthesizer(rec, host, on_failure=on_failure, synthesizer=cls)

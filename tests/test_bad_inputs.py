@@ -41,10 +41,11 @@ import yaml
 from click.testing import CliRunner
 from dataset_factory import PLUGINS, make_inputs, recipe_dict, tree_bytes
 
-from defectsynth import imagefile
+from defectsynth import Synthesizer, imagefile
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.errors import RecipeError
-from defectsynth.recipe import ALLOW_ENV, load_recipe
+from defectsynth.recipe import ALLOW_ENV
 from defectsynth.run import MANIFEST, read_image
 from defectsynth.validate import validate_dataset
 from defectsynth.writing import TMP_MARK
@@ -1214,7 +1215,7 @@ def test_the_product_mask_estimated_by_the_worker_is_the_one_apply_would_make(
     runner = TaskRunner(WorkerSpec(recipe=recipe, out_dir=str(ws.out)))
     task = Plan.build(recipe).task(0)
     sample, _ = runner.sample(task)
-    alone = recipe.synthesizer().apply(
+    alone = Synthesizer.from_recipe(recipe).apply(
         read_image(task.source)[0], seed=recipe.seed, source_id=sample.source_id,
         variant=task.variant, instances=0 if task.negative else None,
     )

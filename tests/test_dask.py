@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from dataset_factory import PLUGINS, make_inputs, tree_bytes, write_recipe
 
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.errors import RunError
-from defectsynth.recipe import load_recipe
 from defectsynth.run import MANIFEST, generate, read_manifest
 from defectsynth.writing import TMP_MARK
 

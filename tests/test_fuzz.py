@@ -29,11 +29,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_bad_inputs import Ws, check_consistent, exif_rotated_jpeg, palette_png, run_cli
 
+from defectsynth.build import load_recipe
 from defectsynth.errors import InputImageError, RecipeError
 from defectsynth.generator import param_fields, param_info
 from defectsynth.imagefile import decode_image, probe_image
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.synthesizer import Entry, Synthesizer
 
 SCALE = max(1, int(os.environ.get("DEFECTSYNTH_FUZZ", "1")))
@@ -193,7 +193,7 @@ def test_recipe_loader_says_recipe_error_or_loads(
     except RecipeError as exc:
         assert str(exc).startswith(str(path))
         return
-    recipe.synthesizer(host)  # a recipe that loads builds its synthesizer
+    Synthesizer.from_recipe(recipe, host)  # a recipe that loads builds its synthesizer
     assert recipe.to_dict()["seed"] == recipe.seed
 
 

@@ -21,9 +21,9 @@ import pytest
 from dataset_factory import PLUGINS, make_inputs, write_recipe
 
 from defectsynth import Synthesizer
+from defectsynth.build import load_recipe
 from defectsynth.integrations import DefectDataset, read_image
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.sample import convert_boxes, tight_box
 from defectsynth.testing import test_surface
 
@@ -207,7 +207,7 @@ def test_meta_remakes_the_item_alone(recipe_path: Path, host: PluginHost) -> Non
     meta = target["meta"]
     assert meta["index"] == 4 and meta["epoch"] == 2 and target["image_id"] == 4
     recipe = load_recipe(recipe_path, host=host)
-    synth = recipe.synthesizer(host)
+    synth = Synthesizer.from_recipe(recipe, host)
     src = next(s for s in recipe.sources() if s.rel == meta["source"])
     again = synth.apply(
         cv2.imread(src.path, cv2.IMREAD_UNCHANGED),

@@ -15,8 +15,8 @@ import pytest
 from dataset_factory import PLUGINS, make_inputs, write_recipe
 
 from defectsynth.backends import SharedOutput
+from defectsynth.build import load_recipe
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.rle import crop_rle, encode_rle
 from defectsynth.run import generate
 from defectsynth.run.manifest import MANIFEST, AnnotationRecord, Record, iter_records

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from dataset_factory import PLUGINS, make_inputs, write_recipe
 
+from defectsynth.build import load_recipe
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.run import generate, iter_records
 
 pytestmark = pytest.mark.readers

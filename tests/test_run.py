@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from dataset_factory import PLUGINS, make_inputs, tree_bytes, write_recipe
 
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.errors import RunError
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.run import (
     MANIFEST,
     assign_splits,

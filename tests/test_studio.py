@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
-from defectsynth.recipe import load_recipe
 from defectsynth.validate import validate_dataset
 
 pytestmark = pytest.mark.studio

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 
 import defectsynth.transplant.library as library_mod
 from defectsynth import GeneratorFailure, Layer, Synthesizer, param
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.defects.transplant import SEVERITY_FLOOR, TransplantGenerator
 from defectsynth.errors import RecipeError
 from defectsynth.generator import DefectGenerator, Region
-from defectsynth.recipe import load_recipe
 from defectsynth.testing import check_generator, test_surface
 from defectsynth.textures import bgr_to_lab
 from defectsynth.transplant import (

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from dataset_factory import PLUGINS, make_inputs, write_recipe
 
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.run import generate, iter_records
 from defectsynth.validate import validate_dataset
 

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from dataset_factory import PLUGINS, make_inputs, write_recipe
 
+from defectsynth.build import load_recipe
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.rle import decode_rle
 from defectsynth.run import generate, iter_records
 from defectsynth.writing import atomic_write_text, link_or_copy

@@ -97,10 +97,10 @@ class AddDefects(DualTransform):
         if isinstance(recipe, Synthesizer):
             self._synth: Synthesizer | None = recipe
         else:
-            from ..recipe import as_recipe
+            from ..build import as_recipe
 
             self._recipe = as_recipe(recipe, host)
-            self._synth = self._recipe.synthesizer(host)
+            self._synth = Synthesizer.from_recipe(self._recipe, host)
         synth = self._synth
         assert synth is not None
         self.categories = category_ids(categories if categories is not None else synth.categories)
@@ -117,7 +117,7 @@ class AddDefects(DualTransform):
     def synthesizer(self) -> Synthesizer:
         if self._synth is None:  # unpickled in a worker: rebuild from the recipe
             assert self._recipe is not None
-            self._synth = self._recipe.synthesizer(self._host)
+            self._synth = Synthesizer.from_recipe(self._recipe, self._host)
         return self._synth
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

@@ -144,7 +144,7 @@ class DefectDataset:
         if isinstance(recipe, Synthesizer):
             synth = recipe
         else:
-            from ..recipe import as_recipe
+            from ..build import as_recipe
 
             if isinstance(recipe, str | os.PathLike):
                 self._recipe_path = os.fspath(recipe)

@@ -303,7 +303,8 @@ def synthetic_set(
     """The synthetic side: a dataset folder written by ``generate`` (read like a real
     folder), a recipe file (rendered in memory over its inputs, or over ``clean``), a
     ``Recipe``, or an iterable of ``(group, Sample)`` pairs."""
-    from ..recipe import Recipe, load_recipe
+    from ..build import load_recipe
+    from ..recipe import Recipe
 
     if isinstance(synthetic, DefectSet):
         return synthetic
@@ -330,9 +331,10 @@ def render_recipe(
 ) -> DefectSet:
     """Render a recipe in memory until ``samples`` defects are made (or ten times as many
     images were tried), over its inputs or the images of ``clean``."""
+    from ..synthesizer import Synthesizer
     from .sources import CleanImages
 
-    synth = recipe.synthesizer(host, on_failure="reject")
+    synth = Synthesizer.from_recipe(recipe, host, on_failure="reject")
     images = CleanImages.from_recipe(recipe) if clean is None else CleanImages(clean)
     return images.render(synth, samples, seed)
 

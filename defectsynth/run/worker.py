@@ -32,7 +32,7 @@ from ..imagefile import (
 from ..placement import resolve_product_mask
 from ..recipe import Recipe
 from ..sample import Sample
-from ..synthesizer import source_id
+from ..synthesizer import Synthesizer, source_id
 from ..writing import atomic_write_bytes
 from .manifest import DATASET, AnnotationRecord, Record, annotation_record, image_path, mask_path
 from .plan import Task, shown_path
@@ -190,7 +190,7 @@ class TaskRunner:
         self.spec = spec
         self.recipe = spec.recipe
         self.out = Path(spec.out_dir)
-        self.synth = spec.recipe.synthesizer(host, on_failure="reject")
+        self.synth = Synthesizer.from_recipe(spec.recipe, host, on_failure="reject")
         self._cache: tuple[str, tuple[int, int, int], np.ndarray, str] | None = None
         self._mask_cache: tuple[str, tuple[int, ...], np.ndarray] | None = None
 

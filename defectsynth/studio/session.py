@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import yaml
 
+from ..build import check_recipe
 from ..errors import DefectsynthError, InputImageError, RecipeError
 from ..recipe import Recipe, SourceImage, parse_recipe, parse_recipe_text
 from ..sample import Sample, to_display
@@ -154,7 +155,7 @@ class Studio:
                 "beside it, never over it: choose another file name", None, 400)
         self.base_dir = self.save_path.parent
         self.data, first = self._start_data(images, host)
-        self.host = first.check(host)
+        self.host = check_recipe(first, host)[0]
         self.roots = self._roots(first, images)
         self._recipes = _LRU(CACHE_RECIPES)
         self._images = _LRU(CACHE_IMAGES)
@@ -251,7 +252,7 @@ class Studio:
             if rec.inputs.product_mask not in ("auto", "full"):
                 pm = rec.inputs.product_mask.replace("{", "").replace("}", "")
                 rec.resolve(pm, "inputs.product_mask")
-            synth = rec.synthesizer(self.host, on_failure="reject")
+            synth = Synthesizer.from_recipe(rec, self.host, on_failure="reject")
         except RecipeError as exc:
             raise StudioError(self._outside(exc.detail), exc.key) from None
         except (ValueError, DefectsynthError) as exc:
@@ -430,7 +431,7 @@ class Studio:
         try:
             rec = parse_recipe_text(text, file=str(self.save_path), base_dir=self.base_dir,
                                     allow_paths=self.roots)
-            rec.check(self.host)
+            check_recipe(rec, self.host)
         except RecipeError as exc:
             raise StudioError(exc.detail, exc.key) from None
         atomic_write_text(self.save_path, text)
