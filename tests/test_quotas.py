@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 from dataset_factory import PLUGINS, make_inputs, tree_bytes, write_recipe
 
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.errors import RecipeError, RunError
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.run import MANIFEST, Plan, generate
 
 QUOTAS = {"blob": 12, "bright": 9}
@@ -187,3 +187,35 @@ def test_the_report_shows_quotas_against_counts(tmp_path: Path, host: PluginHost
     for cat, want in QUOTAS.items():
         have = result.report["quotas"][cat]["instances"]
         assert f"<td>{cat}</td><td>{want}</td><td>{have}</td><td class='met'>met</td>" in table
+
+
+def test_generator_failures_count_in_position_order_and_inside_the_prefix_only(
+    tmp_path: Path, host: PluginHost
+) -> None:
+    """The failure watch sees the call summaries of contiguous positions inside the prefix,
+    in position order: results arriving out of order (dask) or past the boundary (tasks
+    in flight when the quotas were met) cannot stop one run and not another."""
+    from defectsynth.run.quotas import Quota
+    from defectsynth.run.worker import Made
+
+    recipe = load_recipe(_recipe(tmp_path, quotas={"blob": 2}), host=host)
+    plan = Plan.build(recipe)
+    order = list(plan.quota_order())
+    quota = Quota(plan, [("blob", 2)])
+
+    def made(k: int, blobs: int) -> Made:
+        calls = {"blob": {"ok": 0, "lead": 0, "trail": 0, "most": 0, "failed": 1,
+                          "error": f"at {k}"}}
+        record = {"annotations": [{"category": "blob"}] * blobs}
+        return Made(task=order[k], record=record, calls=calls)  # type: ignore[arg-type]
+
+    quota.take(made(1, 1))  # arrives first, but position 0 is not in yet
+    assert quota.ready_calls() == []
+    quota.take(made(0, 0))
+    assert [c["blob"]["error"] for c in quota.ready_calls()] == ["at 0", "at 1"]
+    quota.take(made(2, 1))  # meets the quota: the prefix ends here
+    quota.take(made(3, 0))  # in flight, past the boundary
+    assert quota.met and quota.boundary == 2
+    assert [c["blob"]["error"] for c in quota.ready_calls()] == ["at 2"]
+    quota.take(made(4, 0))
+    assert quota.ready_calls() == []

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from defectsynth.build import load_recipe
 from defectsynth.cli import cli
 from defectsynth.plugins import PluginHost
-from defectsynth.recipe import load_recipe
 from defectsynth.run import generate
 
 ROOT = Path(__file__).parents[1]
@@ -256,3 +256,17 @@ def test_preview_sheet_marks_negatives_and_has_a_legend(tmp_path: Path) -> None:
     body = sheet[30:].reshape(-1, 3)
     for mark in (NEGATIVE_MARK, DROPPED_MARK):
         assert (body == mark).all(axis=1).any()
+
+
+def test_the_page_reads_only_below_the_dataset_and_the_sources(tmp_path: Path) -> None:
+    """A manifest names files below its dataset; one that climbs out (or is absolute)
+    is not embedded in a page meant to be sent to others."""
+    from defectsynth.report.page import _inside
+
+    out = tmp_path / "ds"
+    (out / "images").mkdir(parents=True)
+    (tmp_path / "secret.png").write_bytes(b"x")
+    assert _inside(out, "images/a.png") == (out / "images" / "a.png").resolve()
+    assert _inside(out, "../secret.png") is None
+    assert _inside(out, str(tmp_path / "secret.png")) is None
+    assert _inside(out, "images/../../secret.png") is None

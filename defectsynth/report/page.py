@@ -142,12 +142,28 @@ class _Images:
         return self._cache[key]
 
     def after(self, a: Instance) -> np.ndarray | None:
-        return self._read(self.out / a.image)
+        path = _inside(self.out, a.image)
+        return None if path is None else self._read(path)
 
-    def before(self, a: Instance) -> np.ndarray | None:
+    def before(self, a: Instance, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The source of an instance, when it is found, matches its sha256 and has the
+        dataset image's size (a recipe with ``scale`` resizes it)."""
         if self.sources is None or not a.source:
             return None
-        return self._read(self.sources / a.source, a.source_sha256 or None)
+        path = _inside(self.sources, a.source)
+        img = None if path is None else self._read(path, a.source_sha256 or None)
+        if img is not None and shape is not None and img.shape[:2] != shape[:2]:
+            return None
+        return img
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """``root / rel`` when it stays inside ``root`` (a manifest names files below its
+    dataset, and sources below the sources folder; a path that climbs out, or an
+    absolute one, is not read: a page is meant to be sent to others)."""
+    base = root.resolve()
+    path = (root / rel).resolve()
+    return path if path == base or base in path.parents else None
 
 
 def _sha256(data: bytes) -> str:
@@ -173,7 +189,7 @@ def examples_section(
             after = images.after(a)
             if after is None or a.rle is None:
                 continue
-            before = images.before(a)
+            before = images.before(a, after.shape)
             with_before += before is not None
             crop = rle_crop(a.rle, a.box)
             pair = zoom_pair(before, after, a.box, crop, colors[cat], ZOOM)

@@ -233,6 +233,7 @@ def generate(
     """
     from ..backends import local_backend
     from ..plugins import PluginHost
+    from ..synthesizer import Synthesizer
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -241,7 +242,7 @@ def generate(
     )
     if host is None:
         host = PluginHost(plugin_dirs)
-    synth = recipe.synthesizer(host)  # validates generators, params and formats
+    synth = Synthesizer.from_recipe(recipe, host)  # validates generators, params, formats
     categories = synth.categories
     _check_quota_categories(recipe, categories)
     plan = Plan.build(recipe, limit, exclude=[out])
@@ -356,10 +357,16 @@ class _Recorder:
             self.stop.fail(stopped_error(result.error, result.errno))
         elif self.quota is None:
             self.tally.add(result)
-        calls = result.calls if isinstance(result, Made | WriteFailed) else {}
-        stopper = self.watch.update(calls)
-        if stopper is not None:
-            self.stop.fail(RunError(stopper))
+        if self.quota is not None:
+            # in position order, inside the prefix only (see Quota.ready_calls)
+            summaries = self.quota.ready_calls()
+        else:
+            summaries = [result.calls if isinstance(result, Made | WriteFailed) else {}]
+        for calls in summaries:
+            stopper = self.watch.update(calls)
+            if stopper is not None:
+                self.stop.fail(RunError(stopper))
+                break
 
     def _append(self, record: Record) -> None:
         data = dump_record(record).encode("utf-8")

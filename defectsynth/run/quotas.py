@@ -85,6 +85,8 @@ class Quota:
         #: report counts those inside the prefix only
         self.deferred: list[tuple[int, Skipped | Failed]] = []
         self.calls: list[tuple[int, Calls]] = []
+        self._calls_waiting: dict[int, Calls] = {}
+        self._fed = 0  # positions whose calls went to the failure watch
 
     @property
     def met(self) -> bool:
@@ -103,11 +105,27 @@ class Quota:
         pos = self.plan.position(result.task)
         if isinstance(result, Made | WriteFailed) and result.calls:
             self.calls.append((pos, result.calls))
+            self._calls_waiting[pos] = result.calls
         if isinstance(result, Made):
             self.add(result.task, (a["category"] for a in result.record["annotations"]))
         elif isinstance(result, Skipped | Failed):
             self.deferred.append((pos, result))
             self.add(result.task, ())
+
+    def ready_calls(self) -> list[Calls]:
+        """The generator-call summaries the failure watch may see now: those of the
+        positions that are contiguous from the start and inside the prefix, in position
+        order, each once. So a streak of failures is counted the same for any worker
+        count or backend, and failures past the boundary (tasks in flight when the quotas
+        were met, whose samples are dropped) never stop the run."""
+        limit = self._next if self.boundary is None else min(self._next, self.boundary + 1)
+        out = []
+        while self._fed < limit:
+            calls = self._calls_waiting.pop(self._fed, None)
+            if calls:
+                out.append(calls)
+            self._fed += 1
+        return out
 
     def keeps(self, index: int) -> bool:
         return self.boundary is not None and self.plan.position(index) <= self.boundary
