@@ -4,13 +4,32 @@ Target (issue 3): apply <= 0.5x the time of cv2.imencode('.png') of the same ima
 measured in the same run. Prints the figures; asserts nothing.
 
     python benchmarks/bench_synthesizer.py [--repeat 30] [--generators scratch,dent,...]
+
+A/B modes (issue 19), each printing base/new ratios measured in the same run:
+
+    python benchmarks/bench_synthesizer.py --gate-ab
+        the visibility gate's decisions on the regions a run of the demo mix recorded
+        (512x512 fixture crops, 3 defects each): Gate.passes against the exact median
+        it replaced (vis >= min_relative * texture_noise), same decisions checked;
+    python benchmarks/bench_synthesizer.py --ab /tmp/base19 [--rounds 7]
+        the whole on-the-fly item (Synthesizer.apply with the product mask, the demo
+        mix, 3 defects, 512x512 crops; what DefectDataset[i] synthesizes) in a worker
+        process per code tree (PYTHONPATH), base and new taking turns round by round
+        (the order flipping), so the shared VM's drift hits both alike; the outputs'
+        sha256 must agree.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,12 +48,168 @@ def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times) * 1000
 
 
+ROOT = Path(__file__).parents[1]
+SIDE = 512
+
+
+def crops(n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` 512x512 BGR uint8 crops of the fixture photos and their product masks (as
+    bench_training.py makes them, read with OpenCV alone so any code tree can run it)."""
+    images, masks = [], []
+    files = sorted((ROOT / "fixtures" / "images").glob("*.png"))
+    for i in range(n):
+        f = files[i % len(files)]
+        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(ROOT / "fixtures" / "masks" / f.name), cv2.IMREAD_UNCHANGED)
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        if img.dtype != np.uint8:
+            img = (img >> 8).astype(np.uint8)
+        h, w = img.shape[:2]
+        if min(h, w) < SIDE:
+            scale = SIDE / min(h, w)
+            img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+            h, w = img.shape[:2]
+        rng = np.random.default_rng(i)
+        y = int(rng.integers(0, h - SIDE + 1))
+        x = int(rng.integers(0, w - SIDE + 1))
+        images.append(np.ascontiguousarray(img[y : y + SIDE, x : x + SIDE, :3]))
+        m = mask if mask.ndim == 2 else mask[:, :, 0]
+        masks.append(np.ascontiguousarray(m[y : y + SIDE, x : x + SIDE]) > 0)
+    return images, masks
+
+
+def demo_synth() -> Synthesizer:
+    """The demo recipe's generator mix, placement and gate, 3 defects per image (read
+    from the YAML directly, so any code tree can run it)."""
+    import yaml
+
+    from defectsynth.visibility import Gate
+
+    rec = yaml.safe_load((ROOT / "fixtures" / "recipes" / "demo.yaml").read_text())
+    return Synthesizer(
+        [dict(d) for d in rec["defects"]], instances=3, margin=rec["placement"]["margin"],
+        max_overlap=rec["placement"]["max_overlap"], gate=Gate(**rec["gate"]),
+        on_failure="reject",
+    )
+
+
+def worker(images: int, passes: int) -> None:
+    """One code tree's ms per item (median of ``passes`` passes) and its outputs' hash."""
+    cv2.setNumThreads(1)
+    imgs, masks = crops(images)
+    synth = demo_synth()
+    digest = hashlib.sha256()
+    synth.apply(imgs[0], masks[0], seed=10**6)  # warm up
+    times = []
+    for p in range(passes):
+        t = time.perf_counter()
+        for i, (img, m) in enumerate(zip(imgs, masks, strict=True)):
+            s = synth.apply(img, m, seed=p, source_id=i)
+            if p == 0:
+                digest.update(s.image.tobytes())
+                for a in s.annotations:
+                    digest.update(repr((a.box, a.visibility)).encode())
+        times.append((time.perf_counter() - t) * 1000 / len(imgs))
+    print(json.dumps({"ms": statistics.median(times), "sha256": digest.hexdigest()}))
+
+
+def ab(base: str, rounds: int, images: int, passes: int) -> None:
+    trees = {"base": base, "new": str(ROOT)}
+    ms: dict[str, list[float]] = {k: [] for k in trees}
+    shas: dict[str, set[str]] = {k: set() for k in trees}
+    for r in range(rounds):
+        order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
+        for name, tree in order:
+            env = dict(os.environ, PYTHONPATH=tree)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", "--images", str(images),
+                 "--passes", str(passes)],
+                env=env, cwd="/", check=True, capture_output=True, text=True,
+            ).stdout.strip().splitlines()[-1]
+            got = json.loads(out)
+            ms[name].append(got["ms"])
+            shas[name].add(got["sha256"])
+    print(f"on-the-fly item, {images} crops of {SIDE}x{SIDE}, 3 defects, demo mix, "
+          f"{rounds} rounds x {passes} passes, one thread per process")
+    for name in trees:
+        print(f"  {name:<5} {trees[name]:<40} ms/item median {statistics.median(ms[name]):6.2f}"
+              f"  rounds {' '.join(f'{v:.2f}' for v in ms[name])}")
+    ratios = [b / n for b, n in zip(ms["base"], ms["new"], strict=True)]
+    speedup = statistics.median(ms["base"]) / statistics.median(ms["new"])
+    print(f"  speed-up new vs base: {speedup:.3f}x "
+          f"(per round {min(ratios):.3f}..{max(ratios):.3f})")
+    same = shas["base"] == shas["new"] and len(shas["new"]) == 1
+    print(f"  outputs byte-identical: {'yes' if same else 'NO'}")
+
+
+def gate_ab(repeat: int) -> None:
+    """Gate.passes against the exact median on the (vis, box) pairs a run recorded."""
+    from defectsynth import visibility
+
+    imgs, masks = crops(24)
+    synth = demo_synth()
+    gate = synth.gate
+    recorded: list[tuple[float, float, np.ndarray, tuple[int, int, int, int], np.ndarray]] = []
+    original = type(gate).passes
+
+    def record(self, vis, threshold, src, box, product=None):  # type: ignore[no-untyped-def]
+        recorded.append((vis, threshold, src, box, product))
+        return original(self, vis, threshold, src, box, product)
+
+    type(gate).passes = record  # type: ignore[method-assign]
+    try:
+        for i, (img, m) in enumerate(zip(imgs, masks, strict=True)):
+            synth.apply(img, m, seed=1, source_id=i)
+    finally:
+        type(gate).passes = original  # type: ignore[method-assign]
+
+    def exact() -> list[bool]:
+        return [
+            vis >= t and (gate.min_relative <= 0 or vis >= gate.min_relative
+                          * visibility.texture_noise(src, box, prod))
+            for vis, t, src, box, prod in recorded
+        ]
+
+    def counted() -> list[bool]:
+        return [gate.passes(vis, t, src, box, prod) for vis, t, src, box, prod in recorded]
+
+    assert exact() == counted(), "the gate's decisions differ"
+    a, b = [], []
+    for r in range(repeat):  # taking turns, the order flipping
+        for fn, acc in ((exact, a), (counted, b)) if r % 2 else ((counted, b), (exact, a)):
+            t = time.perf_counter()
+            fn()
+            acc.append((time.perf_counter() - t) * 1000 / len(recorded))
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(f"gate on {len(recorded)} recorded regions (demo mix, 24 crops of {SIDE}x{SIDE}), "
+          f"{repeat} turns: exact median {ma * 1000:.0f} us/decision, counts {mb * 1000:.0f} "
+          f"us/decision: {ma / mb:.2f}x; same decisions: yes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--generators", default="")
+    ap.add_argument("--ab", metavar="BASE_TREE", help="A/B the on-the-fly item against "
+                    "the code tree at BASE_TREE (e.g. a git worktree of the previous commit)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--gate-ab", action="store_true")
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    if args.worker:
+        worker(args.images, args.passes)
+        return
+    if args.ab:
+        ab(args.ab, args.rounds, args.images, args.passes)
+        return
+    if args.gate_ab:
+        gate_ab(args.repeat)
+        return
     host = PluginHost()
     names = [n for n in args.generators.split(",") if n] or sorted(host.generators)
     img = test_surface((1024, 1024), seed=1)
