@@ -7,6 +7,7 @@ annotations too, so this is the one mask encoding in our manifest and COCO files
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import numpy as np
@@ -56,7 +57,7 @@ def crop_rle(crop: np.ndarray, box: Any, shape: tuple[int, int]) -> MaskRLE:
     return {"size": [int(h), int(w)], "counts": counts}
 
 
-def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+def decode_rle(rle: MaskRLE | Mapping[str, Any]) -> np.ndarray:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if not isinstance(counts, list):

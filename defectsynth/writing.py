@@ -15,15 +15,18 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 TMP_MARK = ".dstmp-"
 """Temporary files are named ``.{name}.dstmp-{pid}-{random}``; ``--resume`` deletes leftovers.
 The random part keeps two writers of one file apart when they share a pid on different
 machines of a cluster (a retried task whose first worker was only presumed dead)."""
+
+if TYPE_CHECKING:  # (the records' type only: a writer loads nothing of the run)
+    from .run.manifest import Record
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class DatasetWriter:
     paths: ClassVar[tuple[str, ...]] = ()
 
     def write(
-        self, out_dir: Path, records: Iterable[dict[str, Any]], context: WriteContext
+        self, out_dir: Path, records: Iterable[Record], context: WriteContext
     ) -> None:
         """Write this format's files under ``out_dir`` from the manifest ``records``.
 
@@ -177,6 +180,6 @@ def remove_temp_files(root: str | os.PathLike[str]) -> int:
 # -- record helpers (the manifest record format is documented in docs/formats.md) ---------
 
 
-def record_file_name(record: dict[str, Any]) -> str:
+def record_file_name(record: Record | Mapping[str, Any]) -> str:
     """The image's file name (``{name}.{ext}``)."""
     return Path(str(record["image"])).name

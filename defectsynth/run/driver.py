@@ -9,10 +9,10 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..errors import RunError, RunStopped
@@ -190,10 +190,7 @@ def finalize(
     )
     for fmt in recipe.output.formats:
         writer = host.writer(fmt)()
-        # the records are plain dicts (JSON objects) at run time; the writer contract in
-        # writing.py still spells them dict[str, Any] rather than Record
-        records = cast("Iterator[dict[str, Any]]", iter_records(out))
-        writer.write(out, records, ctx)
+        writer.write(out, iter_records(out), ctx)
 
 
 def generate(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -38,8 +38,11 @@ from defectsynth.writing import WriteContext, atomic_write_bytes, link_or_copy, 
 ROOT = "anomaly"
 COMBINED = "combined"
 
+if TYPE_CHECKING:
+    from defectsynth.run.manifest import Record
 
-def anomaly_folder(rec: dict[str, Any]) -> str | None:
+
+def anomaly_folder(rec: Record) -> str | None:
     """``train/good``, ``test/good``, ``test/<category>`` or None (left out)."""
     anns = rec["annotations"]
     if not anns:
@@ -53,7 +56,7 @@ def anomaly_folder(rec: dict[str, Any]) -> str | None:
 SOURCE_SUFFIX = "_src"
 
 
-def source_file_name(rec: dict[str, Any]) -> str:
+def source_file_name(rec: Record) -> str:
     """``{source}_src.{ext}``: a record's clean source in train/good. The stem is the
     record's name without ``_{variant}``, so it never equals a sample's name (those end in
     three digits); the extension is the source's own, lower case."""
@@ -61,7 +64,7 @@ def source_file_name(rec: dict[str, Any]) -> str:
     return f"{stem}{SOURCE_SUFFIX}{Path(str(rec['source'])).suffix.lower()}"
 
 
-def union_mask(rec: dict[str, Any]) -> np.ndarray:
+def union_mask(rec: Record) -> np.ndarray:
     h, w = int(rec["height"]), int(rec["width"])
     m = np.zeros((h, w), dtype=bool)
     for a in rec["annotations"]:
@@ -77,7 +80,7 @@ class AnomalyWriter(DatasetWriter):
     paths = ("anomaly/",)
 
     def write(
-        self, out_dir: Path, records: Iterable[dict[str, Any]], context: WriteContext
+        self, out_dir: Path, records: Iterable[Record], context: WriteContext
     ) -> None:
         root = out_dir / ROOT
         for d in ("train/good", "test/good"):

@@ -21,10 +21,13 @@ import json
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.writing import WriteContext, atomic_writer, record_file_name
+
+if TYPE_CHECKING:
+    from defectsynth.run.manifest import Record
 
 
 def _dump(obj: Any) -> str:
@@ -43,7 +46,7 @@ class CocoWriter(DatasetWriter):
     paths = ("annotations/",)
 
     def write(
-        self, out_dir: Path, records: Iterable[dict[str, Any]], context: WriteContext
+        self, out_dir: Path, records: Iterable[Record], context: WriteContext
     ) -> None:
         cat_ids = {c: i + 1 for i, c in enumerate(context.categories)}
         spools: dict[str, tuple[IO[str], IO[str], list[int]]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.writing import (
@@ -26,6 +26,9 @@ from defectsynth.writing import (
 
 ROOT = "voc"
 
+if TYPE_CHECKING:
+    from defectsynth.run.manifest import Record
+
 
 def _sub(parent: ET.Element, tag: str, text: Any = None) -> ET.Element:
     el = ET.SubElement(parent, tag)
@@ -34,7 +37,7 @@ def _sub(parent: ET.Element, tag: str, text: Any = None) -> ET.Element:
     return el
 
 
-def voc_xml(rec: dict[str, Any]) -> bytes:
+def voc_xml(rec: Record) -> bytes:
     ann = ET.Element("annotation")
     _sub(ann, "folder", "JPEGImages")
     _sub(ann, "filename", record_file_name(rec))
@@ -70,7 +73,7 @@ class VocWriter(DatasetWriter):
     paths = ("voc/",)
 
     def write(
-        self, out_dir: Path, records: Iterable[dict[str, Any]], context: WriteContext
+        self, out_dir: Path, records: Iterable[Record], context: WriteContext
     ) -> None:
         root = out_dir / ROOT
         sets = root / "ImageSets" / "Main"

@@ -23,13 +23,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
 
 from defectsynth.api import DatasetWriter, hookimpl
 from defectsynth.writing import WriteContext, atomic_write_text, link_or_copy, record_file_name
+
+if TYPE_CHECKING:
+    from defectsynth.run.manifest import Record
 
 
 def _f(v: float) -> str:
@@ -146,7 +149,7 @@ class YoloWriter(DatasetWriter):
     subdir = ""
 
     def write(
-        self, out_dir: Path, records: Iterable[dict[str, Any]], context: WriteContext
+        self, out_dir: Path, records: Iterable[Record], context: WriteContext
     ) -> None:
         root = out_dir / self.subdir if self.subdir else out_dir
         cls_of = {c: i for i, c in enumerate(context.categories)}
