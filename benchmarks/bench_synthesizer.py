@@ -7,16 +7,20 @@ measured in the same run. Prints the figures; asserts nothing.
 
 A/B modes (issue 19), each printing base/new ratios measured in the same run:
 
-    python benchmarks/bench_synthesizer.py --gate-ab
+    python benchmarks/bench_synthesizer.py --gate-ab [BASE_TREE]
         the visibility gate's decisions on the regions a run of the demo mix recorded
         (512x512 fixture crops, 3 defects each): Gate.passes against the exact median
-        it replaced (vis >= min_relative * texture_noise), same decisions checked;
+        it replaced (vis >= min_relative * texture_noise), or against BASE_TREE's
+        Gate.passes (its defectsynth/visibility.py), same decisions checked;
     python benchmarks/bench_synthesizer.py --ab /tmp/base19 [--rounds 7]
         the whole on-the-fly item (Synthesizer.apply with the product mask, the demo
         mix, 3 defects, 512x512 crops; what DefectDataset[i] synthesizes) in a worker
         process per code tree (PYTHONPATH), base and new taking turns round by round
         (the order flipping), so the shared VM's drift hits both alike; the outputs'
-        sha256 must agree.
+        sha256 must agree;
+    python benchmarks/bench_synthesizer.py --phases [--passes 6]
+        where the on-the-fly item's time goes: wall-clock time in each step of apply
+        (timers wrapped around them; the rest is the synthesizer's own bookkeeping).
 """
 
 from __future__ import annotations
@@ -144,9 +148,21 @@ def ab(base: str, rounds: int, images: int, passes: int) -> None:
     print(f"  outputs byte-identical: {'yes' if same else 'NO'}")
 
 
-def gate_ab(repeat: int) -> None:
-    """Gate.passes against the exact median on the (vis, box) pairs a run recorded."""
+def gate_ab(repeat: int, base_tree: str | None) -> None:
+    """Gate.passes against the exact median (or ``base_tree``'s Gate.passes) on the
+    (vis, box) pairs a run recorded."""
+    import importlib.util
+
     from defectsynth import visibility
+
+    base_gate = None
+    if base_tree:  # the other tree's visibility.py, loaded beside this one
+        spec = importlib.util.spec_from_file_location(
+            "_base_visibility", Path(base_tree) / "defectsynth" / "visibility.py")
+        assert spec is not None and spec.loader is not None
+        base_mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = base_mod
+        spec.loader.exec_module(base_mod)
 
     imgs, masks = crops(24)
     synth = demo_synth()
@@ -165,7 +181,13 @@ def gate_ab(repeat: int) -> None:
     finally:
         type(gate).passes = original  # type: ignore[method-assign]
 
+    if base_tree:
+        base_gate = base_mod.Gate(gate.min_contrast, gate.min_area, gate.min_relative)
+
     def exact() -> list[bool]:
+        if base_gate is not None:
+            return [base_gate.passes(vis, t, src, box, prod)
+                    for vis, t, src, box, prod in recorded]
         return [
             vis >= t and (gate.min_relative <= 0 or vis >= gate.min_relative
                           * visibility.texture_noise(src, box, prod))
@@ -183,9 +205,65 @@ def gate_ab(repeat: int) -> None:
             fn()
             acc.append((time.perf_counter() - t) * 1000 / len(recorded))
     ma, mb = statistics.median(a), statistics.median(b)
+    what = f"base {base_tree}" if base_tree else "exact median"
     print(f"gate on {len(recorded)} recorded regions (demo mix, 24 crops of {SIDE}x{SIDE}), "
-          f"{repeat} turns: exact median {ma * 1000:.0f} us/decision, counts {mb * 1000:.0f} "
+          f"{repeat} turns: {what} {ma * 1000:.0f} us/decision, new {mb * 1000:.0f} "
           f"us/decision: {ma / mb:.2f}x; same decisions: yes")
+
+
+def phases(passes: int) -> None:
+    """Wall-clock time per item in each step of Synthesizer.apply."""
+    from collections import Counter
+
+    from defectsynth import synthesizer, visibility
+
+    spent: Counter[str] = Counter()
+
+    def timer(fn, key):  # type: ignore[no-untyped-def]
+        def timed_fn(*a, **k):  # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[key] += time.perf_counter() - t
+        return timed_fn
+
+    steps = [
+        (synthesizer, "_extent", "generators: plan + extent"),
+        (synthesizer, "_blend", "blend"),
+        (synthesizer, "check_layer", "layer check"),
+        (visibility, "texture_noise", "gate: local texture"),
+        (synthesizer, "change_map", "change map"),
+        (synthesizer, "resolve_product_mask", "product mask"),
+        (synthesizer, "CentreSampler", "centre sampler"),
+    ]
+    if hasattr(visibility, "_detail"):
+        steps[3] = (visibility, "_detail", "gate: local texture")
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in steps]
+    imgs, masks = crops(24)
+    synth = demo_synth()
+    try:
+        for mod, name, key in steps:
+            setattr(mod, name, timer(getattr(mod, name), key))
+        for prep in synth._prepared:
+            gen = prep.generator
+            gen.render = timer(gen.render, "generators: render")  # type: ignore[method-assign]
+        synth.apply(imgs[0], masks[0], seed=10**6)  # warm up
+        spent.clear()
+        t = time.perf_counter()
+        for p in range(passes):
+            for i, (img, m) in enumerate(zip(imgs, masks, strict=True)):
+                synth.apply(img, m, seed=p, source_id=i)
+        total = time.perf_counter() - t
+    finally:
+        for mod, name, fn in saved:
+            setattr(mod, name, fn)
+    n = passes * len(imgs)
+    print(f"on-the-fly item, demo mix, 3 defects, {len(imgs)} crops of {SIDE}x{SIDE}, "
+          f"{passes} passes: {total * 1000 / n:.2f} ms/item")
+    spent["synthesizer bookkeeping (the rest)"] = total - sum(spent.values())
+    for key, v in spent.most_common():
+        print(f"  {key:<38} {v * 1000 / n:6.2f} ms {100 * v / total:5.1f}%")
 
 
 def main() -> None:
@@ -198,7 +276,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--gate-ab", action="store_true")
+    ap.add_argument("--phases", action="store_true")
+    ap.add_argument("--gate-ab", nargs="?", const="", default=None, metavar="BASE_TREE")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     if args.worker:
@@ -207,8 +286,11 @@ def main() -> None:
     if args.ab:
         ab(args.ab, args.rounds, args.images, args.passes)
         return
-    if args.gate_ab:
-        gate_ab(args.repeat)
+    if args.phases:
+        phases(args.passes)
+        return
+    if args.gate_ab is not None:
+        gate_ab(args.repeat, args.gate_ab or None)
         return
     host = PluginHost()
     names = [n for n in args.generators.split(",") if n] or sorted(host.generators)
