@@ -309,7 +309,9 @@ class Synthesizer:
             src = np.ascontiguousarray(image[:, :, :3])
             alpha = image[:, :, 3]
         spec = self.product_mask if product_mask is None else product_mask
-        product = resolve_product_mask(spec, src)
+        product = _bool_mask(spec, src.shape[:2])
+        if product is None:
+            product = resolve_product_mask(spec, src)
         if alpha is not None:
             product = product & (alpha > 0)
         scene = _Scene(
@@ -701,6 +703,16 @@ def _blend(name: str, rendered: _Rendered, scene: _Scene) -> _Blended | Drop:
     if out.ndim == 2:
         new = new[:, :, 0]
     return _Blended((ix0, iy0, ix1, iy1), new, changed, cov)
+
+
+def _bool_mask(spec: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A copy of a boolean product mask array that fits the image (what
+    ``resolve_product_mask`` returns for it, ``mask > 0``, which on a bool array costs
+    ~20x a copy: numpy compares it as int64); None for any other spec."""
+    if (isinstance(spec, np.ndarray) and spec.dtype == np.bool_ and spec.ndim in (2, 3)
+            and spec.shape[:2] == shape):
+        return np.array(spec if spec.ndim == 2 else spec[:, :, 0], copy=True, order="K")
+    return None
 
 
 def _nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
