@@ -101,8 +101,10 @@ class Annotation:
         return x1, y1, x2 - x1, y2 - y1
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record (mask as COCO-style uncompressed RLE over the full image)."""
-        from .rle import encode_rle
+        """JSON-ready record (mask as COCO-style uncompressed RLE over the full image, encoded
+        from the box alone: no full-size mask is built). The manifest's annotation record
+        is this plus its mask file (:func:`defectsynth.run.manifest.annotation_record`)."""
+        from .rle import crop_rle
 
         return {
             "category": self.category,
@@ -110,7 +112,7 @@ class Annotation:
             "generator_version": self.generator_version,
             "box": list(self.box),
             "area": self.area,
-            "mask_rle": encode_rle(self.mask),
+            "mask_rle": crop_rle(self.mask_crop, self.box, self.image_shape),
             "polygons": self.polygons,
             "params": self.params,
             "seed": self.seed,
