@@ -422,6 +422,8 @@ def _summary(result: Any, out: str, verbose: bool = False) -> None:
     "--report", "with_report", is_flag=True,
     help="At the end, write OUT/report.html (defectsynth report; needs the report extra).",
 )
+# (long on purpose: one parameter per click option and the --help text, which teaches
+# the command, are most of it; the body reads the flags in the order --help lists them)
 @click.pass_context
 def generate_cmd(
     ctx: click.Context,
@@ -1032,6 +1034,7 @@ def score_cmd(
     "--report", "report", type=click.Path(dir_okay=False), default=None,
     help="HTML page of real and fitted crops (default: OUT with .html).",
 )
+# (long on purpose: one parameter per click option and the --help text are most of it)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
 def fit_cmd(

@@ -68,6 +68,8 @@ class ChipGenerator(DefectGenerator):
         side = int(math.ceil(2.0 * r)) + 1
         return side, side
 
+    # (one numeric pass, kept whole like dent's and scratch's: outline, fracture relief,
+    # its colour, the broken-through part)
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         h, w = region.shape
         pixels = region.pixels

@@ -117,6 +117,7 @@ class DefectDataset:
     :param host: plugin host for a recipe (default: the process-wide one).
     """
 
+    # (long on purpose: the docstring documents each argument of the public constructor)
     def __init__(
         self,
         sources: PathLike | Sequence[SourceItem] | None,

@@ -300,6 +300,8 @@ def _folds(crops: list[Crop], k: int, seed: int) -> list[list[int]]:
     return out
 
 
+# (long on purpose: the docstring lists every argument; the body is one pass, read top
+# to bottom: read, screen generators, fit each category, write the recipe)
 def fit(
     real: str | os.PathLike[str] | DefectSet,
     clean: str | os.PathLike[str],
@@ -400,6 +402,8 @@ def fit(
     return result
 
 
+# (long on purpose: one category's search is one loop over rounds and folds whose
+# state (ranges, scores, time left) would only be passed around if it were split)
 def _fit_category(
     cf: CategoryFit,
     crops: list[Crop],

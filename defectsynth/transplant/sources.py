@@ -368,6 +368,8 @@ def _entries(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return value
 
 
+# (long on purpose: every check of a hostile COCO file names its own reason in line,
+# in the order the fields are read; see docs/robustness.md)
 def _read_coco_doc(root: Path, rel: str, data: dict[str, Any], listing: SourceListing) -> None:
     json_dir = (root / rel).parent
     stem = Path(rel).stem
