@@ -268,6 +268,8 @@ class Synthesizer:
 
     # ------------------------------------------------------------------------------------
 
+    # (long on purpose: most of it is the docstring of the public entry point; the body is
+    # the per-image setup and the instance loop, whose steps live in _instance and below)
     def apply(
         self,
         image: np.ndarray,
