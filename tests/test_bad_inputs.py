@@ -554,22 +554,24 @@ def check_resumes_identically(ws: Ws) -> None:
 # -- signals --------------------------------------------------------------------------------
 
 
-def slow_run(ws: Ws) -> None:
+def slow_run(ws: Ws, delay: float = 0.02) -> None:
     # 32 tasks in chunks of 2 (one source's variants): at most 12 are in a pool's hands
     # at a time, so a signal always finds tasks that have not started
     make_inputs(ws.root, n=16, masks=False)
-    with_hostile(ws, "ok", delay=0.02)
+    with_hostile(ws, "ok", delay=delay)
     ws.recipe["variants"] = 2
     ws.recipe["instances"] = [1, 3]
 
 
 def sigint(ws: Ws) -> None:
-    slow_run(ws)
+    # (slower renders: the test sends the signal after 3 samples, and on a busy machine
+    # its polling may be late by a second; the run must still be going then)
+    slow_run(ws, delay=0.08)
     ws.notes["signal"] = "sigint"
 
 
 def sigterm(ws: Ws) -> None:
-    slow_run(ws)
+    slow_run(ws, delay=0.08)
     ws.notes["signal"] = "sigterm"
 
 
