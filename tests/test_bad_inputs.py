@@ -564,14 +564,12 @@ def slow_run(ws: Ws, delay: float = 0.02) -> None:
 
 
 def sigint(ws: Ws) -> None:
-    # (slower renders: the test sends the signal after 3 samples, and on a busy machine
-    # its polling may be late by a second; the run must still be going then)
-    slow_run(ws, delay=0.08)
+    slow_run(ws)
     ws.notes["signal"] = "sigint"
 
 
 def sigterm(ws: Ws) -> None:
-    slow_run(ws, delay=0.08)
+    slow_run(ws)
     ws.notes["signal"] = "sigterm"
 
 
@@ -905,9 +903,17 @@ def _lines(path: Path) -> int:
         return 0
 
 
+def _foreground_signals() -> None:
+    # a job started from a terminal gets SIGINT at its default; when the tests themselves
+    # run as a background job (nohup ... &), SIGINT is ignored and the run rightly leaves
+    # it so (graceful_signals): give the child what a terminal would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(ws: Ws, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         _cli_cmd(ws, *extra),
+        preexec_fn=_foreground_signals,
         start_new_session=True,  # its own process group, like a job in a terminal
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
