@@ -315,6 +315,9 @@ def test_ctrl_c_on_dask_local_finishes_the_chunks_in_flight(tmp_path: Path) -> N
     # Ctrl-C in a terminal reaches the whole process group: driver and cluster workers
     proc = subprocess.Popen(
         [*cmd, "--dask-local", "2", "--chunk-size", "4", "--no-progress"],
+        # SIGINT at its default, as from a terminal, even when the tests run as a
+        # background job (which ignores it, and the run then leaves it ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         start_new_session=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
