@@ -1,17 +1,29 @@
 """How fast `defectsynth generate` is against the I/O floor, how it scales, how much memory.
 
-Prints ratios measured in one run; asserts nothing.
+Prints each figure beside its target (issue 19); asserts nothing. Every timed run is a
+fresh process (modules imported before the clock starts), and the runs of one round
+take turns, so each ratio compares runs made moments apart on the same machine: the
+VM is shared, and absolute rates move with its load.
 
-- floor: read every source and write it unchanged as PNG (same images, same workers);
-- generate: the same sources, 3 defects per image, 1024x1024 PNG output, all four
-  built-in formats, one worker -> target >= 0.8x the floor's images/s;
-- scaling: 2 workers vs 1 -> target >= 1.7x on a 2-core machine;
+- floor: read every source and write it unchanged as PNG (same images; one process, or a
+  pool of two processes for the two-worker figures);
+- generate: the same sources, 1 variant each, 3 defects per image, 1024x1024 PNG output,
+  with COCO alone and with all four built-in formats (coco, yolo, voc, anomaly):
+  ``--workers 1`` against the one-process floor and ``--workers 2`` against the
+  two-process floor -> target >= 0.9x the floor's images/s; the extra formats' cost is
+  the difference between the two;
+- the one-worker runs also give images per CPU-second (all threads of the process), so
+  a run that used a second core is not counted as "equal CPU";
+- scaling: 2 workers vs 1 (all formats) -> target >= 1.8x on a 2-core machine;
 - memory: peak RSS of a one-worker run of 2,000 samples vs 200 -> target within 1.2x
   (each run in its own process; the default run uses 20 vs 200 samples of 256x256), and
   the peak RSS of a run over one 4096x3000 source beside one of 1024x1024.
 
-    python benchmarks/bench_generate.py            # short: about a minute on 2 cores
-    python benchmarks/bench_generate.py --full     # the sizes above: several minutes
+    python benchmarks/bench_generate.py                 # 24 sources, 3 rounds: a few minutes
+    python benchmarks/bench_generate.py --no-memory     # the speed figures only
+    python benchmarks/bench_generate.py --full          # 48 sources, 5 rounds, 2,000 samples
+    git worktree add /tmp/base19 COMMIT
+    python benchmarks/bench_generate.py --no-memory --base /tmp/base19   # A/B in one run
 """
 
 from __future__ import annotations
@@ -19,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +47,7 @@ import yaml
 
 GENERATORS = ("scratch", "dent", "pit", "crack", "discoloration")
 FALLBACK_PLUGINS = Path(__file__).resolve().parents[1] / "tests" / "plugins"
+ALL_FORMATS = ("coco", "yolo", "voc", "anomaly")
 
 
 def make_sources(folder: Path, n: int, side: int) -> None:
@@ -46,7 +61,10 @@ def make_sources(folder: Path, n: int, side: int) -> None:
         cv2.imwrite(str(folder / f"src{i:04d}.png"), img)
 
 
-def write_recipe(root: Path, variants: int, generators: list[str], plugin_dirs: list[str]) -> Path:
+def write_recipe(
+    root: Path, variants: int, generators: list[str], plugin_dirs: list[str],
+    formats: tuple[str, ...] = ALL_FORMATS,
+) -> Path:
     recipe = {
         "seed": 1,
         "plugin_dirs": plugin_dirs,
@@ -55,9 +73,10 @@ def write_recipe(root: Path, variants: int, generators: list[str], plugin_dirs: 
         "instances": 3,
         "defects": [{"generator": g} for g in generators],
         "split": {"train": 0.8, "val": 0.2},
-        "output": {"formats": ["coco", "yolo", "voc", "anomaly"]},
+        "output": {"formats": list(formats)},
     }
-    path = root / f"recipe_{variants}.yaml"
+    suffix = "" if tuple(formats) == ALL_FORMATS else "_" + "_".join(formats)
+    path = root / f"recipe_{variants}{suffix}.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     return path
 
@@ -76,14 +95,23 @@ def _init() -> None:
     cv2.setNumThreads(1)
 
 
-def floor(src: Path, out: Path, workers: int, repeat: int) -> float:
-    """images/s of read + write unchanged, ``repeat`` times over the sources."""
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def floor(src: Path, out: Path, workers: int, repeat: int = 1) -> tuple[float, float]:
+    """images/s and images per CPU-second of read + write unchanged, ``repeat`` times over
+    the sources (a pool's workers are this process's children: their CPU counts)."""
     out.mkdir(parents=True, exist_ok=True)
     jobs = [
         (str(p), str(out / f"{k}_{p.name}"))
         for k in range(repeat)
         for p in sorted(src.glob("*.png"))
     ]
+    c0 = _cpu_seconds()
     t0 = time.perf_counter()
     if workers == 1:
         _init()
@@ -92,17 +120,50 @@ def floor(src: Path, out: Path, workers: int, repeat: int) -> float:
     else:
         with ProcessPoolExecutor(workers, initializer=_init) as ex:
             list(ex.map(_copy_one, jobs, chunksize=1))
-    return len(jobs) / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return len(jobs) / seconds, len(jobs) / (_cpu_seconds() - c0)
 
 
-def run_generate(recipe: Path, out: Path, workers: int) -> float:
+def run_generate(recipe: Path, out: Path, workers: int) -> tuple[float, float]:
+    """images/s and images per CPU-second of this process (the pool's workers are the
+    fork server's children, so with ``workers > 1`` the second figure is not whole)."""
     from defectsynth.build import load_recipe
     from defectsynth.run import generate
 
     r = load_recipe(recipe)
+    c0 = _cpu_seconds()
     t0 = time.perf_counter()
     res = generate(r, out, workers=workers)
-    return res.new_samples / (time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return res.new_samples / seconds, res.new_samples / (_cpu_seconds() - c0)
+
+
+def timed_in_child(
+    kind: str, path: Path, out: Path, workers: int, tree: str | None = None
+) -> tuple[float, float]:
+    """One timed run (``floor`` over the folder ``path`` or ``generate`` of the recipe
+    ``path``) in a fresh process: no run pays for or profits from another's warm-up.
+    ``tree``: import defectsynth from that source tree (a worktree of another commit)."""
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([tree, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(path), str(out), str(workers)],
+        check=True, capture_output=True, text=True, env=env,
+    )
+    rate, per_cpu = json.loads(res.stdout.strip().splitlines()[-1])
+    return float(rate), float(per_cpu)
+
+
+def _child(kind: str, path: str, out: str, workers: int) -> None:
+    if kind == "floor":
+        figures = floor(Path(path), Path(out), workers)
+    else:
+        import defectsynth.backends.local  # noqa: F401  (imported before the clock)
+        import defectsynth.run.driver  # noqa: F401
+
+        figures = run_generate(Path(path), Path(out), workers)
+    print(json.dumps(list(figures)))
 
 
 def peak_rss_of(code: str, recipe: Path, out: Path) -> float:
@@ -167,56 +228,113 @@ def available_generators() -> tuple[list[str], list[str]]:
     return ["blob"], [str(FALLBACK_PLUGINS)]
 
 
+def speed_figures(tmp: Path, n_src: int, rounds: int, gens: list[str],
+                  plugin_dirs: list[str], base: str | None = None) -> dict[str, list[float]]:
+    """Each round: the floors and the generate runs, one after another (and the same
+    generate runs of the ``base`` source tree); returns every figure per round."""
+    make_sources(tmp / "src", n_src, 1024)
+    recipes = {
+        "coco": write_recipe(tmp, 1, gens, plugin_dirs, ("coco",)),
+        "all": write_recipe(tmp, 1, gens, plugin_dirs),
+    }
+    runs: dict[str, list[float]] = {}
+    for k in range(rounds):
+        for workers in (1, 2):
+            order: list[tuple[str, Path | None, str | None]] = [
+                ("floor", None, None), ("coco", recipes["coco"], None),
+                ("all", recipes["all"], None),
+            ]
+            if base is not None:
+                order += [("base_coco", recipes["coco"], base), ("base_all", recipes["all"], base)]
+            for name, recipe, tree in order if k % 2 == 0 else order[::-1]:
+                out = tmp / f"out_{name}_{workers}_{k}"
+                if recipe is None:
+                    rate, per_cpu = timed_in_child("floor", tmp / "src", out, workers)
+                else:
+                    rate, per_cpu = timed_in_child("generate", recipe, out, workers, tree)
+                runs.setdefault(f"{name}_{workers}w", []).append(rate)
+                runs.setdefault(f"{name}_{workers}w_per_cpu", []).append(per_cpu)
+    return runs
+
+
+def _ratios(runs: dict[str, list[float]], a: str, b: str) -> list[float]:
+    return [x / y for x, y in zip(runs[a], runs[b], strict=True)]
+
+
+def _span(values: list[float]) -> str:
+    med = statistics.median(values)
+    return f"{med:.2f} (rounds {min(values):.2f}-{max(values):.2f})"
+
+
+def print_speed(runs: dict[str, list[float]], n_src: int, gens: list[str]) -> None:
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    print(f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of 1024x1024 "
+          f"PNG, 1 variant each; {len(runs['floor_1w'])} rounds, medians of paired ratios")
+    for w in (1, 2):
+        procs = "one process" if w == 1 else "two processes"
+        print(f"I/O floor, {procs}: {med[f'floor_{w}w']:6.1f} images/s")
+        for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
+            ratio = _ratios(runs, f"{name}_{w}w", f"floor_{w}w")
+            print(f"  generate --workers {w}, {what:16s} {med[f'{name}_{w}w']:6.1f} images/s   "
+                  f"vs floor {_span(ratio)}   target >= 0.9")
+        extra = _ratios(runs, f"coco_{w}w", f"all_{w}w")
+        cost = 100 * (statistics.median(extra) - 1)
+        print(f"  the extra formats (yolo, voc, anomaly) cost {cost:.1f}% of the COCO-alone time")
+    for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
+        ratio = _ratios(runs, f"{name}_1w_per_cpu", "floor_1w_per_cpu")
+        print(f"per CPU-second, --workers 1, {what}: {med[f'{name}_1w_per_cpu']:5.1f} vs floor "
+              f"{med['floor_1w_per_cpu']:5.1f} images/CPU-s: {_span(ratio)}   target >= 0.9")
+    if "base_all_1w" in runs:
+        print("against the base tree, same rounds (new / base images/s):")
+        for w in (1, 2):
+            for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
+                gain = _ratios(runs, f"{name}_{w}w", f"base_{name}_{w}w")
+                base_floor = _ratios(runs, f"base_{name}_{w}w", f"floor_{w}w")
+                print(f"  --workers {w}, {what:16s} {_span(gain)}; base vs floor "
+                      f"{_span(base_floor)}")
+    scale = _ratios(runs, "all_2w", "all_1w")
+    print(f"scaling, generate 2 workers vs 1 (all formats): {_span(scale)}   target >= 1.8 "
+          f"(the floor: {_span(_ratios(runs, 'floor_2w', 'floor_1w'))})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--full", action="store_true", help="the issue's sizes (several minutes)")
+    ap.add_argument("--full", action="store_true",
+                    help="48 sources, 5 rounds, the issue's memory sizes")
+    ap.add_argument("--sources", type=int, default=None, help="how many 1024x1024 sources (24)")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds of paired runs (3)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory figures")
+    ap.add_argument("--base", metavar="TREE", default=None,
+                    help="also time generate from this source tree (a git worktree), A/B")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--child", nargs=4, metavar=("KIND", "PATH", "OUT", "WORKERS"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
-    n_src = 24 if args.full else 8
+    if args.child:
+        kind, path, out, workers = args.child
+        _child(kind, path, out, int(workers))
+        return
+    n_src = args.sources or (48 if args.full else 24)
+    rounds = args.rounds or (5 if args.full else 3)
     mem_small, mem_large, mem_side = (200, 2000, 1024) if args.full else (20, 200, 256)
     gens, plugin_dirs = available_generators()
-    results: dict[str, float] = {}
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ds-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        make_sources(tmp / "src", n_src, 1024)
-        recipe = write_recipe(tmp, 1, gens, plugin_dirs)
-        f1 = floor(tmp / "src", tmp / "floor1", 1, 1)
-        g1 = run_generate(recipe, tmp / "gen1", 1)
-        reps = 8 if args.full else 4
-        f2 = floor(tmp / "src", tmp / "floor2", 2, reps)
-        f1r = floor(tmp / "src", tmp / "floor1r", 1, reps)
-        recipe2 = write_recipe(tmp, reps, gens, plugin_dirs)
-        g2 = run_generate(recipe2, tmp / "gen2", 2)
-        g1b = run_generate(recipe2, tmp / "gen1b", 1)
-        g4 = g1b
-        results.update(
-            floor_1w=f1,
-            generate_1w=g1,
-            floor_2w=f2,
-            generate_2w=g2,
-            generate_1w_b=g1b,
-            floor_1w_repeated=f1r,
-        )
-
+        base = str(Path(args.base).resolve()) if args.base else None
+        runs = speed_figures(tmp / "speed", n_src, rounds, gens, plugin_dirs, base)
+        results.update(runs)
+        print_speed(runs, n_src, gens)
+        if args.no_memory:
+            if args.json:
+                print(json.dumps(results, indent=2))
+            return
         m_small, m_large = memory_figures(
             tmp / "mem", gens, plugin_dirs, mem_side, mem_small, mem_large
         )
         results.update(rss_small_mb=m_small, rss_large_mb=m_large)
         rss_big, rss_1k = big_source_rss(tmp / "big", gens, plugin_dirs)
         results.update(rss_4096x3000_mb=rss_big, rss_1024x1024_mb=rss_1k)
-
-    print(f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of 1024x1024 PNG")
-    print(f"I/O floor, 1 worker:     {f1:6.1f} images/s")
-    print(f"generate, 1 worker:      {g1:6.1f} images/s   ratio {g1 / f1:.2f} (target >= 0.8)")
-    print(
-        f"generate, 1 worker, {reps} variants per source (decoded once): {g4:6.1f} images/s   "
-        f"ratio {g4 / f1:.2f}"
-    )
-    print(f"I/O floor, 2 workers:    {f2:6.1f} images/s   vs 1 worker {f2 / f1r:.2f}x")
-    print(
-        f"generate, 2 workers:     {g2:6.1f} images/s   vs 1 worker {g2 / g1b:.2f}x (target >= 1.7)"
-    )
-    print(f"                                              vs 2-worker floor {g2 / f2:.2f}")
     print(
         f"peak RSS, {mem_large} vs {mem_small} samples ({mem_side}px, 1 worker): "
         f"{m_large:.0f} MB vs {m_small:.0f} MB, ratio {m_large / m_small:.2f} (target <= 1.2)"
