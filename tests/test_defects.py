@@ -209,6 +209,8 @@ STRAIGHT: dict[str, Any] = dict(
     burr=0.0,
     exposure=0.0,
     width_variation=0.0,
+    glow=0.0,  # (the groove alone: the glow and the unevenness have their own tests)
+    uneven=0.0,
 )
 
 

@@ -164,7 +164,8 @@ def test_a_thin_scratch_is_labeled_in_one_piece(angle: float) -> None:
         (a,) = synth(img, seed=seed).annotations
         n, _ = cv2.connectedComponents(a.mask_crop.astype(np.uint8), connectivity=8)
         assert n - 1 == 1, f"scratch at {angle} deg, seed {seed}: {n - 1} pieces"
-        assert math.hypot(a.box[2] - a.box[0], a.box[3] - a.box[1]) > 60
+        # (not a stray fragment: a 150 px stroke, at most half of it run off the image)
+        assert math.hypot(a.box[2] - a.box[0], a.box[3] - a.box[1]) > 35
 
 
 @pytest.mark.parametrize("azimuth_seed", range(4))
@@ -222,3 +223,51 @@ def test_texture_noise_on_the_product_is_the_products_own() -> None:
         assert texture_noise(img, box) < 3.2  # half of the crop is flat background
     full = np.ones_like(product)
     assert texture_noise(img, (80, 40, 110, 70), full) == texture_noise(img, (80, 40, 110, 70))
+
+
+def _burnished(img: np.ndarray, **extra: float) -> tuple[np.ndarray, np.ndarray]:
+    """The composite and the label of one straight, burnished vertical scratch."""
+    params = {"burnish": 1.0, "width": 3.0, "exposure": 0.0, "angle": 90.0, "length": 120.0,
+              "curvature": 0.0, "wobble": 0.0, "width_variation": 0.0, "micro_scratches": 0,
+              **extra}
+    synth = Synthesizer([{"generator": "scratch", "params": params}], instances=1,
+                        gate=Gate(min_contrast=0.0, min_relative=0.0))
+    s = synth(img, seed=1)
+    (a,) = s.annotations
+    return s.image.astype(np.float32), a.mask
+
+
+def test_a_glowing_scratch_lights_the_surface_beside_it_and_labels_the_bright_part() -> None:
+    img = np.full((200, 200), 100, np.uint8)  # flat: every change is the scratch's
+    plain, m0 = _burnished(img, glow=0.0, uneven=0.0)
+    glow, m1 = _burnished(img, glow=0.8, glow_radius=5.0, uneven=0.0)
+    cols0 = np.flatnonzero(m0.any(axis=0))
+    # beside the groove (3 to 6 px out) the plain scratch left the surface alone...
+    beside = np.zeros_like(m0)
+    beside[:, max(cols0[0] - 6, 0) : cols0[0] - 2] = True
+    beside[:, cols0[-1] + 3 : cols0[-1] + 7] = True
+    beside &= m0.any(axis=1)[:, None]
+    assert np.abs(plain[beside] - 100).max() <= 1
+    # ...the glowing one lit it, softly: brighter than the surface, darker than the groove
+    assert glow[beside].mean() > 100 + 4
+    assert glow[beside].mean() < glow[m0].mean()
+    # the label grew with the bright halo, and nothing changed off the layer's coverage
+    assert m1.sum() > 1.5 * m0.sum()
+    changed = glow != 100
+    far = cv2.dilate(m1.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0
+    assert not (changed & far).any()
+
+
+def test_an_uneven_scratch_comes_and_goes_along_its_length() -> None:
+    """The same groove (the unevenness is drawn after its course), its brightening
+    scaled row by row: by about 1 all along when even, by 0.3 here and 1.6 there when
+    uneven."""
+    img = np.full((200, 200), 100, np.uint8)
+    even, m = _burnished(img, uneven=0.0, glow=0.0)
+    uneven, m1 = _burnished(img, uneven=1.0, glow=0.0)
+    assert np.array_equal(m1 & m, m1)  # nothing labelled beyond the groove
+    rows = np.flatnonzero(m.any(axis=1))[20:-20]  # (not the tapered ends)
+    ratio = np.array([(uneven[r][m[r]] - 100).mean() / (even[r][m[r]] - 100).mean()
+                      for r in rows])
+    assert ratio.std() > 0.15
+    assert ratio.max() - ratio.min() > 0.6

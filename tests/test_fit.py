@@ -393,3 +393,19 @@ def test_fit_then_generate_then_validate_from_the_cli(real_dir: Path, tmp_path: 
     cats = {c["name"] for c in json.loads(next((ds / "annotations").glob("*.json")).read_text())
             ["categories"]}
     assert cats == {"scratch"}
+
+
+def test_a_field_fixed_by_default_is_searched_over_all_it_allows() -> None:
+    """scratch's ``burnish`` is 0 unless a recipe says otherwise: fit's broad first round
+    must still draw it from 0..1, or a bright real scratch could never be reached; later
+    rounds grow ranges by a share of their width only."""
+    from defectsynth.defects.scratch import ScratchGenerator
+    from defectsynth.realism.space import Proposal
+
+    p = Proposal(ScratchGenerator)
+    assert p.spec()["burnish"] == [0.0, 0.0]
+    assert p.widened(1.5)["burnish"] == [0.0, 1.0]
+    assert p.widened(0.5)["burnish"][1] <= 0.1
+    # a field with a default range grows by its width, not to everything it allows
+    lo, hi = p.widened(1.5)["width"]  # (allowed 0.5..16, default 1.1..2.8)
+    assert 0.5 <= lo < 1.1 and 2.8 < hi < 16.0

@@ -20,6 +20,7 @@ from defectsynth.textures import (
     surface_colour,
     surface_shading,
     texture_contrast,
+    value_noise,
 )
 
 F32 = np.float32
@@ -89,6 +90,17 @@ class ScratchGenerator(DefectGenerator):
         burnish: float = param(
             0.0, lo=0.0, hi=1.0,
             doc="how polished and bright the groove is (matte surfaces: scale, oxide, cast)"
+        )
+        glow: float = param(
+            0.15, lo=0.0, hi=1.0, vary=(0.0, 0.35),
+            doc="light scattered around the groove (a bright scratch on bare metal blooms)"
+        )
+        glow_radius: float = param(
+            2.5, lo=0.5, hi=40.0, vary=(1.5, 4.0), size=True, doc="how far the glow reaches, px"
+        )
+        uneven: float = param(
+            0.25, lo=0.0, hi=1.0, vary=(0.0, 0.5),
+            doc="how much the groove's brightness comes and goes along it"
         )
 
     def plan(self, params: Params, rng: np.random.Generator) -> _Shape:
@@ -229,9 +241,77 @@ class ScratchGenerator(DefectGenerator):
         item = _pixel_item(lit.shape[1])
         flat.view(item).put(pix, lit.view(item))
         cov_full.reshape(-1)[pix] = cov
+        if params.glow > 0 or params.uneven > 0:
+            return _glow(pixels, out, cov_full, params, rng)
         return Layer(out, cov_full)
 
 
+def _glow(
+    pixels: np.ndarray,
+    out: np.ndarray,
+    cov: np.ndarray,
+    params: ScratchGenerator.Params,
+    rng: np.random.Generator,
+) -> Layer:
+    """The groove's change, made uneven along it and bloomed around it.
+
+    ``uneven``: the change is scaled by a smooth random field of feature size a few
+    widths (the tool chatters, the polish varies): 1 + 0.7 uneven x unit noise clipped to
+    +-1, so that at ``uneven`` 1 the line runs from 0.3x to 1.7x, bright beads and dim
+    stretches, and never breaks (its label stays one piece).
+    ``glow``: a bright groove on bare metal scatters light into the surface around it, and
+    the camera's optics spread it further: the change, blurred (a Gaussian of sigma
+    ``glow_radius``), is added, its peak ``glow`` x the groove's own. The halo is labelled
+    where it is at least half its peak and changes the surface by 0.03 or more (its
+    coverage is its share of the larger of the two), so the label still follows what
+    changed visibly.
+    """
+    base = pixels if pixels.ndim == 3 else pixels[:, :, None]
+    o3 = out if out.ndim == 3 else out[:, :, None]
+    delta = o3 - base
+    delta *= cov[:, :, None]
+    h, w = cov.shape
+    if params.uneven > 0:
+        cell = max(4.0 * params.width, 6.0)
+        field = value_noise((h, w), cell, rng)
+        np.clip(field, -1.0, 1.0, out=field)
+        field *= F32(0.7 * params.uneven)
+        field += F32(1.0)
+        delta *= field[:, :, None]
+    total = delta
+    new_cov = cov
+    if params.glow > 0:
+        halo = cv2.GaussianBlur(delta, (0, 0), params.glow_radius,
+                                borderType=cv2.BORDER_CONSTANT)
+        if halo.ndim == 2:
+            halo = halo[:, :, None]
+        peak = float(np.abs(delta).max())
+        mag = np.abs(halo).max(axis=2)
+        hp = float(mag.max())
+        if hp > 1e-6 and peak > 1e-6:
+            k = F32(params.glow * peak / hp)
+            halo *= k
+            mag *= k
+            mag[mag < F32(0.02 * params.glow * peak)] = 0.0
+            halo *= (mag > 0)[:, :, None]
+            total = delta + halo
+            # labelled (coverage >= 0.5) where the halo is at least half its peak and
+            # plainly visible (0.03, ~8 grey levels): a faint halo is a soft edge
+            new_cov = np.maximum(cov, mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)))
+            np.minimum(new_cov, 1.0, out=new_cov)
+    # the layer's pixels give the change at the new coverage: base + total / coverage
+    np.clip(base + total, 0.0, 1.0, out=total)
+    total -= base
+    safe = np.where(new_cov > 0, new_cov, 1.0)[:, :, None]
+    res = base + total / safe
+    np.clip(res, 0.0, 1.0, out=res)
+    res = res.astype(F32, copy=False)
+    if out.ndim == 2:
+        res = res[:, :, 0]
+    return Layer(np.ascontiguousarray(res), new_cov.astype(F32, copy=False))
+
+
+_GLOW_SEEN = 0.06  # 2 x the change from which a halo is labelled (see _glow)
 _OFFS = np.array([-0.375, -0.125, 0.125, 0.375], F32)[:, None]
 _PI = F32(math.pi)
 
@@ -369,6 +449,8 @@ def _margin(params: ScratchGenerator.Params) -> float:
     side = hw * (1.0 + params.burr) + 0.6
     if params.micro_scratches:
         side = max(side, 2.0 * hw + params.spread + 1.25 + 0.55 * hw * (1.0 + params.burr) + 0.6)
+    if params.glow > 0:  # the halo, out to where it falls under 2 % of its peak
+        side += 2.8 * params.glow_radius
     return side + 1.0
 
 

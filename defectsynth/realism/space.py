@@ -116,11 +116,16 @@ class Proposal:
 
     def widened(self, factor: float = GROW) -> dict[str, Any]:
         """Recipe params to draw a search round from: each range grown by ``factor`` of its
-        width on both sides (at least 5 % of the scale), every allowed choice."""
+        width on both sides (at least 5 % of the scale; a fixed field's whole allowed range
+        when ``factor`` is 1 or more, as in ``fit``'s first round), every allowed choice."""
         out: dict[str, Any] = {}
         for a in self.axes:
             u0, u1 = a.unit(a.cur[0]), a.unit(a.cur[1])
             grow = max(factor * (u1 - u0), 0.05)
+            if u1 - u0 < 1e-9 and factor >= 1.0:
+                # a field the generator keeps fixed unless told (scratch's burnish): a
+                # broad round tries all it allows, else it could never leave its default
+                grow = 1.0
             out[a.name] = a.spec((a.value(u0 - grow), a.value(u1 + grow)))
         for c in self.choices:
             out[c.name] = list(c.allowed)
