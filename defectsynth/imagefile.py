@@ -19,6 +19,9 @@ OpenCV has a limit of its own, ``OPENCV_IO_MAX_IMAGE_PIXELS`` (default 2**30 pix
 C++ constant is ``CV_IO_MAX_IMAGE_PIXELS``). It is read once, when the OpenCV library
 loads, so it can only be changed in the environment before the process starts; it stays
 as a backstop behind the limit here, which is per recipe and gives a clear message.
+
+Writing goes the other way only for masks: :func:`mask_png` writes a full-size mask PNG
+from the mask's crop, at the cost of the crop rather than of the image.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import os
 import stat
 import struct
 import traceback
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -513,3 +518,58 @@ def read_mask_file(
     if not m.any():
         raise InputImageError(f"{what} is empty (no product pixel)")
     return m
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: zlib level of the mask PNGs: level 1 is twice as fast as 6 here, and its files are
+#: already smaller than OpenCV's (a mask is mostly runs of zeros either way)
+MASK_ZLIB_LEVEL = 1
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(tag))
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+
+def mask_png(
+    crop: np.ndarray, box: Sequence[int], shape: tuple[int, int], bits: int = 1
+) -> bytes:
+    """A full-size greyscale PNG of a binary mask given by its ``crop`` inside ``box``
+    (pixel xyxy): ``bits=1`` (1-bit; OpenCV reads it as 0/255, Pillow as mode "1") or
+    ``bits=8`` (0/255 bytes).
+
+    Written here rather than by ``cv2.imencode``, whose cost is that of the whole image
+    (a full-size array built, packed and compressed: 1.3-2 ms at 1024x1024): only the
+    box's rows are built, and the rows of zeros around them are one constant handed to
+    zlib (0.25 ms). Every row has filter type 0 (None).
+    """
+    if bits not in (1, 8):
+        raise ValueError(f"bits must be 1 or 8, not {bits!r}")
+    h, w = int(shape[0]), int(shape[1])
+    x1, y1, x2, y2 = (int(v) for v in box)
+    if not (0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h):
+        raise ValueError(f"box {list(box)} is not inside an image of {w}x{h} (w x h)")
+    row_bytes = 1 + (w * bits + 7) // 8  # the filter-type byte, then the pixels
+    band = np.zeros((y2 - y1, w), dtype=bool)
+    band[:, x1:x2] = crop
+    rows = np.zeros((y2 - y1, row_bytes), dtype=np.uint8)
+    if bits == 1:
+        rows[:, 1:] = np.packbits(band, axis=1)
+    else:
+        rows[:, 1:] = band.view(np.uint8) * np.uint8(255)
+    zeros = bytes(row_bytes * max(y1, h - y2))
+    z = zlib.compressobj(MASK_ZLIB_LEVEL)
+    idat = b"".join((
+        z.compress(zeros[: row_bytes * y1]),
+        z.compress(rows.tobytes()),
+        z.compress(zeros[: row_bytes * (h - y2)]),
+        z.flush(),
+    ))
+    # IHDR: width, height, bit depth, colour type 0 (grey), deflate, filter 0, no interlace
+    header = struct.pack(">IIBBBBB", w, h, bits, 0, 0, 0, 0)
+    return b"".join((
+        _PNG_SIGNATURE,
+        _png_chunk(b"IHDR", header),
+        _png_chunk(b"IDAT", idat),
+        _png_chunk(b"IEND", b""),
+    ))

@@ -28,11 +28,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from defectsynth.api import DatasetWriter, hookimpl
+from defectsynth.imagefile import mask_png
 from defectsynth.rle import decode_rle
+from defectsynth.writers.yolo import mask_in_box
 from defectsynth.writing import WriteContext, atomic_write_bytes, link_or_copy, record_file_name
 
 ROOT = "anomaly"
@@ -72,6 +73,18 @@ def union_mask(rec: Record) -> np.ndarray:
     return m
 
 
+def union_crop(rec: Record) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """The union of a record's instance masks inside the union of their boxes, and that
+    box: what :func:`union_mask` holds, decoded from the boxes' columns only."""
+    boxes = [tuple(int(v) for v in a["box"]) for a in rec["annotations"]]
+    x1, y1 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x2, y2 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    m = np.zeros((y2 - y1, x2 - x1), dtype=bool)
+    for a, (bx1, by1, bx2, by2) in zip(rec["annotations"], boxes, strict=True):
+        m[by1 - y1:by2 - y1, bx1 - x1:bx2 - x1] |= mask_in_box(a["mask_rle"], (bx1, by1, bx2, by2))
+    return m, (x1, y1, x2, y2)
+
+
 class AnomalyWriter(DatasetWriter):
     """MVTec AD layout: train/good, test/good, test/<category>, ground_truth masks."""
 
@@ -100,11 +113,10 @@ class AnomalyWriter(DatasetWriter):
             link_or_copy(out_dir / rec["image"], root / folder / fname)
             if rec["annotations"]:
                 cat = folder.split("/", 1)[1]
-                ok, buf = cv2.imencode(".png", union_mask(rec).astype(np.uint8) * 255)
-                if not ok:
-                    raise RuntimeError("OpenCV could not encode a mask")
+                crop, box = union_crop(rec)
+                png = mask_png(crop, box, (int(rec["height"]), int(rec["width"])), bits=8)
                 stem = fname.rsplit(".", 1)[0]
-                atomic_write_bytes(root / "ground_truth" / cat / f"{stem}_mask.png", buf.tobytes())
+                atomic_write_bytes(root / "ground_truth" / cat / f"{stem}_mask.png", png)
 
 
 @hookimpl
