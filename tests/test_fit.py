@@ -395,17 +395,27 @@ def test_fit_then_generate_then_validate_from_the_cli(real_dir: Path, tmp_path: 
     assert cats == {"scratch"}
 
 
+class GreySquare(WhiteSquare):
+    """A square whose grey level stays at its default unless a recipe says otherwise."""
+
+    name = "grey_square"
+
+    @dataclass(frozen=True)
+    class Params:
+        size: int = param(14, lo=4, hi=64, vary=(10, 20), doc="side in px")
+        level: float = param(0.0, lo=0.0, hi=1.0, doc="grey level, fixed unless told")
+
+
 def test_a_field_fixed_by_default_is_searched_over_all_it_allows() -> None:
-    """scratch's ``burnish`` is 0 unless a recipe says otherwise: fit's broad first round
-    must still draw it from 0..1, or a bright real scratch could never be reached; later
-    rounds grow ranges by a share of their width only."""
-    from defectsynth.defects.scratch import ScratchGenerator
+    """A field a generator keeps at its default unless told (``level``): fit's broad
+    first round must still draw it from all it allows, or a real defect far from the
+    default could never be reached; later rounds grow ranges by a share of their width."""
     from defectsynth.realism.space import Proposal
 
-    p = Proposal(ScratchGenerator)
-    assert p.spec()["burnish"] == [0.0, 0.0]
-    assert p.widened(1.5)["burnish"] == [0.0, 1.0]
-    assert p.widened(0.5)["burnish"][1] <= 0.1
+    p = Proposal(GreySquare)
+    assert p.spec()["level"] == [0.0, 0.0]
+    assert p.widened(1.5)["level"] == [0.0, 1.0]
+    assert p.widened(0.5)["level"][1] <= 0.1
     # a field with a default range grows by its width, not to everything it allows
-    lo, hi = p.widened(1.5)["width"]  # (allowed 0.5..16, default 1.1..2.8)
-    assert 0.5 <= lo < 1.1 and 2.8 < hi < 16.0
+    lo, hi = p.widened(1.5)["size"]  # (allowed 4..64, default 10..20)
+    assert 4 <= lo < 10 and 20 < hi < 64
