@@ -229,7 +229,8 @@ def available_generators() -> tuple[list[str], list[str]]:
 
 
 def speed_figures(tmp: Path, n_src: int, rounds: int, gens: list[str],
-                  plugin_dirs: list[str], base: str | None = None) -> dict[str, list[float]]:
+                  plugin_dirs: list[str], base: str | None = None,
+                  workers_list: tuple[int, ...] = (1, 2)) -> dict[str, list[float]]:
     """Each round: the floors and the generate runs, one after another (and the same
     generate runs of the ``base`` source tree); returns every figure per round."""
     make_sources(tmp / "src", n_src, 1024)
@@ -239,7 +240,7 @@ def speed_figures(tmp: Path, n_src: int, rounds: int, gens: list[str],
     }
     runs: dict[str, list[float]] = {}
     for k in range(rounds):
-        for workers in (1, 2):
+        for workers in workers_list:
             order: list[tuple[str, Path | None, str | None]] = [
                 ("floor", None, None), ("coco", recipes["coco"], None),
                 ("all", recipes["all"], None),
@@ -268,9 +269,11 @@ def _span(values: list[float]) -> str:
 
 def print_speed(runs: dict[str, list[float]], n_src: int, gens: list[str]) -> None:
     med = {k: statistics.median(v) for k, v in runs.items()}
+    workers_list = [w for w in (1, 2) if f"floor_{w}w" in runs]
     print(f"generators: {', '.join(gens)}; 3 defects per image; {n_src} sources of 1024x1024 "
-          f"PNG, 1 variant each; {len(runs['floor_1w'])} rounds, medians of paired ratios")
-    for w in (1, 2):
+          f"PNG, 1 variant each; {len(runs[f'floor_{workers_list[0]}w'])} rounds, medians of "
+          "paired ratios")
+    for w in workers_list:
         procs = "one process" if w == 1 else "two processes"
         print(f"I/O floor, {procs}: {med[f'floor_{w}w']:6.1f} images/s")
         for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
@@ -281,17 +284,28 @@ def print_speed(runs: dict[str, list[float]], n_src: int, gens: list[str]) -> No
         cost = 100 * (statistics.median(extra) - 1)
         print(f"  the extra formats (yolo, voc, anomaly) cost {cost:.1f}% of the COCO-alone time")
     for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
+        if 1 not in workers_list:
+            break
         ratio = _ratios(runs, f"{name}_1w_per_cpu", "floor_1w_per_cpu")
         print(f"per CPU-second, --workers 1, {what}: {med[f'{name}_1w_per_cpu']:5.1f} vs floor "
               f"{med['floor_1w_per_cpu']:5.1f} images/CPU-s: {_span(ratio)}   target >= 0.9")
     if "base_all_1w" in runs:
         print("against the base tree, same rounds (new / base images/s):")
-        for w in (1, 2):
+        for w in workers_list:
             for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
                 gain = _ratios(runs, f"{name}_{w}w", f"base_{name}_{w}w")
                 base_floor = _ratios(runs, f"base_{name}_{w}w", f"floor_{w}w")
                 print(f"  --workers {w}, {what:16s} {_span(gain)}; base vs floor "
                       f"{_span(base_floor)}")
+        for name, what in (("coco", "COCO alone"), ("all", "all four formats")):
+            if 1 not in workers_list:
+                break
+            gain = _ratios(runs, f"{name}_1w_per_cpu", f"base_{name}_1w_per_cpu")
+            base_floor = _ratios(runs, f"base_{name}_1w_per_cpu", "floor_1w_per_cpu")
+            print(f"  per CPU-second, --workers 1, {what:16s} {_span(gain)}; base vs floor "
+                  f"{_span(base_floor)}")
+    if workers_list != [1, 2]:
+        return
     scale = _ratios(runs, "all_2w", "all_1w")
     print(f"scaling, generate 2 workers vs 1 (all formats): {_span(scale)}   target >= 1.8 "
           f"(the floor: {_span(_ratios(runs, 'floor_2w', 'floor_1w'))})")
@@ -303,6 +317,8 @@ def main() -> None:
                     help="48 sources, 5 rounds, the issue's memory sizes")
     ap.add_argument("--sources", type=int, default=None, help="how many 1024x1024 sources (24)")
     ap.add_argument("--rounds", type=int, default=None, help="rounds of paired runs (3)")
+    ap.add_argument("--workers", type=int, nargs="+", choices=(1, 2), default=[1, 2],
+                    help="which worker counts to time (both)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory figures")
     ap.add_argument("--base", metavar="TREE", default=None,
                     help="also time generate from this source tree (a git worktree), A/B")
@@ -322,7 +338,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ds-bench-") as tmpdir:
         tmp = Path(tmpdir)
         base = str(Path(args.base).resolve()) if args.base else None
-        runs = speed_figures(tmp / "speed", n_src, rounds, gens, plugin_dirs, base)
+        runs = speed_figures(tmp / "speed", n_src, rounds, gens, plugin_dirs, base,
+                             tuple(sorted(set(args.workers))))
         results.update(runs)
         print_speed(runs, n_src, gens)
         if args.no_memory:
