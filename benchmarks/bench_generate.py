@@ -21,6 +21,7 @@ VM is shared, and absolute rates move with its load.
 
     python benchmarks/bench_generate.py                 # 24 sources, 3 rounds: a few minutes
     python benchmarks/bench_generate.py --no-memory     # the speed figures only
+    python benchmarks/bench_generate.py --phases        # where one worker's time goes
     python benchmarks/bench_generate.py --full          # 48 sources, 5 rounds, 2,000 samples
     git worktree add /tmp/base19 COMMIT
     python benchmarks/bench_generate.py --no-memory --base /tmp/base19   # A/B in one run
@@ -228,6 +229,75 @@ def available_generators() -> tuple[list[str], list[str]]:
     return ["blob"], [str(FALLBACK_PLUGINS)]
 
 
+def phases(tmp: Path, n_src: int, gens: list[str], plugin_dirs: list[str],
+           passes: int = 2) -> dict[str, float]:
+    """Where one worker's time goes per sample, in ms (wall-clock timers around each step
+    of ``TaskRunner``'s work, the last of ``passes`` passes over the sources: the one-time
+    costs, the Lab tables among them, are left out), beside the floor's own steps."""
+    import hashlib
+
+    from defectsynth.build import load_recipe
+    from defectsynth.imagefile import decode_image, read_file_bytes
+    from defectsynth.run.manifest import annotation_record, dump_record
+    from defectsynth.run.plan import Plan
+    from defectsynth.run.worker import TaskRunner, WorkerSpec, encode_image, encode_mask
+    from defectsynth.synthesizer import source_id
+    from defectsynth.writing import atomic_write_bytes
+
+    make_sources(tmp / "src", n_src, 1024)
+    r = load_recipe(write_recipe(tmp, 1, gens, plugin_dirs))
+    runner = TaskRunner(WorkerSpec(recipe=r, out_dir=str(tmp / "phases")))
+    tasks = list(Plan.build(r, None).tasks(set()))
+    cv2.setNumThreads(1)
+    steps = ("read", "decode", "sha256", "apply", "encode image", "instance masks",
+             "annotation records", "write files", "copy (floor)")
+    total = dict.fromkeys(steps, 0.0)
+    for k in range(passes):
+        for t in tasks:
+            clock = [time.perf_counter()]
+            data = read_file_bytes(t.source, r.inputs.max_pixels)
+            clock.append(time.perf_counter())
+            image = decode_image(data)
+            clock.append(time.perf_counter())
+            sha = hashlib.sha256(data).hexdigest()
+            clock.append(time.perf_counter())
+            sample = runner.synth.apply(image, seed=r.seed, source_id=source_id(t.rel),
+                                        variant=t.variant)
+            clock.append(time.perf_counter())
+            png = encode_image(sample.image, "png", 95)
+            clock.append(time.perf_counter())
+            masks = [encode_mask(a.mask_crop, a.box, a.image_shape) for a in sample.annotations]
+            clock.append(time.perf_counter())
+            anns = [annotation_record(a, f"m{i}") for i, a in enumerate(sample.annotations)]
+            dump_record({"sha": sha, "annotations": anns})  # type: ignore[typeddict-item]
+            clock.append(time.perf_counter())
+            for i, m in enumerate(masks):
+                atomic_write_bytes(tmp / "phases" / f"{t.name}_{i}.png", m)
+            atomic_write_bytes(tmp / "phases" / f"{t.name}.png", png)
+            clock.append(time.perf_counter())
+            _copy_one((t.source, str(tmp / "phases" / f"floor_{t.name}.png")))
+            clock.append(time.perf_counter())
+            if k == passes - 1:
+                for step, a, b in zip(steps, clock, clock[1:], strict=False):
+                    total[step] += b - a
+    return {step: 1000 * v / len(tasks) for step, v in total.items()}
+
+
+def print_phases(ms: dict[str, float]) -> None:
+    sample = sum(v for k, v in ms.items() if k != "copy (floor)")
+    floor_steps = ("read", "decode", "encode image", "write files")
+    print("where one worker's time goes, per sample (steady state, ms; the floor's own "
+          "steps marked *):")
+    for step, v in ms.items():
+        if step == "copy (floor)":
+            continue
+        mark = "*" if step in floor_steps else " "
+        print(f"  {mark} {step:20s} {v:6.2f} ms  {100 * v / sample:5.1f}%")
+    print(f"    sample total         {sample:6.2f} ms; the floor's copy of the same source "
+          f"{ms['copy (floor)']:.2f} ms: at most {ms['copy (floor)'] / sample:.2f}x the floor "
+          "before any fixed cost")
+
+
 def speed_figures(tmp: Path, n_src: int, rounds: int, gens: list[str],
                   plugin_dirs: list[str], base: str | None = None,
                   workers_list: tuple[int, ...] = (1, 2)) -> dict[str, list[float]]:
@@ -319,6 +389,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=None, help="rounds of paired runs (3)")
     ap.add_argument("--workers", type=int, nargs="+", choices=(1, 2), default=[1, 2],
                     help="which worker counts to time (both)")
+    ap.add_argument("--phases", action="store_true",
+                    help="only where one worker's time goes per sample (ms per step)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory figures")
     ap.add_argument("--base", metavar="TREE", default=None,
                     help="also time generate from this source tree (a git worktree), A/B")
@@ -337,6 +409,9 @@ def main() -> None:
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ds-bench-") as tmpdir:
         tmp = Path(tmpdir)
+        if args.phases:
+            print_phases(phases(tmp / "phases", n_src, gens, plugin_dirs))
+            return
         base = str(Path(args.base).resolve()) if args.base else None
         runs = speed_figures(tmp / "speed", n_src, rounds, gens, plugin_dirs, base,
                              tuple(sorted(set(args.workers))))
