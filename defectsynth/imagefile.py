@@ -420,7 +420,12 @@ def read_file_bytes(path: str | os.PathLike[str], max_pixels: int) -> bytes:
         )
     try:
         with open(p, "rb") as fh:
-            data = fh.read(limit + 1)
+            # the size stat gave, plus one byte to see a file that grew since: asking
+            # for ``limit + 1`` at once makes Python allocate that much first and shrink
+            # it after (0.6 ms more per 2 MB source, issue 19)
+            data = fh.read(st.st_size + 1)
+            if len(data) > st.st_size:  # it grew (or stat gave no size, as /proc does)
+                data += fh.read(limit + 1 - len(data))
     except OSError as exc:
         raise InputImageError(f"cannot be read: {_os_reason(exc)}") from None
     if len(data) > limit:

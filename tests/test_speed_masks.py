@@ -113,3 +113,4 @@ def test_anomaly_union_crop_is_the_union_mask_in_its_box() -> None:
     assert (x1, y1, x2, y2) == (3, 0, 50, 38)
     assert np.array_equal(full[y1:y2, x1:x2], crop)
     assert full.sum() == crop.sum()
+
