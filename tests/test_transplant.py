@@ -531,7 +531,8 @@ def test_the_demo_library_ships_with_the_package() -> None:
 # -- variation -------------------------------------------------------------------------------
 
 NEUTRAL: dict[str, Any] = {
-    "warp": 0.0, "stretch_along": 1.0, "stretch_across": 1.0, "severity": 1.0, "recolor": 0.0
+    "warp": 0.0, "stretch_along": 1.0, "stretch_across": 1.0, "severity": 1.0, "recolor": 0.0,
+    "denoise": 0.0,
 }
 
 
@@ -688,3 +689,44 @@ def test_varied_transplants_are_on_by_default_and_reproducible() -> None:
     assert drawn and all(0.0 <= p["warp"] <= 0.08 and 0.6 <= p["severity"] <= 1.5
                          for p in drawn)
     assert any(p["stretch_along"] != 1.0 and p["recolor"] > 0.0 for p in drawn)
+
+
+def test_denoise_leaves_the_source_photos_grain_behind_and_keeps_the_defect(
+    tmp_path: Path, cache: Path
+) -> None:
+    """A dark blob with a one-pixel bright line across it, photographed with strong grain
+    (sigma 0.04), transplanted onto a flat, grain-free surface: with ``denoise`` the
+    grain under the blob is mostly gone, the blob is as dark and the line as bright."""
+    rng = np.random.default_rng(0)
+    h, w = 120, 140
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    blob = np.hypot((xx - 70) / 30, (yy - 60) / 22) <= 1.0
+    line = blob & (np.abs(yy - 60) < 0.5)
+    img = np.full((h, w), 0.6, np.float32)
+    img[blob] *= 0.5
+    img[line] += 0.35
+    img += rng.normal(0, 0.04, img.shape).astype(np.float32)
+    write_coco(tmp_path / "src", np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8), blob,
+               mask=True)
+    still = {"source": str(tmp_path / "src"), "format": "coco", "pick": 0.5, "scale": 1.0,
+             "rotation": 0.0, "feather": 0.0, "blend": "alpha", **NEUTRAL}
+
+    def placed(denoise: float) -> tuple[np.ndarray, np.ndarray]:
+        _, layer = _render({**still, "denoise": denoise}, 0.5, channels=1)
+        return layer.pixels[:, :, 0], layer.coverage >= 0.5
+
+    raw, m = placed(0.0)
+    clean, m2 = placed(1.5)
+    assert np.array_equal(m, m2)
+    inner = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    rows = np.flatnonzero(m.any(axis=1))
+    mid = int(np.argmax([raw[r][m[r]].mean() for r in rows[3:-3]])) + rows[3]  # the line
+    inner[mid - 2 : mid + 3] = False
+
+    def grain(a: np.ndarray) -> float:
+        return float(np.std((a - cv2.GaussianBlur(a, (0, 0), 3.0))[inner]))
+
+    assert grain(clean) < 0.5 * grain(raw)
+    assert abs(float(clean[inner].mean()) - float(raw[inner].mean())) < 0.01
+    # the line stands far out of the grain: it keeps (nearly) all its contrast
+    assert clean[mid][m[mid]].mean() > 0.9 * raw[mid][m[mid]].mean()

@@ -128,6 +128,11 @@ class TransplantGenerator(DefectGenerator):
         feather: float = param(
             1.5, lo=0.0, hi=8.0, doc="px of soft edge outside the defect's mask"
         )
+        denoise: float = param(
+            1.0, lo=0.0, hi=4.0,
+            doc="px over which the source photo's own noise is smoothed out of the defect "
+            "(detail well above that noise is kept; 0: none)",
+        )
         blend: str = param(
             "poisson", choices=BLEND_MODES, doc="compositing: Poisson (normal, mixed) or alpha"
         )
@@ -182,6 +187,9 @@ class TransplantGenerator(DefectGenerator):
             dst_level = _local_level(region.pixels, inside, region.product_mask)
             shift = F32(1.0 - params.match) * (src_level - dst_level)
             base = np.clip(base + shift, 0.0, 1.0).astype(F32)
+        if params.denoise > 0:
+            pixels = _denoised(pixels, surface, inside & (valid > 0), ~inside & (valid > 0),
+                               params.denoise)
         mapped = _map_level(pixels, surface, base)
         if params.severity != 1.0:
             mapped = _severe(mapped, base, inside, params.severity)
@@ -351,6 +359,34 @@ def _place(
 def _image(a: np.ndarray) -> np.ndarray:
     """(h, w) -> (h, w, 1): OpenCV drops a single channel."""
     return a[:, :, None] if a.ndim == 2 else a
+
+
+def _denoised(pixels: np.ndarray, surface: np.ndarray, inside: np.ndarray,
+              outside: np.ndarray, sigma: float) -> np.ndarray:
+    """The defect's change of its source surface with the source photo's noise taken out.
+
+    The host image has noise of its own; a transplant should carry what the defect does
+    to the surface, not the grain of the camera that photographed it (doubled, that grain
+    makes a transplant finer-grained and sharper-edged than the defects around it). The
+    change is smoothed (a Gaussian of ``sigma`` px), and what the smoothing removed is put
+    back where it stands out of the noise: none of it up to 3x the noise's spread, all
+    of it from 6x (a crack one pixel wide keeps its contrast). The spread is measured
+    on ``outside``, the source crop around the defect (1.48 x the median absolute
+    residual)."""
+    d = pixels - surface
+    smooth = cv2.GaussianBlur(d, (0, 0), sigma)
+    if smooth.ndim == 2:
+        smooth = smooth[:, :, None]
+    rest = d - smooth
+    mag = np.abs(rest).max(axis=2)
+    if outside.sum() < 16:
+        return pixels
+    # (the surface equals the photo outside the defect: the noise is the photo's own)
+    grain = pixels - _image(cv2.GaussianBlur(pixels, (0, 0), sigma))
+    noise = max(1.4826 * float(np.median(np.abs(grain).max(axis=2)[outside])), 1e-4)
+    keep = np.clip((mag - F32(3.0 * noise)) / F32(3.0 * noise), 0.0, 1.0)[:, :, None]
+    out = surface + smooth + rest * keep
+    return np.clip(out, 0.0, 1.0).astype(F32)
 
 
 def _feathered(inside: np.ndarray, feather: float) -> np.ndarray:
