@@ -88,7 +88,7 @@ class ScratchGenerator(DefectGenerator):
             0.2, lo=0.0, hi=1.0, vary=(0.0, 0.7), doc="lighter substrate shown at the floor"
         )
         burnish: float = param(
-            0.0, lo=0.0, hi=1.0, vary=(0.0, 0.7),
+            0.0, lo=0.0, hi=1.0,
             doc="how polished and bright the groove is (matte surfaces: scale, oxide, cast)"
         )
         glow: float = param(
