@@ -188,8 +188,7 @@ class TransplantGenerator(DefectGenerator):
             shift = F32(1.0 - params.match) * (src_level - dst_level)
             base = np.clip(base + shift, 0.0, 1.0).astype(F32)
         if params.denoise > 0:
-            pixels = _denoised(pixels, surface, inside & (valid > 0), ~inside & (valid > 0),
-                               params.denoise)
+            pixels = _denoised(pixels, surface, ~inside & (valid > 0), params.denoise)
         mapped = _map_level(pixels, surface, base)
         if params.severity != 1.0:
             mapped = _severe(mapped, base, inside, params.severity)
@@ -361,8 +360,9 @@ def _image(a: np.ndarray) -> np.ndarray:
     return a[:, :, None] if a.ndim == 2 else a
 
 
-def _denoised(pixels: np.ndarray, surface: np.ndarray, inside: np.ndarray,
-              outside: np.ndarray, sigma: float) -> np.ndarray:
+def _denoised(
+    pixels: np.ndarray, surface: np.ndarray, outside: np.ndarray, sigma: float
+) -> np.ndarray:
     """The defect's change of its source surface with the source photo's noise taken out.
 
     The host image has noise of its own; a transplant should carry what the defect does
@@ -373,17 +373,15 @@ def _denoised(pixels: np.ndarray, surface: np.ndarray, inside: np.ndarray,
     of it from 6x (a crack one pixel wide keeps its contrast). The spread is measured
     on ``outside``, the source crop around the defect (1.48 x the median absolute
     residual)."""
-    d = pixels - surface
-    smooth = cv2.GaussianBlur(d, (0, 0), sigma)
-    if smooth.ndim == 2:
-        smooth = smooth[:, :, None]
-    rest = d - smooth
-    mag = np.abs(rest).max(axis=2)
-    if outside.sum() < 16:
+    if np.count_nonzero(outside) < 16:
         return pixels
     # (the surface equals the photo outside the defect: the noise is the photo's own)
     grain = pixels - _image(cv2.GaussianBlur(pixels, (0, 0), sigma))
     noise = max(1.4826 * float(np.median(np.abs(grain).max(axis=2)[outside])), 1e-4)
+    d = pixels - surface
+    smooth = _image(cv2.GaussianBlur(d, (0, 0), sigma))
+    rest = d - smooth
+    mag = np.abs(rest).max(axis=2)
     keep = np.clip((mag - F32(3.0 * noise)) / F32(3.0 * noise), 0.0, 1.0)[:, :, None]
     out = surface + smooth + rest * keep
     return np.clip(out, 0.0, 1.0).astype(F32)
