@@ -242,7 +242,7 @@ class ScratchGenerator(DefectGenerator):
         flat.view(item).put(pix, lit.view(item))
         cov_full.reshape(-1)[pix] = cov
         if params.glow > 0 or params.uneven > 0:
-            return _glow(pixels, out, cov_full, params, rng)
+            return _glow(pixels, out, cov_full, params, rng, pix)
         return Layer(out, cov_full)
 
 
@@ -252,6 +252,7 @@ def _glow(
     cov: np.ndarray,
     params: ScratchGenerator.Params,
     rng: np.random.Generator,
+    pix: np.ndarray,
 ) -> Layer:
     """The groove's change, made uneven along it and bloomed around it.
 
@@ -266,27 +267,44 @@ def _glow(
     coverage is its share of the larger of the two), so the label still follows what
     changed visibly.
     """
-    base = pixels if pixels.ndim == 3 else pixels[:, :, None]
-    o3 = out if out.ndim == 3 else out[:, :, None]
-    delta = o3 - base
-    delta *= cov[:, :, None]
+    base_full = pixels if pixels.ndim == 3 else pixels[:, :, None]
+    o3_full = out if out.ndim == 3 else out[:, :, None]
     h, w = cov.shape
-    if params.uneven > 0:
+    field = None
+    if params.uneven > 0:  # drawn over the whole region (the same draws, the same field)
         cell = max(4.0 * params.width, 6.0)
         field = value_noise((h, w), cell, rng)
-        np.clip(field, -1.0, 1.0, out=field)
-        field *= F32(0.7 * params.uneven)
-        field += F32(1.0)
-        delta *= field[:, :, None]
+    # all the rest happens in the box of the pixels render() changed or covered, widened
+    # by the blur's reach: outside it the change and the halo are exactly 0 (the
+    # Gaussian's kernel is cut at 4 sigma, the border constant), so the layer there is
+    # the region and its coverage 0
+    changed = _flat_box(pix, w)
+    if changed is None:
+        res_full = np.clip(base_full, 0.0, 1.0)
+        return Layer(np.ascontiguousarray(res_full if out.ndim == 3 else res_full[:, :, 0]),
+                     cov.astype(F32, copy=False))
+    reach = int(math.ceil(4.0 * params.glow_radius)) + 2 if params.glow > 0 else 0
+    y0, y1 = max(changed[0] - reach, 0), min(changed[1] + reach, h)
+    x0, x1 = max(changed[2] - reach, 0), min(changed[3] + reach, w)
+    base = base_full[y0:y1, x0:x1]
+    delta = o3_full[y0:y1, x0:x1] - base
+    cov_b = cov[y0:y1, x0:x1]
+    delta *= cov_b[:, :, None]
+    if field is not None:
+        fb = field[y0:y1, x0:x1]
+        np.clip(fb, -1.0, 1.0, out=fb)
+        fb *= F32(0.7 * params.uneven)
+        fb += F32(1.0)
+        delta *= fb[:, :, None]
     total = delta
-    new_cov = cov
+    new_cov = cov_b
     if params.glow > 0:
         halo = cv2.GaussianBlur(delta, (0, 0), params.glow_radius,
                                 borderType=cv2.BORDER_CONSTANT)
         if halo.ndim == 2:
             halo = halo[:, :, None]
-        peak = float(np.abs(delta).max())
-        mag = np.abs(halo).max(axis=2)
+        peak = _abs_max(delta)
+        mag = _abs_channel_max(halo)
         hp = float(mag.max())
         if hp > 1e-6 and peak > 1e-6:
             k = F32(params.glow * peak / hp)
@@ -297,7 +315,7 @@ def _glow(
             total = delta + halo
             # labelled (coverage >= 0.5) where the halo is at least half its peak and
             # plainly visible (0.03, ~8 grey levels): a faint halo is a soft edge
-            new_cov = np.maximum(cov, mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)))
+            new_cov = np.maximum(cov_b, mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)))
             np.minimum(new_cov, 1.0, out=new_cov)
     # the layer's pixels give the change at the new coverage: base + total / coverage
     np.clip(base + total, 0.0, 1.0, out=total)
@@ -305,10 +323,38 @@ def _glow(
     safe = np.where(new_cov > 0, new_cov, 1.0)[:, :, None]
     res = base + total / safe
     np.clip(res, 0.0, 1.0, out=res)
-    res = res.astype(F32, copy=False)
+    # outside the box: base + 0 / 1, clipped
+    res_full = np.clip(base_full, 0.0, 1.0)
+    res_full[y0:y1, x0:x1] = res
+    cov_full = np.zeros((h, w), F32)
+    cov_full[y0:y1, x0:x1] = new_cov
     if out.ndim == 2:
-        res = res[:, :, 0]
-    return Layer(np.ascontiguousarray(res), new_cov.astype(F32, copy=False))
+        res_full = res_full[:, :, 0]
+    return Layer(np.ascontiguousarray(res_full, dtype=F32), cov_full)
+
+
+def _flat_box(pix: np.ndarray, w: int) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the pixels at flat indices ``pix`` of a ``w`` wide image
+    (end exclusive); None if there are none."""
+    if pix.size == 0:
+        return None
+    rows = pix // w
+    cols = pix - rows * w
+    return int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """max(|a|) of a float array."""
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
+
+
+def _abs_channel_max(a: np.ndarray) -> np.ndarray:
+    """max over the last axis of |a| (h, w, c) -> (h, w), channel by channel: numpy's
+    reduction along a short last axis is ~10x slower."""
+    m = np.abs(a[:, :, 0])
+    for c in range(1, a.shape[2]):
+        np.maximum(m, np.abs(a[:, :, c]), out=m)
+    return m
 
 
 _GLOW_SEEN = 0.06  # 2 x the change from which a halo is labelled (see _glow)
