@@ -267,39 +267,44 @@ def _glow(
     coverage is its share of the larger of the two), so the label still follows what
     changed visibly.
     """
-    base_full = pixels if pixels.ndim == 3 else pixels[:, :, None]
-    o3_full = out if out.ndim == 3 else out[:, :, None]
     h, w = cov.shape
     field = None
     if params.uneven > 0:  # drawn over the whole region (the same draws, the same field)
         cell = max(4.0 * params.width, 6.0)
         field = value_noise((h, w), cell, rng)
-    # all the rest happens in the box of the pixels render() changed or covered, widened
-    # by the blur's reach: outside it the change and the halo are exactly 0 (the
-    # Gaussian's kernel is cut at 4 sigma, the border constant), so the layer there is
-    # the region and its coverage 0
-    changed = _flat_box(pix, w)
-    if changed is None:
-        res_full = np.clip(base_full, 0.0, 1.0)
-        return Layer(np.ascontiguousarray(res_full if out.ndim == 3 else res_full[:, :, 0]),
-                     cov.astype(F32, copy=False))
-    reach = int(math.ceil(4.0 * params.glow_radius)) + 2 if params.glow > 0 else 0
-    y0, y1 = max(changed[0] - reach, 0), min(changed[1] + reach, h)
-    x0, x1 = max(changed[2] - reach, 0), min(changed[3] + reach, w)
-    base = base_full[y0:y1, x0:x1]
-    delta = o3_full[y0:y1, x0:x1] - base
-    cov_b = cov[y0:y1, x0:x1]
-    delta *= cov_b[:, :, None]
+    # the layer is the region (clipped) but where the new coverage is > 0; only the halo
+    # is made densely, in the box of the drawn pixels widened by the blur's reach (4
+    # sigma: beyond it the halo is exactly 0, the border constant); the rest happens at
+    # the pixels that change
+    res = np.clip(pixels, 0.0, 1.0)
+    c = 1 if pixels.ndim == 2 else pixels.shape[2]
+    res_flat = res.reshape(h * w, c)
+    base_flat = pixels.reshape(h * w, c)
+    cov_flat = cov.reshape(-1)
+    box = _flat_box(pix, w)
+    if box is None:
+        return Layer(res, cov.astype(F32, copy=False))
+    # the change at the drawn pixels, by the coverage (and the unevenness)
+    base_p = base_flat.take(pix, axis=0)
+    delta = out.reshape(h * w, c).take(pix, axis=0) - base_p
+    delta *= cov_flat.take(pix)[:, None]
     if field is not None:
-        fb = field[y0:y1, x0:x1]
-        np.clip(fb, -1.0, 1.0, out=fb)
-        fb *= F32(0.7 * params.uneven)
-        fb += F32(1.0)
-        delta *= fb[:, :, None]
-    total = delta
-    new_cov = cov_b
+        fp = field.reshape(-1).take(pix)
+        np.clip(fp, -1.0, 1.0, out=fp)
+        fp *= F32(0.7 * params.uneven)
+        fp += F32(1.0)
+        delta *= fp[:, None]
+    at, total, new_cov = pix, delta, cov
+    cov_at = None
     if params.glow > 0:
-        halo = cv2.GaussianBlur(delta, (0, 0), params.glow_radius,
+        reach = int(math.ceil(4.0 * params.glow_radius)) + 2
+        y0, y1 = max(box[0] - reach, 0), min(box[1] + reach, h)
+        x0, x1 = max(box[2] - reach, 0), min(box[3] + reach, w)
+        bw = x1 - x0
+        rows = pix // w
+        dense = np.zeros((y1 - y0, bw, c), F32)
+        dense.reshape(-1, c)[(rows - y0) * bw + (pix - rows * w - x0)] = delta
+        halo = cv2.GaussianBlur(dense, (0, 0), params.glow_radius,
                                 borderType=cv2.BORDER_CONSTANT)
         if halo.ndim == 2:
             halo = halo[:, :, None]
@@ -308,29 +313,38 @@ def _glow(
         hp = float(mag.max())
         if hp > 1e-6 and peak > 1e-6:
             k = F32(params.glow * peak / hp)
-            halo *= k
             mag *= k
             mag[mag < F32(0.02 * params.glow * peak)] = 0.0
-            halo *= (mag > 0)[:, :, None]
-            total = delta + halo
             # labelled (coverage >= 0.5) where the halo is at least half its peak and
             # plainly visible (0.03, ~8 grey levels): a faint halo is a soft edge
-            new_cov = np.maximum(cov_b, mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)))
-            np.minimum(new_cov, 1.0, out=new_cov)
+            cov_b = np.maximum(cov[y0:y1, x0:x1],
+                               mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)))
+            np.minimum(cov_b, 1.0, out=cov_b)
+            new_cov = np.zeros((h, w), F32)
+            new_cov[y0:y1, x0:x1] = cov_b
+            # the pixels that change: the groove's and the labelled or visible halo's
+            ib = np.flatnonzero(cov_b)
+            hal: np.ndarray = halo.reshape(-1, c).take(ib, axis=0)
+            hal *= k
+            hal *= (mag.reshape(-1).take(ib) > 0)[:, None]
+            total = dense.reshape(-1, c).take(ib, axis=0)
+            total += hal
+            by = ib // bw
+            at = (by + y0) * w + (ib - by * bw + x0)
+            cov_at = cov_b.reshape(-1).take(ib)
+            base_p = base_flat.take(at, axis=0)
+    if cov_at is None:
+        cov_at = cov_flat.take(at)
     # the layer's pixels give the change at the new coverage: base + total / coverage
-    np.clip(base + total, 0.0, 1.0, out=total)
-    total -= base
-    safe = np.where(new_cov > 0, new_cov, 1.0)[:, :, None]
-    res = base + total / safe
-    np.clip(res, 0.0, 1.0, out=res)
-    # outside the box: base + 0 / 1, clipped
-    res_full = np.clip(base_full, 0.0, 1.0)
-    res_full[y0:y1, x0:x1] = res
-    cov_full = np.zeros((h, w), F32)
-    cov_full[y0:y1, x0:x1] = new_cov
-    if out.ndim == 2:
-        res_full = res_full[:, :, 0]
-    return Layer(np.ascontiguousarray(res_full, dtype=F32), cov_full)
+    np.add(base_p, total, out=total)
+    np.clip(total, 0.0, 1.0, out=total)
+    total -= base_p
+    safe = np.where(cov_at > 0, cov_at, 1.0)[:, None]
+    total /= safe
+    total += base_p
+    np.clip(total, 0.0, 1.0, out=total)
+    res_flat[at] = total
+    return Layer(res, new_cov.astype(F32, copy=False))
 
 
 def _flat_box(pix: np.ndarray, w: int) -> tuple[int, int, int, int] | None:
