@@ -18,6 +18,10 @@ A/B modes (issue 19), each printing base/new ratios measured in the same run:
         process per code tree (PYTHONPATH), base and new taking turns round by round
         (the order flipping), so the shared VM's drift hits both alike; the outputs'
         sha256 must agree;
+    python benchmarks/bench_synthesizer.py --ab /tmp/base19 --generator scratch
+        the same, timing only that generator's render() on the regions, parameters and
+        random states a run of the demo mix recorded (24 crops; each tree records its
+        own, and the layers' sha256 must agree);
     python benchmarks/bench_synthesizer.py --phases [--passes 6]
         where the on-the-fly item's time goes: wall-clock time in each step of apply
         (timers wrapped around them; the rest is the synthesizer's own bookkeeping).
@@ -119,7 +123,45 @@ def worker(images: int, passes: int) -> None:
     print(json.dumps({"ms": statistics.median(times), "sha256": digest.hexdigest()}))
 
 
-def ab(base: str, rounds: int, images: int, passes: int) -> None:
+def render_worker(images: int, passes: int, name: str) -> None:
+    """One code tree's ms per render() of generator ``name`` on the inputs a run of the
+    demo mix recorded (median of ``passes`` passes), and the layers' hash."""
+    import copy
+
+    cv2.setNumThreads(1)
+    imgs, masks = crops(images)
+    synth = demo_synth()
+    recorded = []
+    for prep in synth._prepared:
+        gen = prep.generator
+        if type(gen).name != name:
+            continue
+
+        def record(region, params, rng, _gen=gen, _fn=gen.render, **kw):
+            recorded.append((_gen, region, params, copy.deepcopy(rng.bit_generator.state), kw))
+            return _fn(region, params, rng, **kw)
+
+        gen.render = record  # type: ignore[method-assign]
+    for i, (img, m) in enumerate(zip(imgs, masks, strict=True)):
+        synth.apply(img, m, seed=0, source_id=i)
+    digest = hashlib.sha256()
+    times = []
+    for p in range(passes + 1):  # (the first pass warms up)
+        t = time.perf_counter()
+        for gen, region, params, state, kw in recorded:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state
+            layer = type(gen).render(gen, region, params, rng, **kw)
+            if p == 0:
+                digest.update(np.ascontiguousarray(layer.pixels).tobytes())
+                digest.update(np.ascontiguousarray(layer.coverage).tobytes())
+        if p:
+            times.append((time.perf_counter() - t) * 1000 / max(len(recorded), 1))
+    print(json.dumps({"ms": statistics.median(times), "sha256": digest.hexdigest(),
+                      "calls": len(recorded)}))
+
+
+def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") -> None:
     trees = {"base": base, "new": str(ROOT)}
     ms: dict[str, list[float]] = {k: [] for k in trees}
     shas: dict[str, set[str]] = {k: set() for k in trees}
@@ -129,16 +171,19 @@ def ab(base: str, rounds: int, images: int, passes: int) -> None:
             env = dict(os.environ, PYTHONPATH=tree)
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", "--images", str(images),
-                 "--passes", str(passes)],
+                 "--passes", str(passes)] + (["--generator", generator] if generator else []),
                 env=env, cwd="/", check=True, capture_output=True, text=True,
             ).stdout.strip().splitlines()[-1]
             got = json.loads(out)
             ms[name].append(got["ms"])
             shas[name].add(got["sha256"])
-    print(f"on-the-fly item, {images} crops of {SIDE}x{SIDE}, 3 defects, demo mix, "
+    what = (f"{generator}.render() on the regions recorded from the demo mix"
+            if generator else "on-the-fly item")
+    print(f"{what}, {images} crops of {SIDE}x{SIDE}, 3 defects, demo mix, "
           f"{rounds} rounds x {passes} passes, one thread per process")
     for name in trees:
-        print(f"  {name:<5} {trees[name]:<40} ms/item median {statistics.median(ms[name]):6.2f}"
+        unit = "call" if generator else "item"
+        print(f"  {name:<5} {trees[name]:<40} ms/{unit} median {statistics.median(ms[name]):6.2f}"
               f"  rounds {' '.join(f'{v:.2f}' for v in ms[name])}")
     ratios = [b / n for b, n in zip(ms["base"], ms["new"], strict=True)]
     speedup = statistics.median(ms["base"]) / statistics.median(ms["new"])
@@ -272,6 +317,8 @@ def main() -> None:
     ap.add_argument("--generators", default="")
     ap.add_argument("--ab", metavar="BASE_TREE", help="A/B the on-the-fly item against "
                     "the code tree at BASE_TREE (e.g. a git worktree of the previous commit)")
+    ap.add_argument("--generator", default="", help="with --ab: time only this "
+                    "generator's render() on recorded regions")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--passes", type=int, default=3)
@@ -281,10 +328,13 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     if args.worker:
-        worker(args.images, args.passes)
+        if args.generator:
+            render_worker(args.images, args.passes, args.generator)
+        else:
+            worker(args.images, args.passes)
         return
     if args.ab:
-        ab(args.ab, args.rounds, args.images, args.passes)
+        ab(args.ab, args.rounds, args.images, args.passes, args.generator)
         return
     if args.phases:
         phases(args.passes)
