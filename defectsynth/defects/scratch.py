@@ -136,15 +136,13 @@ class ScratchGenerator(DefectGenerator):
     # would hand a dozen arrays from function to function)
         h, w = region.shape
         pixels = region.pixels
-        out = np.array(pixels, dtype=F32, copy=True)
-        cov_full = np.zeros((h, w), F32)
         stroke = plan if plan is not None else self.plan(params, rng)
         path = _stroke(params, stroke, (h, w), _margin(params))
         tab = _grooves(params, rng, path.length)
         band = _band(path, (h, w), tab)
         hits = _hits(band, tab, params.burr)
         if hits is None:
-            return Layer(out, cov_full)
+            return Layer(np.array(pixels, dtype=F32, copy=True), np.zeros((h, w), F32))
         pix, cov, tan, at, d0, hw, wall = hits
         # the region's statistics (one luminance image for the grain and the contrast)
         lum = luminance(pixels)[:, :, None]
@@ -200,7 +198,8 @@ class ScratchGenerator(DefectGenerator):
                 np.maximum.at(fl.reshape(-1), where, flr.ravel())
         # the groove tilts the normal across the stroke only
         ratio, spec = _shade_across(gx, occ, lperp, turns, light, shading, lobe)
-        flat = out.reshape(h * w, -1)
+        # (the region's own pixels, read at the drawn ones: pix holds each pixel once)
+        flat = np.asarray(pixels, dtype=F32).reshape(h * w, -1)
         lit = flat.take(pix, axis=0)
         surf = surface_colour(pixels)
         spec_col = specular_colour(pixels, colour=surf)
@@ -237,24 +236,26 @@ class ScratchGenerator(DefectGenerator):
             lit += (orig * gain_b - lit) * pol[:, None]
         np.maximum(lit, 0.0, out=lit)
         np.minimum(lit, 1.0, out=lit)
+        cov = cov.astype(F32, copy=False)
+        if params.glow > 0 or params.uneven > 0:
+            return _glow(pixels, lit, cov, params, rng, pix)
+        out = np.array(pixels, dtype=F32, copy=True)
         # whole pixels as single items: a 1-D scatter instead of a row scatter
         item = _pixel_item(lit.shape[1])
-        flat.view(item).put(pix, lit.view(item))
-        cov_full.reshape(-1)[pix] = cov
-        if params.glow > 0 or params.uneven > 0:
-            return _glow(pixels, out, cov_full, params, rng, pix)
-        return Layer(out, cov_full)
+        out.reshape(h * w, -1).view(item).put(pix, lit.view(item))
+        return Layer(out, _scattered(cov, pix, (h, w)))
 
 
 def _glow(
     pixels: np.ndarray,
-    out: np.ndarray,
+    lit: np.ndarray,
     cov: np.ndarray,
     params: ScratchGenerator.Params,
     rng: np.random.Generator,
     pix: np.ndarray,
 ) -> Layer:
-    """The groove's change, made uneven along it and bloomed around it.
+    """The groove's change, made uneven along it and bloomed around it (``lit``, the
+    groove's pixels, and ``cov``, their coverage, at the flat indices ``pix``).
 
     ``uneven``: the change is scaled by a smooth random field of feature size a few
     widths (the tool chatters, the polish varies): 1 + 0.7 uneven x unit noise clipped to
@@ -267,7 +268,7 @@ def _glow(
     coverage is its share of the larger of the two), so the label still follows what
     changed visibly.
     """
-    h, w = cov.shape
+    h, w = pixels.shape[:2]
     field = None
     if params.uneven > 0:  # drawn over the whole region (the same draws, the same field)
         cell = max(4.0 * params.width, 6.0)
@@ -280,30 +281,30 @@ def _glow(
     c = 1 if pixels.ndim == 2 else pixels.shape[2]
     res_flat = res.reshape(h * w, c)
     base_flat = pixels.reshape(h * w, c)
-    cov_flat = cov.reshape(-1)
     box = _flat_box(pix, w)
     if box is None:
-        return Layer(res, cov.astype(F32, copy=False))
+        return Layer(res, np.zeros((h, w), F32))
     # the change at the drawn pixels, by the coverage (and the unevenness)
     base_p = base_flat.take(pix, axis=0)
-    delta = out.reshape(h * w, c).take(pix, axis=0) - base_p
-    delta *= cov_flat.take(pix)[:, None]
+    delta = lit - base_p
+    delta *= cov[:, None]
     if field is not None:
         fp = field.reshape(-1).take(pix)
         np.clip(fp, -1.0, 1.0, out=fp)
         fp *= F32(0.7 * params.uneven)
         fp += F32(1.0)
         delta *= fp[:, None]
-    at, total, new_cov = pix, delta, cov
-    cov_at = None
+    at, total, cov_at = pix, delta, cov
+    new_cov = None
     if params.glow > 0:
         reach = int(math.ceil(4.0 * params.glow_radius)) + 2
         y0, y1 = max(box[0] - reach, 0), min(box[1] + reach, h)
         x0, x1 = max(box[2] - reach, 0), min(box[3] + reach, w)
         bw = x1 - x0
         rows = pix // w
+        local = (rows - y0) * bw + (pix - rows * w - x0)
         dense = np.zeros((y1 - y0, bw, c), F32)
-        dense.reshape(-1, c)[(rows - y0) * bw + (pix - rows * w - x0)] = delta
+        dense.reshape(-1, c)[local] = delta
         halo = cv2.GaussianBlur(dense, (0, 0), params.glow_radius,
                                 borderType=cv2.BORDER_CONSTANT)
         if halo.ndim == 2:
@@ -317,8 +318,9 @@ def _glow(
             mag[mag < F32(0.02 * params.glow * peak)] = 0.0
             # labelled (coverage >= 0.5) where the halo is at least half its peak and
             # plainly visible (0.03, ~8 grey levels): a faint halo is a soft edge
-            cov_b = np.maximum(cov[y0:y1, x0:x1],
-                               mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)))
+            cov_b = _scattered(cov, local, (y1 - y0, bw))
+            np.maximum(cov_b, mag * F32(1.0 / max(params.glow * peak, _GLOW_SEEN)),
+                       out=cov_b)
             np.minimum(cov_b, 1.0, out=cov_b)
             new_cov = np.zeros((h, w), F32)
             new_cov[y0:y1, x0:x1] = cov_b
@@ -333,8 +335,6 @@ def _glow(
             at = (by + y0) * w + (ib - by * bw + x0)
             cov_at = cov_b.reshape(-1).take(ib)
             base_p = base_flat.take(at, axis=0)
-    if cov_at is None:
-        cov_at = cov_flat.take(at)
     # the layer's pixels give the change at the new coverage: base + total / coverage
     np.add(base_p, total, out=total)
     np.clip(total, 0.0, 1.0, out=total)
@@ -344,7 +344,16 @@ def _glow(
     total += base_p
     np.clip(total, 0.0, 1.0, out=total)
     res_flat[at] = total
-    return Layer(res, new_cov.astype(F32, copy=False))
+    if new_cov is None:
+        new_cov = _scattered(cov, pix, (h, w))
+    return Layer(res, new_cov)
+
+
+def _scattered(values: np.ndarray, at: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A float32 array of ``shape``, 0 but ``values`` at the flat indices ``at``."""
+    a = np.zeros(shape, F32)
+    a.reshape(-1)[at] = values
+    return a
 
 
 def _flat_box(pix: np.ndarray, w: int) -> tuple[int, int, int, int] | None:
