@@ -419,3 +419,33 @@ def test_a_field_fixed_by_default_is_searched_over_all_it_allows() -> None:
     # a field with a default range grows by its width, not to everything it allows
     lo, hi = p.widened(1.5)["size"]  # (allowed 4..64, default 10..20)
     assert 4 <= lo < 10 and 20 < hi < 64
+
+
+def test_when_every_default_is_told_apart_the_nearest_generator_still_gets_a_trial(
+    real_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every generator's defaults far off, the classifier's score saturates at 1 and
+    no longer ranks them; the generator whose features are nearest the real ones (here
+    the one the stand-in was drawn with) must still get its trial round, and win it."""
+    import defectsynth.realism.fit as fit_mod
+
+    real_auc = fit_mod._fast_auc
+    screened: list[int] = []
+
+    def saturated(real_x: Any, groups: Any, syn: Any, seed: int) -> float:
+        if len(screened) < 3:  # the screening of the three candidates' defaults
+            screened.append(1)
+            return 1.0
+        return real_auc(real_x, groups, syn, seed)
+
+    monkeypatch.setattr(fit_mod, "_fast_auc", saturated)
+    monkeypatch.setattr(fit_mod, "FINALISTS", 1)
+    monkeypatch.setattr(fit_mod, "DRAWS", 120)  # smaller search rounds: a quicker test
+    monkeypatch.setattr(fit_mod, "CORRECTIONS", 0)
+    result = fit(real_dir, IMAGES, product_mask=MASKS, generators=["dent", "pit", "scratch"],
+                 rounds=1, folds=2)
+    cf = result.per_category["scratch"]
+    assert set(cf.candidates) == {"dent", "pit", "scratch"}
+    # "dent" is first of the tied scores (by name); "scratch" is nearest by features
+    assert set(cf.candidates_fitted) == {"dent", "scratch"}, cf.candidates_fitted
+    assert cf.generator == "scratch"

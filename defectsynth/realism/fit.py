@@ -221,6 +221,20 @@ def _fast_auc(real_x: np.ndarray, real_groups: list[str], syn: list[Crop], seed:
     return auc
 
 
+def _median_distance(real_x: np.ndarray, syn: list[Crop]) -> float:
+    """How far synthetic defects are from the real ones feature by feature: the mean over
+    features of the distance between the two medians in units of the real spread
+    (interquartile range), each capped at 3. Unlike a classifier's AUC it keeps ranking
+    generators that are all told apart easily."""
+    if len(syn) < 4:
+        return float("inf")
+    rx = np.nan_to_num(real_x)
+    sx = np.nan_to_num(feature_matrix(syn))
+    q1, med, q3 = np.percentile(rx, [25, 50, 75], axis=0)
+    gap = np.abs(np.median(sx, axis=0) - med) / (q3 - q1 + 1e-6)
+    return float(np.minimum(gap, 3.0).mean())
+
+
 def _heldout_auc(
     fit_x: np.ndarray,
     test_x: np.ndarray,
@@ -428,7 +442,7 @@ def _fit_category(
     trial = _Trial(images, host, gray, box_only, n_syn, seed)
     k = max(2, min(folds, len({*groups})))
     fold_idx = _folds(crops, k, seed)
-    steps = (0 if forced else len(candidates) + FINALISTS) + k * rounds + 1
+    steps = (0 if forced else len(candidates) + 2 * FINALISTS) + k * rounds + 1
     done = 0
 
     def tick(what: str) -> None:
@@ -441,10 +455,12 @@ def _fit_category(
     if forced:
         chosen = forced
     else:
+        near: dict[str, float] = {}
         for g in candidates:
             try:
                 syn = trial.crops(g, {}, cat)
                 cf.candidates[g] = _fast_auc(real_x, groups, syn, seed)
+                near[g] = _median_distance(real_x, syn)
             except Exception as exc:  # noqa: BLE001 - a plugin that fails is not a candidate
                 cf.notes.append(f"{g}: failed with defaults ({type(exc).__name__}: {exc})")
             tick(f"trying {g}")
@@ -455,10 +471,15 @@ def _fit_category(
         ranked = sorted(cf.candidates, key=lambda g: (cf.candidates[g], g))
         chosen = ranked[0]
         if rounds > 0 and len(ranked) > 1:
-            # a generator whose defaults are further off may fit better: the best
-            # FINALISTS get one search round on every shot, and the best after it wins
+            # a generator whose defaults are further off may fit better: the FINALISTS
+            # best scored and the FINALISTS nearest in their features' medians (the score
+            # saturates near 1 when every default is far off, and stops ranking them) get
+            # one search round on every shot, and the best after it wins
+            nearest = sorted(near, key=lambda g: (near[g], g))
+            finalists = list(dict.fromkeys(ranked[:FINALISTS] + nearest[:FINALISTS]))
+            steps -= 2 * FINALISTS - len(finalists)
             after_one = {}
-            for g in ranked[:FINALISTS]:
+            for g in finalists:
                 _, after_one[g], _ = _search(
                     Proposal(host.generator(g)), trial, g, cat, real_x, groups, 1, seed,
                     deadline, lambda: None,
@@ -466,6 +487,8 @@ def _fit_category(
                 tick(f"trying {g} fitted")
             cf.candidates_fitted = after_one
             chosen = min(after_one, key=lambda g: (after_one[g], g))
+        else:
+            steps -= 2 * FINALISTS
     cf.generator = chosen
     gen_cls = host.generator(chosen)
 
