@@ -12,7 +12,8 @@ fixture photos, in memory):
   AddDefects: what the Compose itself costs, so AddDefects can also be compared like for
   like.
 
-Targets (issue 6): DefectDataset >= 1.0x RandomShadow's images/s, 2.0x as the stretch.
+Targets (issue 19, after issue 6's 1.0x): DefectDataset >= 1.5x RandomShadow's images/s,
+2.0x as the stretch; AddDefects reported alike.
 Prints the figures and both ratios; asserts nothing. Within a round the contestants take
 turns image by image (the order flipping each image), and the median round counts, so
 load from other processes and the VM's drifting speed hit them all alike.
@@ -153,10 +154,10 @@ def main() -> None:
     ds_ratio = med["DefectDataset[i] (3 defects + target)"] / shadow_rate
     add_ratio = med["A.Compose([AddDefects]) (3 defects)"] / shadow_rate
     print(f"ratio DefectDataset / RandomShadow: {ds_ratio:.2f}x "
-          f"(target >= 1.0x: {'met' if ds_ratio >= 1.0 else 'NOT met'}; "
+          f"(target >= 1.5x: {'met' if ds_ratio >= 1.5 else 'NOT met'}; "
           f"stretch >= 2.0x: {'met' if ds_ratio >= 2.0 else 'not met'})")
     print(f"ratio AddDefects / RandomShadow:    {add_ratio:.2f}x "
-          f"(target >= 1.0x: {'met' if add_ratio >= 1.0 else 'NOT met'}; "
+          f"(target >= 1.5x: {'met' if add_ratio >= 1.5 else 'NOT met'}; "
           f"stretch >= 2.0x: {'met' if add_ratio >= 2.0 else 'not met'})")
     like = (med["A.Compose([AddDefects]) (3 defects)"]
             / med["A.Compose([RandomShadow]) (same inputs)"])
