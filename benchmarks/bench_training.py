@@ -126,8 +126,11 @@ def main() -> None:
         "A.Compose([RandomShadow]) (same inputs)": lambda i: shadow_compose(
             image=images[i], bboxes=[], labels=[], masks=[]),
     }
-    for fn in contestants.values():  # warm up
-        fn(0)
+    # warm up on every image: a generator's first call pays one-time costs (OpenCV's float
+    # Lab tables, ~55 ms, at the first discoloration), which would land in one round
+    for i in range(n):
+        for fn in contestants.values():
+            fn(i)
     rates: dict[str, list[float]] = {name: [] for name in contestants}
     for r in range(args.rounds):
         # image by image, every contestant in turn (the order flips each image): a shared
