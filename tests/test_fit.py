@@ -449,3 +449,23 @@ def test_when_every_default_is_told_apart_the_nearest_generator_still_gets_a_tri
     # "dent" is first of the tied scores (by name); "scratch" is nearest by features
     assert set(cf.candidates_fitted) == {"dent", "scratch"}, cf.candidates_fitted
     assert cf.generator == "scratch"
+
+
+def test_a_mask_folder_is_fitted_and_transplanted_too(real_dir: Path, tmp_path: Path) -> None:
+    """An images/ + masks/ folder (the MVTec-style layout many users have) gets its
+    transplant entry like a COCO folder, and the recipe generates."""
+    folder = write_formats(real_dir, tmp_path / "formats", boxes_only=False)["masks"]
+    result = fit(folder, IMAGES, product_mask=MASKS, mapping={"defect": "scratch"}, rounds=0,
+                 folds=2, recipe_dir=tmp_path)
+    entries = result.recipe.data["defects"]
+    assert [e["generator"] for e in entries] == ["scratch", "transplant"], result.warnings
+    path = tmp_path / "fitted.yaml"
+    result.recipe.save(path)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli, ["generate", str(path), "-o", str(out), "--no-progress",
+                                   "--limit", "6"])
+    assert res.exit_code == 0, res.output
+    made = {(a["generator"], a["category"])
+            for line in (out / "manifest.jsonl").read_text().splitlines()
+            for a in json.loads(line).get("annotations", [])}
+    assert ("transplant", "defect") in made, made

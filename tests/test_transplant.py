@@ -242,6 +242,58 @@ def test_yolo_seg_polygons_and_voc_instance_masks_are_label_masks(tmp_path: Path
     assert np.array_equal(entry_mask(entry, true.shape), true)
 
 
+def test_image_and_mask_folders_are_sources_with_exact_masks(tmp_path: Path) -> None:
+    """The layouts ``score`` reads are transplant sources too: ``images/`` + ``masks/``
+    (category from the sub-folder) and MVTec AD (``test/good`` left out). Each part of a
+    mask is one defect, its mask the part itself, pixel for pixel."""
+    image, _, true = synthetic("blob", 3)
+    h, w = true.shape
+    second = np.zeros_like(true)
+    second[10:16, 8:40] = True  # a second defect, far from the blob
+    both = true | second
+    flat = tmp_path / "flat"
+    (flat / "images" / "rust").mkdir(parents=True)
+    (flat / "masks" / "rust").mkdir(parents=True)
+    cv2.imwrite(str(flat / "images" / "rust" / "p.jpg"), image)
+    cv2.imwrite(str(flat / "masks" / "rust" / "p.png"), both.astype(np.uint8) * 255)
+    mvtec = tmp_path / "mvtec"
+    for d in ("test/rust", "test/good", "ground_truth/rust", "train/good"):
+        (mvtec / d).mkdir(parents=True)
+    cv2.imwrite(str(mvtec / "test" / "rust" / "000.png"), image)
+    cv2.imwrite(str(mvtec / "ground_truth" / "rust" / "000_mask.png"),
+                both.astype(np.uint8) * 255)
+    cv2.imwrite(str(mvtec / "test" / "good" / "000.png"), image)
+    cv2.imwrite(str(mvtec / "train" / "good" / "000.png"), image)
+    for folder in (flat, mvtec):
+        listing = read_source(folder)
+        assert listing.format == "masks" and listing.categories == ["rust"]
+        assert len(listing.defects) == 2, listing.defects
+        lib = build_library(folder)
+        masks = sorted((entry_mask(e, (h, w)) for e in lib.entries), key=lambda m: m.sum())
+        assert np.array_equal(masks[0], second) and np.array_equal(masks[1], true)
+        assert all(e.method == "label" and e.category == "rust" for e in lib.entries)
+    assert read_source(flat, "masks").format == "masks"
+    with pytest.raises(SourceError, match="no VOC labels"):
+        read_source(flat, "voc")
+
+
+def test_a_mask_that_does_not_fit_its_image_is_skipped_with_its_name(tmp_path: Path) -> None:
+    image, _, true = synthetic("blob", 3)
+    folder = tmp_path / "src"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    cv2.imwrite(str(folder / "images" / "a.png"), image)
+    cv2.imwrite(str(folder / "masks" / "a.png"), true.astype(np.uint8) * 255)
+    cv2.imwrite(str(folder / "images" / "b.png"), image)
+    cv2.imwrite(str(folder / "masks" / "b.png"), np.full((20, 30), 255, np.uint8))
+    cv2.imwrite(str(folder / "images" / "c.png"), image)
+    (folder / "masks" / "c.png").write_bytes(b"not a png")
+    listing = read_source(folder)
+    assert [d.image for d in listing.defects] == ["images/a.png"]
+    assert any("masks/b.png" in s and "30x20" in s for s in listing.skipped), listing.skipped
+    assert any("masks/c.png" in s and "cannot read the mask" in s for s in listing.skipped)
+
+
 def test_compressed_coco_rle() -> None:
     mask_api = pytest.importorskip("pycocotools.mask")
     _, _, true = synthetic("blob", 3)

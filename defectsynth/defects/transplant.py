@@ -64,7 +64,7 @@ class TransplantGenerator(DefectGenerator):
     class Params:
         source: str = param(
             "",
-            doc="folder of real defects with COCO, YOLO or VOC labels "
+            doc="folder of real defects: COCO, YOLO or VOC labels, or images with masks "
             "(empty: the small demo library that ships with defectsynth)",
         )
         format: str = param(

@@ -13,8 +13,9 @@ Both sides go through the same steps, so nothing but the defect can tell them ap
   (:func:`defectsynth.transplant.extract.mask_from_box`), so an exact synthetic mask
   cannot give the synthetic side away.
 
-Real defects are read from a labeled folder by the readers ``transplant`` uses (COCO,
-YOLO, Pascal VOC) or from an image + mask folder (:mod:`.maskfolder`).
+Real defects are read from a labeled folder by the readers ``transplant`` uses
+(:func:`defectsynth.transplant.sources.read_source`: COCO, YOLO, Pascal VOC, or an image
++ mask folder).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from ..sample import Sample
 from ..transplant.extract import mask_from_box
 from ..transplant.library import label_mask
 from ..transplant.sources import SourceDefect, SourceError, read_source
-from .maskfolder import MaskDefect, read_mask_folder
 
 F32 = np.float32
 Box = tuple[int, int, int, int]
@@ -192,25 +192,11 @@ def read_defects(
     if not base.is_dir():
         raise RealismError(f"defect folder {str(base)!r} does not exist or is not a folder")
     rename = rename or {}
-    defects: list[SourceDefect | MaskDefect] = []
-    skipped: list[str] = []
-    if fmt == "masks":
-        found, skipped = read_mask_folder(base)
-        defects.extend(found)
-    else:
-        try:
-            listing = read_source(base, fmt)
-            defects, skipped = list(listing.defects), list(listing.skipped)
-        except SourceError as exc:
-            if fmt != "auto":
-                raise RealismError(str(exc)) from None
-            found, skipped = read_mask_folder(base)
-            defects.extend(found)
-            if not defects:
-                raise RealismError(
-                    f"no COCO, YOLO or VOC labels, and no images/ + masks/ (or MVTec "
-                    f"ground_truth/) layout with a defect, found in {str(base)!r}"
-                ) from None
+    try:
+        listing = read_source(base, fmt)
+    except SourceError as exc:
+        raise RealismError(str(exc)) from None
+    defects, skipped = list(listing.defects), list(listing.skipped)
     crops = list(_crops(base, defects, skipped, rename))
     if not crops:
         raise RealismError(
@@ -222,11 +208,11 @@ def read_defects(
 
 def _crops(
     base: Path,
-    defects: list[SourceDefect | MaskDefect],
+    defects: list[SourceDefect],
     skipped: list[str],
     rename: dict[str, str],
 ) -> Iterator[Crop]:
-    by_image: dict[str, list[SourceDefect | MaskDefect]] = {}
+    by_image: dict[str, list[SourceDefect]] = {}
     for d in defects:
         by_image.setdefault(d.image, []).append(d)
     for rel, group in by_image.items():
@@ -257,13 +243,11 @@ def _crops(
 
 def _label_mask(
     base: Path,
-    d: SourceDefect | MaskDefect,
+    d: SourceDefect,
     shape: tuple[int, int],
     cache: dict[str, np.ndarray],
 ) -> np.ndarray | None:
     """The full-size mask a label gives, limited to its box; None for a box-only label."""
-    if isinstance(d, MaskDefect):
-        return d.mask_in(shape)
     if not d.has_mask:
         return None
     return label_mask(base, d, shape, cache)

@@ -637,8 +637,8 @@ def _recipe(
         )
     if share > 0 and not _transplantable(real.source):
         result.warnings.append(
-            f"{real.source}: transplant reads COCO, YOLO or VOC labels, not an image + mask "
-            "folder; the recipe has no transplant entry"
+            f"{real.source}: not a folder of labeled defects transplant can read; the "
+            "recipe has no transplant entry"
         )
         share = 0.0
     if share > 0:

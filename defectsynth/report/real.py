@@ -2,8 +2,8 @@
 
 Shapes (size, area, aspect, orientation) come from the crops
 :func:`defectsynth.realism.crops.read_defects` cuts; where a defect sits comes from the
-labels' boxes (:func:`defectsynth.transplant.sources.read_source`, or an image + mask
-folder), over the image sizes the crops report. The gate's contrast needs the clean
+labels' boxes (:func:`defectsynth.transplant.sources.read_source`, every format), over
+the image sizes the crops report. The gate's contrast needs the clean
 image under a defect, which a real photo does not have, so it has no real overlay.
 """
 
@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from ..realism.crops import Crop, read_defects
-from ..realism.maskfolder import read_mask_folder
 from ..transplant.sources import SourceError, read_source
 from .stats import orientation
 
@@ -58,13 +57,10 @@ def _shape_of(c: Crop) -> dict[str, float | None]:
 
 def _boxes(base: Path, fmt: str) -> list[tuple[str, tuple[int, int, int, int], str]]:
     try:
-        listing = read_source(base, "auto" if fmt == "masks" else fmt)
-        if fmt != "masks":
-            return [(d.image, d.box, d.category) for d in listing.defects]
+        listing = read_source(base, fmt)
     except SourceError:
-        pass
-    found, _ = read_mask_folder(base)
-    return [(d.image, d.box, d.category) for d in found]
+        return []
+    return [(d.image, d.box, d.category) for d in listing.defects]
 
 
 def real_stats(

@@ -25,6 +25,12 @@ Layouts understood (``format="auto"`` tries COCO, then YOLO, then VOC):
   ``k``-th object's mask is the pixels of value ``k`` (a gray index image, or the standard
   VOC colour palette).
 
+- **Image + mask folders** (``masks``; tried last by ``auto``): ``images/**/NAME.ext``
+  with ``masks/**/NAME.png`` (the category is the image's first sub-folder under
+  ``images/``, else ``defect``), or the MVTec AD layout, ``test/CATEGORY/NAME.ext`` with
+  ``ground_truth/CATEGORY/NAME_mask.png`` (``test/good`` is left out). Each connected
+  part of a mask is one defect (see :func:`_read_masks`).
+
 Clean references: an image ``.../name.ext`` is paired with ``clean/name.*`` at the top of
 the source folder (same stem, any image extension), when it exists.
 
@@ -55,10 +61,11 @@ import yaml
 
 from ..errors import InputImageError
 from ..imagefile import DEFAULT_MAX_PIXELS, decode_image, probe_image, read_file_bytes
+from ..rle import crop_rle
 
 Box = tuple[int, int, int, int]
 
-FORMATS = ("auto", "coco", "yolo", "voc")
+FORMATS = ("auto", "coco", "yolo", "voc", "masks")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 REFERENCE_FOLDER = "clean"
 IGNORED_FOLDERS = (REFERENCE_FOLDER,)
@@ -206,8 +213,8 @@ def read_source(root: str | os.PathLike[str], fmt: str = "auto") -> SourceListin
     if fmt not in FORMATS:
         raise SourceError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     files = sorted(_walk(base))
-    readers = {"coco": _read_coco, "yolo": _read_yolo, "voc": _read_voc}
-    order = ("coco", "yolo", "voc") if fmt == "auto" else (fmt,)
+    readers = {"coco": _read_coco, "yolo": _read_yolo, "voc": _read_voc, "masks": _read_masks}
+    order = ("coco", "yolo", "voc", "masks") if fmt == "auto" else (fmt,)
     skipped: list[str] = []
     for name in order:
         listing = readers[name](base, files)
@@ -219,7 +226,11 @@ def read_source(root: str | os.PathLike[str], fmt: str = "auto") -> SourceListin
             return listing
         if listing is not None:
             skipped += listing.skipped
-    what = "COCO, YOLO or VOC labels" if fmt == "auto" else f"{fmt.upper()} labels"
+    what = {
+        "auto": "COCO, YOLO or VOC labels, and no images/ + masks/ (or MVTec ground_truth/) "
+        "layout,",
+        "masks": "images/ + masks/ (or MVTec ground_truth/) layout",
+    }.get(fmt, f"{fmt.upper()} labels")
     why = ""
     if skipped:  # every label was bad: say why
         more = f"; and {len(skipped) - 1} more skipped" if len(skipped) > 1 else ""
@@ -790,6 +801,93 @@ def _read_voc_doc(root: Path, rel: str, ann: ET.Element, listing: SourceListing)
         listing.defects.append(
             SourceDefect(img, box, name, mask_file=seg, mask_value=k if seg else 0)
         )
+
+
+# -- image + mask folders --------------------------------------------------------------------
+
+
+def _mask_pairs(files: list[str]) -> list[tuple[str, str, str]]:
+    """(image, mask, category) of both mask layouts, from the folder's relative paths:
+    ``images/**/NAME.ext`` with ``masks/**/NAME.png`` (category: the image's first
+    sub-folder under ``images/``, else ``defect``); MVTec AD ``test/CATEGORY/NAME.ext``
+    with ``ground_truth/CATEGORY/NAME_mask.png`` (``test/good`` holds no defect)."""
+    present = set(files)
+    pairs: list[tuple[str, str, str]] = []
+    for rel in files:
+        if not _is_image(rel):
+            continue
+        parts = rel.split("/")
+        if parts[0] == "images" and len(parts) >= 2:
+            mask = "/".join(["masks", *parts[1:-1], os.path.splitext(parts[-1])[0] + ".png"])
+            if mask in present:
+                pairs.append((rel, mask, parts[1] if len(parts) > 2 else "defect"))
+        elif parts[0] == "test" and len(parts) == 3 and parts[1] != "good":
+            mask = f"ground_truth/{parts[1]}/{os.path.splitext(parts[2])[0]}_mask.png"
+            if mask in present:
+                pairs.append((rel, mask, parts[1]))
+    return pairs
+
+
+def _read_masks(root: Path, files: list[str]) -> SourceListing | None:
+    """Defects given as binary masks beside their images (:func:`_mask_pairs`). A mask is
+    any image whose non-zero pixels are the defect; each connected part of it is one
+    defect, parts closer than 2 % of the image's diagonal (at least 3 px) joined (a
+    defect often breaks into pieces where it fades), parts under 4 px dropped as noise.
+    The part is the defect's mask (an RLE of it)."""
+    pairs = _mask_pairs(files)
+    if not pairs:
+        return None
+    listing = SourceListing(root, "masks", [], [])
+    for rel, mask_rel, cat in pairs:
+        try:
+            hw = image_size(root / rel)
+            raw = decode_image(read_file_bytes(root / mask_rel, DEFAULT_MAX_PIXELS),
+                               DEFAULT_MAX_PIXELS)
+        except SourceError as exc:
+            listing.skipped.append(f"{rel}: {exc}")
+            continue
+        except InputImageError as exc:
+            listing.skipped.append(f"{mask_rel}: cannot read the mask: it {exc}")
+            continue
+        fg = (raw.max(axis=2) if raw.ndim == 3 else raw) > 0
+        if fg.shape != hw:
+            listing.skipped.append(
+                f"{mask_rel}: the mask is {fg.shape[1]}x{fg.shape[0]}, its image "
+                f"{rel} {hw[1]}x{hw[0]}"
+            )
+            continue
+        for box, part in _mask_parts(fg):
+            if cat not in listing.categories:
+                listing.categories.append(cat)
+            listing.defects.append(SourceDefect(rel, box, cat, rle=dict(crop_rle(part, box, hw))))
+    return listing
+
+
+MIN_MASK_PART = 4
+MASK_JOIN = 0.02
+
+
+def _mask_parts(fg: np.ndarray) -> list[tuple[Box, np.ndarray]]:
+    """(box, the part's mask within its box) of each defect of a boolean mask."""
+    import cv2
+
+    u8 = fg.astype(np.uint8)
+    if not u8.any():
+        return []
+    reach = max(3, int(round(MASK_JOIN * float(np.hypot(*fg.shape)))) | 1)
+    joined = cv2.dilate(u8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    out = []
+    for k in range(1, n):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        part = (labels[y : y + h, x : x + w] == k) & fg[y : y + h, x : x + w]
+        if int(part.sum()) < MIN_MASK_PART:
+            continue
+        ys, xs = np.nonzero(part)
+        box = (x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1, y + int(ys.max()) + 1)
+        bx1, by1, bx2, by2 = box
+        out.append((box, part[by1 - y : by2 - y, bx1 - x : bx2 - x].copy()))
+    return out
 
 
 def voc_palette() -> np.ndarray:
