@@ -5,9 +5,10 @@ the class's other photos are the held-out test. Clean surface is what lies far f
 box of the shots' own photos: a product mask leaves out each box and 16 px around it (NEU
 has no defect-free photos, and each class was photographed on its own kind of strip, so
 another class's photos would be another surface). Photos whose boxes leave less than
-15 % of them are left out; when fewer than 3 photos are left, the class has too little
-clean surface, and the other classes' photos (but the test ones) are used instead; the
-table says so. The data is read from
+15 % of them are left out; when fewer than 3 photos are left, or what they keep averages
+under 30 % of a photo (pitted surface: slivers that clip every synthetic field), the class
+has too little clean surface, and the other classes' photos (but the test ones) are used
+instead; the table says so (the same rule as ``bench_realism.py``). The data is read from
 ``../shared/data/neu-det`` (never copied into the repository); the working files go to a
 temporary folder.
 
@@ -83,6 +84,29 @@ def clean_folder(stems: list[str], dest: Path) -> tuple[Path, str]:
     return dest / "images", str(dest / "masks" / "{stem}.png")
 
 
+def clean_share(masks: Path) -> float:
+    """Mean share of clean surface in the photos kept (pitted-surface boxes cover most of
+    each photo: what is left are slivers that clip every synthetic field to their shape)."""
+    shares = [float((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0).mean())
+              for p in masks.glob("*.png")]
+    return float(np.mean(shares)) if shares else 0.0
+
+
+def clean_surface(shots: list[str], test: list[str], all_stems: list[str],
+                  dest: Path) -> tuple[Path, str, str]:
+    """The clean surface a class's defects are drawn on: its shots' own photos, unless
+    fewer than 3 keep enough of it or what they keep averages under 30 % of a photo;
+    then every photo of the other classes but the test ones. (folder, product mask
+    pattern, a note saying which)."""
+    clean, mask = clean_folder(shots, dest)
+    if len(list(clean.iterdir())) >= 3 and clean_share(dest / "masks") >= 0.3:
+        return clean, mask, ""
+    shutil.rmtree(dest)
+    held = set(test)
+    clean, mask = clean_folder([s for s in all_stems if s not in held], dest)
+    return clean, mask, "clean surface from other classes"
+
+
 def recipe_file(data: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -121,13 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         base = work / cls
         shots_dir = voc_folder(shots, base / "shots")
         test_dir = voc_folder(test, base / "test")
-        clean, mask = clean_folder(shots, base / "clean")
-        note = ""
-        if len(list(clean.iterdir())) < 3:
-            shutil.rmtree(base / "clean")
-            clean, mask = clean_folder([s for s in all_stems if s not in set(test)],
-                                       base / "clean")
-            note = " (clean: other classes)"
+        clean, mask, note = clean_surface(shots, test, all_stems, base / "clean")
+        note = f" ({note})" if note else ""
         test_set = read_defects(test_dir)
         t0 = time.monotonic()
         result = fit(shots_dir, clean, product_mask=mask, rounds=args.rounds, seed=args.seed,

@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
@@ -58,14 +57,6 @@ NEU_GENERATORS = {
 }
 
 
-def _clean_share(masks: Path) -> float:
-    """Mean share of clean surface in the photos kept (pitted-surface boxes cover most of
-    each photo: what is left are slivers that clip every synthetic field to their shape)."""
-    shares = [float((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0).mean())
-              for p in masks.glob("*.png")]
-    return float(np.mean(shares)) if shares else 0.0
-
-
 def prepare_neu(work: Path, classes: list[str], shots: int, seed: int) -> list[dict[str, Any]]:
     """Per NEU-DET class: shots and held-out VOC folders, clean surface, default recipe."""
     rng = np.random.default_rng(seed)
@@ -80,13 +71,8 @@ def prepare_neu(work: Path, classes: list[str], shots: int, seed: int) -> list[d
         shot_stems, test = order[:shots], order[shots:]
         shots_dir = bench_fit.voc_folder(shot_stems, base / "shots")
         test_dir = bench_fit.voc_folder(test, base / "test")
-        clean, mask = bench_fit.clean_folder(shot_stems, base / "clean")
-        note = ""
-        if len(list(clean.iterdir())) < 3 or _clean_share(base / "clean" / "masks") < 0.3:
-            shutil.rmtree(base / "clean")
-            clean, mask = bench_fit.clean_folder(
-                [s for s in all_stems if s not in set(test)], base / "clean")
-            note = "clean surface from other classes"
+        clean, mask, note = bench_fit.clean_surface(shot_stems, test, all_stems,
+                                                    base / "clean")
         recipe = {
             "seed": seed,
             "instances": 1,
