@@ -21,7 +21,8 @@ A/B modes (issue 19), each printing base/new ratios measured in the same run:
     python benchmarks/bench_synthesizer.py --ab /tmp/base19 --generator scratch
         the same, timing only that generator's render() on the regions, parameters and
         random states a run of the demo mix recorded (24 crops; each tree records its
-        own, and the layers' sha256 must agree);
+        own, and the layers' sha256 must agree); for a generator with a plan step,
+        its plan() + extent() on the recorded random states are timed too;
     python benchmarks/bench_synthesizer.py --phases [--passes 6]
         where the on-the-fly item's time goes: wall-clock time in each step of apply
         (timers wrapped around them; the rest is the synthesizer's own bookkeeping).
@@ -134,7 +135,10 @@ def render_worker(images: int, passes: int, name: str) -> None:
     cv2.setNumThreads(1)
     imgs, masks = crops(images)
     synth = demo_synth()
+    from defectsynth.generator import plans
+
     recorded = []
+    planned: list = []
     for prep in synth._prepared:
         gen = prep.generator
         if type(gen).name != name:
@@ -145,10 +149,17 @@ def render_worker(images: int, passes: int, name: str) -> None:
             return _fn(region, params, rng, **kw)
 
         gen.render = record  # type: ignore[method-assign]
+        if plans(type(gen)):  # and its plan step, timed with extent() as apply calls them
+
+            def record_plan(params, rng, _gen=gen, _fn=gen.plan):
+                planned.append((_gen, params, copy.deepcopy(rng.bit_generator.state)))
+                return _fn(params, rng)
+
+            gen.plan = record_plan  # type: ignore[method-assign]
     for i, (img, m) in enumerate(zip(imgs, masks, strict=True)):
         synth.apply(img, m, seed=0, source_id=i)
     digest = hashlib.sha256()
-    times = []
+    times, plan_times = [], []
     for p in range(passes + 1):  # (the first pass warms up)
         t = time.perf_counter()
         for gen, region, params, state, kw in recorded:
@@ -160,13 +171,25 @@ def render_worker(images: int, passes: int, name: str) -> None:
                 digest.update(np.ascontiguousarray(layer.coverage).tobytes())
         if p:
             times.append((time.perf_counter() - t) * 1000 / max(len(recorded), 1))
+        t = time.perf_counter()
+        for gen, params, state in planned:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state
+            plan = type(gen).plan(gen, params, rng)
+            ext = type(gen).extent(gen, params, rng, plan=plan)
+            if p == 0:
+                digest.update(repr(ext).encode())
+        if p:
+            plan_times.append((time.perf_counter() - t) * 1000 / max(len(planned), 1))
     print(json.dumps({"ms": statistics.median(times), "sha256": digest.hexdigest(),
-                      "calls": len(recorded)}))
+                      "calls": len(recorded), "plans": len(planned),
+                      "plan_ms": statistics.median(plan_times) if planned else None}))
 
 
 def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") -> None:
     trees = {"base": base, "new": str(ROOT)}
     ms: dict[str, list[float]] = {k: [] for k in trees}
+    plan_ms: dict[str, list[float]] = {k: [] for k in trees}
     shas: dict[str, set[str]] = {k: set() for k in trees}
     for r in range(rounds):
         order = list(trees.items()) if r % 2 == 0 else list(trees.items())[::-1]
@@ -179,10 +202,13 @@ def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") ->
             ).stdout.strip().splitlines()[-1]
             got = json.loads(out)
             ms[name].append(got["ms"])
+            if got.get("plan_ms") is not None:
+                plan_ms[name].append(got["plan_ms"])
             shas[name].add(got["sha256"])
     what = (f"{generator}.render() on the regions recorded from the demo mix"
             if generator else "on-the-fly item")
-    print(f"{what}, {images} crops of {SIDE}x{SIDE}, 3 defects, demo mix, "
+    calls = f" ({got['calls']} calls, {got['plans']} plans)" if generator else ""
+    print(f"{what}{calls}, {images} crops of {SIDE}x{SIDE}, 3 defects, demo mix, "
           f"{rounds} rounds x {passes} passes, one thread per process")
     for name in trees:
         unit = "call" if generator else "item"
@@ -192,6 +218,15 @@ def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") ->
     speedup = statistics.median(ms["base"]) / statistics.median(ms["new"])
     print(f"  speed-up new vs base: {speedup:.3f}x "
           f"(per round {min(ratios):.3f}..{max(ratios):.3f})")
+    if plan_ms["base"] and plan_ms["new"]:
+        for name in trees:
+            print(f"  {name:<5} plan() + extent() ms/call median "
+                  f"{statistics.median(plan_ms[name]):6.3f}"
+                  f"  rounds {' '.join(f'{v:.3f}' for v in plan_ms[name])}")
+        pr = [b / n for b, n in zip(plan_ms["base"], plan_ms["new"], strict=True)]
+        print(f"  plan + extent speed-up: "
+              f"{statistics.median(plan_ms['base']) / statistics.median(plan_ms['new']):.3f}x "
+              f"(per round {min(pr):.3f}..{max(pr):.3f})")
     same = shas["base"] == shas["new"] and len(shas["new"]) == 1
     print(f"  outputs byte-identical: {'yes' if same else 'NO'}")
 

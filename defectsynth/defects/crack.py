@@ -223,43 +223,57 @@ def _walk(
     """
     steps, turns = draws
     segs: list[_Segment] = []
+    append, pop = segs.append, steps.pop
+    turn = turns.pop
     x, y = start
     travelled = 0.0
     jag = params.jaggedness
     var = params.variation
     wnoise, dnoise, s0 = shape
+    # the two noises written out (the same sums, in the same order, as _Noise1D's)
+    (wf1, wp1, wa1), (wf2, wp2, wa2), (wf3, wp3, wa3) = wnoise.terms
+    (df1, dp1, da1), (df2, dp2, da2), (df3, dp3, da3) = dnoise.terms
+    wnorm, dnorm = wnoise.norm, dnoise.norm
+    wvar, dvar = 0.45 * var, 0.5 * var
     # kinks: small, independent turns at grain boundaries; drift: the course bends slowly
     kink_sd = 0.06 + 0.5 * jag * jag
     drift_sd = 0.05 + 0.06 * jag
     drift = 0.0
     inv = 1.0 / max(length, 1e-6)
-    cos, sin = math.cos, math.sin
+    opens = taper > 0.7
+    opening = max(3.0 * width0, 1.0)
+    cos, sin, hypot = math.cos, math.sin, math.hypot
+    pulled = grain is not None
     if grain is not None:
         ga, pull = grain
         gdx, gdy = cos(ga), sin(ga)
     while travelled < length:
-        step = steps.pop()
-        drift = 0.9 * drift + drift_sd * turns.pop()
-        h = heading + drift + kink_sd * turns.pop()
+        step = pop()
+        drift = 0.9 * drift + drift_sd * turn()
+        h = heading + drift + kink_sd * turn()
         dx, dy = cos(h), sin(h)
-        if grain is not None:
+        if pulled:
             # pulled along the grain, whichever way of it is closer to the step
             sg = 1.0 if dx * gdx + dy * gdy >= 0 else -1.0
             dx += pull * sg * gdx
             dy += pull * sg * gdy
-            n = math.hypot(dx, dy) or 1.0
+            n = hypot(dx, dy) or 1.0
             dx, dy = dx / n, dy / n
         nx, ny = x + step * dx, y + step * dy
         travelled += step
         u = min(1.0, travelled * inv)
         # closes towards the tip; a branch also opens over its first steps
         env = (1.0 - u) ** taper
-        if taper > 0.7:
-            env *= min(1.0, 0.3 + travelled / max(3.0 * width0, 1.0))
+        if opens:
+            env *= min(1.0, 0.3 + travelled / opening)
         a = s0 + travelled
-        wd = width0 * env * max(0.15, 1.0 + 0.45 * var * wnoise(a))
-        depth = min(1.0, max(0.1, (1.0 + 0.5 * var * dnoise(a)) * (0.35 + 0.65 * env**0.5)))
-        segs.append((x, y, nx, ny, wd, depth))
+        wn = wnorm * (0 + wa1 * sin(wf1 * a + wp1) + wa2 * sin(wf2 * a + wp2)
+                      + wa3 * sin(wf3 * a + wp3))
+        dn = dnorm * (0 + da1 * sin(df1 * a + dp1) + da2 * sin(df2 * a + dp2)
+                      + da3 * sin(df3 * a + dp3))
+        wd = width0 * env * max(0.15, 1.0 + wvar * wn)
+        depth = min(1.0, max(0.1, (1.0 + dvar * dn) * (0.35 + 0.65 * env**0.5)))
+        append((x, y, nx, ny, wd, depth))
         x, y = nx, ny
     return segs
 
@@ -283,11 +297,14 @@ class _Ahead(NamedTuple):
 def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> _Ahead:
     """The fissure :func:`_grown` will give for ``rng`` on a surface without grain,
     leaving ``rng`` as it is."""
-    before = rng.bit_generator.state
-    bits = type(rng.bit_generator)()
+    # grown from rng itself, then rng put back (a fresh bit generator to grow it from
+    # would be seeded from the OS's entropy first, only to be overwritten)
+    bits = rng.bit_generator
+    before = bits.state
+    segs = _grow(params, rng, None)
+    after = bits.state
     bits.state = before
-    segs = _grow(params, np.random.Generator(bits), None)
-    return _Ahead(before, segs, bits.state)
+    return _Ahead(before, segs, after)
 
 
 def _grown(
