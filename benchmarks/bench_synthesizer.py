@@ -18,6 +18,8 @@ A/B modes (issue 19), each printing base/new ratios measured in the same run:
         process per code tree (PYTHONPATH), base and new taking turns round by round
         (the order flipping), so the shared VM's drift hits both alike; the outputs'
         sha256 must agree;
+    python benchmarks/bench_synthesizer.py --ab /tmp/base19 --only crack
+        the item with that generator of the demo mix alone (3 of it per crop);
     python benchmarks/bench_synthesizer.py --ab /tmp/base19 --generator scratch
         the same, timing only that generator's render() on the regions, parameters and
         random states a run of the demo mix recorded (24 crops; each tree records its
@@ -89,26 +91,28 @@ def crops(n: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return images, masks
 
 
-def demo_synth() -> Synthesizer:
+def demo_synth(only: str = "") -> Synthesizer:
     """The demo recipe's generator mix, placement and gate, 3 defects per image (read
-    from the YAML directly, so any code tree can run it)."""
+    from the YAML directly, so any code tree can run it); with ``only``, that generator
+    of the mix alone."""
     import yaml
 
     from defectsynth.visibility import Gate
 
     rec = yaml.safe_load((ROOT / "fixtures" / "recipes" / "demo.yaml").read_text())
+    defects = [dict(d) for d in rec["defects"] if not only or d["generator"] == only]
     return Synthesizer(
-        [dict(d) for d in rec["defects"]], instances=3, margin=rec["placement"]["margin"],
+        defects, instances=3, margin=rec["placement"]["margin"],
         max_overlap=rec["placement"]["max_overlap"], gate=Gate(**rec["gate"]),
         on_failure="reject",
     )
 
 
-def worker(images: int, passes: int) -> None:
+def worker(images: int, passes: int, only: str = "") -> None:
     """One code tree's ms per item (median of ``passes`` passes) and its outputs' hash."""
     cv2.setNumThreads(1)
     imgs, masks = crops(images)
-    synth = demo_synth()
+    synth = demo_synth(only)
     digest = hashlib.sha256()
     # warm up on every image: each generator's first call pays one-time costs (OpenCV's
     # float Lab tables, ~55 ms, at the first discoloration), which a pass must not carry
@@ -186,7 +190,8 @@ def render_worker(images: int, passes: int, name: str) -> None:
                       "plan_ms": statistics.median(plan_times) if planned else None}))
 
 
-def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") -> None:
+def ab(base: str, rounds: int, images: int, passes: int, generator: str = "",
+       only: str = "") -> None:
     trees = {"base": base, "new": str(ROOT)}
     ms: dict[str, list[float]] = {k: [] for k in trees}
     plan_ms: dict[str, list[float]] = {k: [] for k in trees}
@@ -197,7 +202,8 @@ def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") ->
             env = dict(os.environ, PYTHONPATH=tree)
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", "--images", str(images),
-                 "--passes", str(passes)] + (["--generator", generator] if generator else []),
+                 "--passes", str(passes)] + (["--generator", generator] if generator else [])
+                + (["--only", only] if only else []),
                 env=env, cwd="/", check=True, capture_output=True, text=True,
             ).stdout.strip().splitlines()[-1]
             got = json.loads(out)
@@ -206,7 +212,7 @@ def ab(base: str, rounds: int, images: int, passes: int, generator: str = "") ->
                 plan_ms[name].append(got["plan_ms"])
             shas[name].add(got["sha256"])
     what = (f"{generator}.render() on the regions recorded from the demo mix"
-            if generator else "on-the-fly item")
+            if generator else f"on-the-fly item{f', {only} alone' if only else ''}")
     calls = f" ({got['calls']} calls, {got['plans']} plans)" if generator else ""
     print(f"{what}{calls}, {images} crops of {SIDE}x{SIDE}, 3 defects, demo mix, "
           f"{rounds} rounds x {passes} passes, one thread per process")
@@ -358,6 +364,8 @@ def main() -> None:
                     "the code tree at BASE_TREE (e.g. a git worktree of the previous commit)")
     ap.add_argument("--generator", default="", help="with --ab: time only this "
                     "generator's render() on recorded regions")
+    ap.add_argument("--only", default="", help="with --ab: the item with only this "
+                    "generator of the demo mix (its weight, params and the gate as there)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--passes", type=int, default=3)
@@ -370,10 +378,10 @@ def main() -> None:
         if args.generator:
             render_worker(args.images, args.passes, args.generator)
         else:
-            worker(args.images, args.passes)
+            worker(args.images, args.passes, args.only)
         return
     if args.ab:
-        ab(args.ab, args.rounds, args.images, args.passes, args.generator)
+        ab(args.ab, args.rounds, args.images, args.passes, args.generator, args.only)
         return
     if args.phases:
         phases(args.passes)

@@ -212,6 +212,7 @@ def _walk(
     taper: float,
     shape: tuple[_Noise1D, _Noise1D, float],
     grain: _Grain,
+    steps_taken: list[_Step] | None = None,
 ) -> list[_Segment]:
     """A random walk of short straight steps with a meandering heading; the opening
     follows ``width0``, swells and narrows along the way (``shape``: noise of the width
@@ -219,7 +220,8 @@ def _walk(
     nothing at the tip (and a little at the start, for a branch).
 
     ``draws``: step lengths (uniform 2..5.5 px) and standard normal turns, consumed from
-    the end (so that the walks of one fissure share one draw of each).
+    the end (so that the walks of one fissure share one draw of each). ``steps_taken``,
+    if given, receives each step's length, drift and kink (see :func:`_trace`).
     """
     steps, turns = draws
     segs: list[_Segment] = []
@@ -247,10 +249,14 @@ def _walk(
     if grain is not None:
         ga, pull = grain
         gdx, gdy = cos(ga), sin(ga)
+    record = steps_taken.append if steps_taken is not None else None
     while travelled < length:
         step = pop()
         drift = 0.9 * drift + drift_sd * turn()
-        h = heading + drift + kink_sd * turn()
+        kink = kink_sd * turn()
+        if record is not None:
+            record((step, drift, kink))
+        h = heading + drift + kink
         dx, dy = cos(h), sin(h)
         if pulled:
             # pulled along the grain, whichever way of it is closer to the step
@@ -278,6 +284,44 @@ def _walk(
     return segs
 
 
+# one step of a walk: its length, the drift of the heading and the kink at it
+_Step = tuple[float, float, float]
+
+
+def _trace(
+    steps: list[_Step],
+    segs: list[_Segment],
+    start: tuple[float, float],
+    heading: float,
+    grain: _Grain,
+) -> list[_Segment]:
+    """The walk of :func:`_walk` whose steps were ``steps`` and segments ``segs``,
+    started at ``start`` towards ``heading`` and pulled by ``grain``: the same steps,
+    turns, opening and depth (none depends on the course), the course computed anew as
+    _walk computes it."""
+    out: list[_Segment] = []
+    append = out.append
+    x, y = start
+    cos, sin, hypot = math.cos, math.sin, math.hypot
+    pulled = grain is not None
+    if grain is not None:
+        ga, pull = grain
+        gdx, gdy = cos(ga), sin(ga)
+    for (step, drift, kink), seg in zip(steps, segs, strict=True):
+        h = heading + drift + kink
+        dx, dy = cos(h), sin(h)
+        if pulled:
+            sg = 1.0 if dx * gdx + dy * gdy >= 0 else -1.0
+            dx += pull * sg * gdx
+            dy += pull * sg * gdy
+            n = hypot(dx, dy) or 1.0
+            dx, dy = dx / n, dy / n
+        nx, ny = x + step * dx, y + step * dy
+        append((x, y, nx, ny, seg[4], seg[5]))
+        x, y = nx, ny
+    return out
+
+
 def _margin(params: CrackGenerator.Params) -> float:
     """Room kept between the fissure's ends and the region's edge: its half-width, the
     supersampled pixel and the coverage's blur (~2 px) are well inside it."""
@@ -286,12 +330,14 @@ def _margin(params: CrackGenerator.Params) -> float:
 
 class _Ahead(NamedTuple):
     """The fissure grown ahead on a copy of the rng, on a surface without grain: what
-    extent() measures, and what render() takes when it feels no grain and its rng is in
-    the same state (else it grows its own: the same fissure, or one turned to a grain)."""
+    extent() measures, and what render() takes when its rng is in the same state: as it
+    is where it feels no grain, or turned to a grain by :func:`_retrace` (with another
+    rng state render() grows its own)."""
 
     before: Mapping[str, Any]  # the rng's state before the growth
     segments: np.ndarray
     after: Mapping[str, Any]  # and after it
+    skeleton: list[_Walked]  # the walks, for _retrace
 
 
 def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> _Ahead:
@@ -301,10 +347,11 @@ def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> _Ahe
     # would be seeded from the OS's entropy first, only to be overwritten)
     bits = rng.bit_generator
     before = bits.state
-    segs = _grow(params, rng, None)
+    skeleton: list[_Walked] = []
+    segs = _grow(params, rng, None, skeleton)
     after = bits.state
     bits.state = before
-    return _Ahead(before, segs, after)
+    return _Ahead(before, segs, after, skeleton)
 
 
 def _grown(
@@ -313,23 +360,69 @@ def _grown(
     grain: _Grain,
     ahead: _Ahead | None,
 ) -> np.ndarray:
-    """:func:`_grow`, or what :func:`_grow_ahead` grew from this very rng state."""
-    if grain is None and ahead is not None:
-        if rng.bit_generator.state == ahead.before:
-            rng.bit_generator.state = ahead.after
+    """:func:`_grow`, or what :func:`_grow_ahead` grew from this very rng state (turned
+    to the grain if there is one)."""
+    if ahead is not None and rng.bit_generator.state == ahead.before:
+        rng.bit_generator.state = ahead.after
+        if grain is None:
             return ahead.segments.copy()
+        return _retrace(params, ahead.skeleton, grain)
     return _grow(params, rng, grain)
 
 
-def _grow(params: CrackGenerator.Params, rng: np.random.Generator, grain: _Grain) -> np.ndarray:
-    """The fissure's segments as an (n, 6) array of x0, y0, x1, y1, width, depth (0..1),
-    unscaled, about the origin."""
+# a walk of the fissure as _grow took it: how it starts ("trunk": from the origin at the
+# course plus the angle; "limb": from the end of trunk segment i, turned by the angle from
+# it; "twig": from the end of segment i of the last limb, turned back by the angle), its
+# steps and its segments
+_Walked = tuple[str, int, float, list[_Step], list[_Segment]]
+
+
+def _course(params: CrackGenerator.Params, grain: _Grain) -> float:
+    """The fissure's overall direction, radians: its angle turned towards the nearer
+    direction of the grain."""
     a = math.radians(params.angle)
     if grain is not None:
-        # the course turns towards the nearer direction of the grain
         ga, pull = grain
         off = (ga - a + math.pi / 2) % math.pi - math.pi / 2
         a += off * pull
+    return a
+
+
+def _retrace(
+    params: CrackGenerator.Params, skeleton: list[_Walked], grain: _Grain
+) -> np.ndarray:
+    """What :func:`_grow` gives with ``grain`` for the draws it took as ``skeleton``
+    (grown without grain): the course of each walk computed anew, the rest kept."""
+    a = _course(params, grain)
+    segs: list[_Segment] = []
+    trunk: list[_Segment] = []
+    limb: list[_Segment] = []
+    for kind, i, angle, steps, walked in skeleton:
+        if kind == "trunk":
+            walk = _trace(steps, walked, (0.0, 0.0), a + angle, grain)
+            trunk += walk
+        elif kind == "limb":
+            sx, sy, ex, ey = trunk[i][:4]
+            walk = limb = _trace(steps, walked, (ex, ey), math.atan2(ey - sy, ex - sx) + angle,
+                                 grain)
+        else:
+            tx, ty, ux, uy = limb[i][:4]
+            walk = _trace(steps, walked, (ux, uy), math.atan2(uy - ty, ux - tx) - angle, grain)
+        segs += walk
+    return np.array(segs, dtype=np.float64).reshape(-1, 6)
+
+
+def _grow(
+    params: CrackGenerator.Params,
+    rng: np.random.Generator,
+    grain: _Grain,
+    skeleton: list[_Walked] | None = None,
+) -> np.ndarray:
+    """The fissure's segments as an (n, 6) array of x0, y0, x1, y1, width, depth (0..1),
+    unscaled, about the origin. ``skeleton``, if given, receives its walks (see
+    :func:`_retrace`)."""
+    # the course turns towards the nearer direction of the grain
+    a = _course(params, grain)
     half = params.length / 2.0
     nb = params.branches
     # every draw at once: the walks' steps (at least 2 px each, so the trunk and the
@@ -343,10 +436,17 @@ def _grow(params: CrackGenerator.Params, rng: np.random.Generator, grain: _Grain
     scale = max(12.0, params.length * 0.45)
     shape = (_Noise1D(u[-6:-3], scale), _Noise1D(u[-3:], scale * 0.8))
     split = 0.35 + 0.3 * u[0]
+    # each walk's steps, when the skeleton is kept
+    took: list[list[_Step] | None] = [
+        [] if skeleton is not None else None for _ in range(2 + 2 * nb)
+    ]
     main = _walk(draws, (0.0, 0.0), a, 2 * half * split, params.width, params, 0.6,
-                 (*shape, 0.0), grain)
+                 (*shape, 0.0), grain, took[0])
     other = _walk(draws, (0.0, 0.0), a + math.pi, 2 * half * (1 - split), params.width,
-                  params, 0.6, (*shape, 500.0), grain)
+                  params, 0.6, (*shape, 500.0), grain, took[1])
+    if skeleton is not None:
+        skeleton += [("trunk", 0, 0.0, took[0] or [], main),
+                     ("trunk", 0, math.pi, took[1] or [], other)]
     segs = main + other
     trunk = main + other
     for b in range(nb):
@@ -354,20 +454,28 @@ def _grow(params: CrackGenerator.Params, rng: np.random.Generator, grain: _Grain
         # branch from a point on the trunk away from the tips: the first of a few
         # candidates that is still at least 0.3 of the full opening (else the last)
         for v in ub[:6]:
-            sx, sy, ex, ey, wd, _ = trunk[int(v * len(trunk))]
+            at = int(v * len(trunk))
+            sx, sy, ex, ey, wd, _ = trunk[at]
             if wd >= 0.3 * params.width:
                 break
         base = math.atan2(ey - sy, ex - sx)
         turn = math.radians(25.0 + 35.0 * ub[6]) * (1 if ub[7] < 0.5 else -1)
         blen = params.length * (0.12 + 0.28 * ub[8])
         limb = _walk(draws, (ex, ey), base + turn, blen, wd * 0.75, params, 0.9,
-                     (*shape, 1000.0 + 200.0 * b), grain)
+                     (*shape, 1000.0 + 200.0 * b), grain, took[2 + 2 * b])
         segs += limb
+        if skeleton is not None:
+            skeleton.append(("limb", at, turn, took[2 + 2 * b] or [], limb))
         if limb and ub[9] < 0.4:
-            tx, ty, ux, uy, tw, _ = limb[int(ub[10] * len(limb))]
-            twig_dir = math.atan2(uy - ty, ux - tx) - turn * (0.6 + 0.6 * ub[11])
-            segs += _walk(draws, (ux, uy), twig_dir, blen * 0.4, tw * 0.7, params, 1.0,
-                          (*shape, 3000.0 + 200.0 * b), grain)
+            at = int(ub[10] * len(limb))
+            tx, ty, ux, uy, tw, _ = limb[at]
+            back = turn * (0.6 + 0.6 * ub[11])
+            twig = _walk(draws, (ux, uy), math.atan2(uy - ty, ux - tx) - back, blen * 0.4,
+                         tw * 0.7, params, 1.0, (*shape, 3000.0 + 200.0 * b), grain,
+                         took[3 + 2 * b])
+            segs += twig
+            if skeleton is not None:
+                skeleton.append(("twig", at, back, took[3 + 2 * b] or [], twig))
     return np.array(segs, dtype=np.float64).reshape(-1, 6)
 
 
