@@ -104,15 +104,15 @@ class CrackGenerator(DefectGenerator):
         out = np.array(pixels, dtype=F32, copy=True)
         cov = np.zeros((h, w), F32)
         grain = _grain(region, params)
-        segs = _place(_grown(params, rng, grain, plan), params, (h, w))
+        segs, (left, top, right, bottom) = _place(_grown(params, rng, grain, plan), params, (h, w))
         # everything happens in the fissure's bounding box, padded by its half-width, the
         # supersampled pixel and the reach of the blurs and slopes below (7 px) so that
         # nothing differs from working on the whole region
         pad = int(math.ceil(float(segs[:, 4].max()) / 2.0)) + 10
-        x0 = max(0, int(math.floor(float(segs[:, 0:4:2].min()))) - pad)
-        x1 = min(w, int(math.ceil(float(segs[:, 0:4:2].max()))) + pad + 1)
-        y0 = max(0, int(math.floor(float(segs[:, 1:4:2].min()))) - pad)
-        y1 = min(h, int(math.ceil(float(segs[:, 1:4:2].max()))) + pad + 1)
+        x0 = max(0, int(math.floor(left)) - pad)
+        x1 = min(w, int(math.ceil(right)) + pad + 1)
+        y0 = max(0, int(math.floor(top)) - pad)
+        y1 = min(h, int(math.ceil(bottom)) + pad + 1)
         hc, wc = y1 - y0, x1 - x0
         if hc <= 0 or wc <= 0:
             return Layer(out, cov)
@@ -479,22 +479,27 @@ def _grow(
     return np.array(segs, dtype=np.float64).reshape(-1, 6)
 
 
-def _place(arr: np.ndarray, params: CrackGenerator.Params, shape: tuple[int, int]) -> np.ndarray:
+def _place(
+    arr: np.ndarray, params: CrackGenerator.Params, shape: tuple[int, int]
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """The segments centred in the region, shrunk to keep :func:`_margin` from its edge
-    if need be."""
+    if need be, and their box (x0, y0, x1, y1) there."""
     h, w = shape
-    xs = arr[:, 0:4:2]
-    ys = arr[:, 1:4:2]
-    lo = np.array([xs.min(), ys.min()])
-    hi = np.array([xs.max(), ys.max()])
+    lo = arr[:, :4].min(axis=0).tolist()
+    hi = arr[:, :4].max(axis=0).tolist()
+    lx, ly = min(lo[0], lo[2]), min(lo[1], lo[3])
+    hx, hy = max(hi[0], hi[2]), max(hi[1], hi[3])
     margin = _margin(params)
-    room = np.array([w - 2 * margin, h - 2 * margin])
-    scale = float(min(1.0, *(np.maximum(room, 1.0) / np.maximum(hi - lo, 1e-6))))
-    cx, cy = (lo + hi) / 2
+    scale = min(1.0, max(w - 2 * margin, 1.0) / max(hx - lx, 1e-6),
+                max(h - 2 * margin, 1.0) / max(hy - ly, 1e-6))
+    cx, cy = (lx + hx) / 2, (ly + hy) / 2
     ox, oy = (w - 1) / 2, (h - 1) / 2
-    arr[:, 0:4:2] = (xs - cx) * scale + ox
-    arr[:, 1:4:2] = (ys - cy) * scale + oy
-    return arr
+    arr[:, 0:4:2] = (arr[:, 0:4:2] - cx) * scale + ox
+    arr[:, 1:4:2] = (arr[:, 1:4:2] - cy) * scale + oy
+    # the box moved the same way: rounding is monotonic, so these are the new extremes
+    box = ((lx - cx) * scale + ox, (ly - cy) * scale + oy,
+           (hx - cx) * scale + ox, (hy - cy) * scale + oy)
+    return arr, box
 
 
 @hookimpl
