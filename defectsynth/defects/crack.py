@@ -212,7 +212,6 @@ def _walk(
     taper: float,
     shape: tuple[_Noise1D, _Noise1D, float],
     grain: _Grain,
-    steps_taken: list[_Step] | None = None,
 ) -> list[_Segment]:
     """A random walk of short straight steps with a meandering heading; the opening
     follows ``width0``, swells and narrows along the way (``shape``: noise of the width
@@ -220,8 +219,7 @@ def _walk(
     nothing at the tip (and a little at the start, for a branch).
 
     ``draws``: step lengths (uniform 2..5.5 px) and standard normal turns, consumed from
-    the end (so that the walks of one fissure share one draw of each). ``steps_taken``,
-    if given, receives each step's length, drift and kink (see :func:`_trace`).
+    the end (so that the walks of one fissure share one draw of each).
     """
     steps, turns = draws
     segs: list[_Segment] = []
@@ -249,14 +247,10 @@ def _walk(
     if grain is not None:
         ga, pull = grain
         gdx, gdy = cos(ga), sin(ga)
-    record = steps_taken.append if steps_taken is not None else None
     while travelled < length:
         step = pop()
         drift = 0.9 * drift + drift_sd * turn()
-        kink = kink_sd * turn()
-        if record is not None:
-            record((step, drift, kink))
-        h = heading + drift + kink
+        h = heading + drift + kink_sd * turn()
         dx, dy = cos(h), sin(h)
         if pulled:
             # pulled along the grain, whichever way of it is closer to the step
@@ -284,21 +278,25 @@ def _walk(
     return segs
 
 
-# one step of a walk: its length, the drift of the heading and the kink at it
-_Step = tuple[float, float, float]
-
-
 def _trace(
-    steps: list[_Step],
+    params: CrackGenerator.Params,
+    draws: tuple[list[float], list[float]],
+    taken: int,
     segs: list[_Segment],
     start: tuple[float, float],
     heading: float,
     grain: _Grain,
 ) -> list[_Segment]:
-    """The walk of :func:`_walk` whose steps were ``steps`` and segments ``segs``,
-    started at ``start`` towards ``heading`` and pulled by ``grain``: the same steps,
-    turns, opening and depth (none depends on the course), the course computed anew as
-    _walk computes it."""
+    """The walk of :func:`_walk` that took the draws from ``taken`` on (``draws``: the
+    step lengths and turns in the order the walks took them) and made ``segs``, started
+    at ``start`` towards ``heading`` and pulled by ``grain``: the same steps, turns,
+    opening and depth (none depends on the course), the course computed anew as _walk
+    computes it."""
+    steps, turns = draws
+    jag = params.jaggedness
+    kink_sd = 0.06 + 0.5 * jag * jag
+    drift_sd = 0.05 + 0.06 * jag
+    drift = 0.0
     out: list[_Segment] = []
     append = out.append
     x, y = start
@@ -307,8 +305,10 @@ def _trace(
     if grain is not None:
         ga, pull = grain
         gdx, gdy = cos(ga), sin(ga)
-    for (step, drift, kink), seg in zip(steps, segs, strict=True):
-        h = heading + drift + kink
+    for i, seg in enumerate(segs, taken):
+        step = steps[i]
+        drift = 0.9 * drift + drift_sd * turns[2 * i]
+        h = heading + drift + kink_sd * turns[2 * i + 1]
         dx, dy = cos(h), sin(h)
         if pulled:
             sg = 1.0 if dx * gdx + dy * gdy >= 0 else -1.0
@@ -337,7 +337,7 @@ class _Ahead(NamedTuple):
     before: Mapping[str, Any]  # the rng's state before the growth
     segments: np.ndarray
     after: Mapping[str, Any]  # and after it
-    skeleton: list[_Walked]  # the walks, for _retrace
+    skeleton: _Skeleton  # its draws and walks, for _retrace
 
 
 def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> _Ahead:
@@ -347,7 +347,7 @@ def _grow_ahead(params: CrackGenerator.Params, rng: np.random.Generator) -> _Ahe
     # would be seeded from the OS's entropy first, only to be overwritten)
     bits = rng.bit_generator
     before = bits.state
-    skeleton: list[_Walked] = []
+    skeleton = _Skeleton(([], []), [])
     segs = _grow(params, rng, None, skeleton)
     after = bits.state
     bits.state = before
@@ -372,9 +372,17 @@ def _grown(
 
 # a walk of the fissure as _grow took it: how it starts ("trunk": from the origin at the
 # course plus the angle; "limb": from the end of trunk segment i, turned by the angle from
-# it; "twig": from the end of segment i of the last limb, turned back by the angle), its
-# steps and its segments
-_Walked = tuple[str, int, float, list[_Step], list[_Segment]]
+# it; "twig": from the end of segment i of the last limb, turned back by the angle) and
+# its segments
+_Walked = tuple[str, int, float, list[_Segment]]
+
+
+class _Skeleton(NamedTuple):
+    """A fissure's draws (step lengths and turns, in the order its walks took them) and
+    walks: all :func:`_retrace` needs to turn it to a grain."""
+
+    draws: tuple[list[float], list[float]]
+    walks: list[_Walked]
 
 
 def _course(params: CrackGenerator.Params, grain: _Grain) -> float:
@@ -388,26 +396,29 @@ def _course(params: CrackGenerator.Params, grain: _Grain) -> float:
     return a
 
 
-def _retrace(
-    params: CrackGenerator.Params, skeleton: list[_Walked], grain: _Grain
-) -> np.ndarray:
+def _retrace(params: CrackGenerator.Params, skeleton: _Skeleton, grain: _Grain) -> np.ndarray:
     """What :func:`_grow` gives with ``grain`` for the draws it took as ``skeleton``
     (grown without grain): the course of each walk computed anew, the rest kept."""
     a = _course(params, grain)
     segs: list[_Segment] = []
     trunk: list[_Segment] = []
     limb: list[_Segment] = []
-    for kind, i, angle, steps, walked in skeleton:
+    taken = 0
+    for kind, i, angle, walked in skeleton.walks:
         if kind == "trunk":
-            walk = _trace(steps, walked, (0.0, 0.0), a + angle, grain)
-            trunk += walk
+            start, heading = (0.0, 0.0), a + angle
         elif kind == "limb":
             sx, sy, ex, ey = trunk[i][:4]
-            walk = limb = _trace(steps, walked, (ex, ey), math.atan2(ey - sy, ex - sx) + angle,
-                                 grain)
+            start, heading = (ex, ey), math.atan2(ey - sy, ex - sx) + angle
         else:
             tx, ty, ux, uy = limb[i][:4]
-            walk = _trace(steps, walked, (ux, uy), math.atan2(uy - ty, ux - tx) - angle, grain)
+            start, heading = (ux, uy), math.atan2(uy - ty, ux - tx) - angle
+        walk = _trace(params, skeleton.draws, taken, walked, start, heading, grain)
+        taken += len(walked)
+        if kind == "trunk":
+            trunk += walk
+        elif kind == "limb":
+            limb = walk
         segs += walk
     return np.array(segs, dtype=np.float64).reshape(-1, 6)
 
@@ -416,7 +427,7 @@ def _grow(
     params: CrackGenerator.Params,
     rng: np.random.Generator,
     grain: _Grain,
-    skeleton: list[_Walked] | None = None,
+    skeleton: _Skeleton | None = None,
 ) -> np.ndarray:
     """The fissure's segments as an (n, 6) array of x0, y0, x1, y1, width, depth (0..1),
     unscaled, about the origin. ``skeleton``, if given, receives its walks (see
@@ -433,20 +444,18 @@ def _grow(
     turns = rng.standard_normal(2 * n).tolist()
     u = rng.random(1 + 12 * nb + 6).tolist()
     draws = (steps, turns)
+    if skeleton is not None:  # (the walks take them from the end)
+        skeleton.draws[0].extend(reversed(steps))
+        skeleton.draws[1].extend(reversed(turns))
     scale = max(12.0, params.length * 0.45)
     shape = (_Noise1D(u[-6:-3], scale), _Noise1D(u[-3:], scale * 0.8))
     split = 0.35 + 0.3 * u[0]
-    # each walk's steps, when the skeleton is kept
-    took: list[list[_Step] | None] = [
-        [] if skeleton is not None else None for _ in range(2 + 2 * nb)
-    ]
     main = _walk(draws, (0.0, 0.0), a, 2 * half * split, params.width, params, 0.6,
-                 (*shape, 0.0), grain, took[0])
+                 (*shape, 0.0), grain)
     other = _walk(draws, (0.0, 0.0), a + math.pi, 2 * half * (1 - split), params.width,
-                  params, 0.6, (*shape, 500.0), grain, took[1])
+                  params, 0.6, (*shape, 500.0), grain)
     if skeleton is not None:
-        skeleton += [("trunk", 0, 0.0, took[0] or [], main),
-                     ("trunk", 0, math.pi, took[1] or [], other)]
+        skeleton.walks.extend((("trunk", 0, 0.0, main), ("trunk", 0, math.pi, other)))
     segs = main + other
     trunk = main + other
     for b in range(nb):
@@ -462,20 +471,19 @@ def _grow(
         turn = math.radians(25.0 + 35.0 * ub[6]) * (1 if ub[7] < 0.5 else -1)
         blen = params.length * (0.12 + 0.28 * ub[8])
         limb = _walk(draws, (ex, ey), base + turn, blen, wd * 0.75, params, 0.9,
-                     (*shape, 1000.0 + 200.0 * b), grain, took[2 + 2 * b])
+                     (*shape, 1000.0 + 200.0 * b), grain)
         segs += limb
         if skeleton is not None:
-            skeleton.append(("limb", at, turn, took[2 + 2 * b] or [], limb))
+            skeleton.walks.append(("limb", at, turn, limb))
         if limb and ub[9] < 0.4:
             at = int(ub[10] * len(limb))
             tx, ty, ux, uy, tw, _ = limb[at]
             back = turn * (0.6 + 0.6 * ub[11])
             twig = _walk(draws, (ux, uy), math.atan2(uy - ty, ux - tx) - back, blen * 0.4,
-                         tw * 0.7, params, 1.0, (*shape, 3000.0 + 200.0 * b), grain,
-                         took[3 + 2 * b])
+                         tw * 0.7, params, 1.0, (*shape, 3000.0 + 200.0 * b), grain)
             segs += twig
             if skeleton is not None:
-                skeleton.append(("twig", at, back, took[3 + 2 * b] or [], twig))
+                skeleton.walks.append(("twig", at, back, twig))
     return np.array(segs, dtype=np.float64).reshape(-1, 6)
 
 
