@@ -6,7 +6,7 @@ box of the shots' own photos: a product mask leaves out each box and 16 px aroun
 has no defect-free photos, and each class was photographed on its own kind of strip, so
 another class's photos would be another surface). Photos whose boxes leave less than
 15 % of them are left out; when fewer than 3 photos are left, or what they keep averages
-under 30 % of a photo (pitted surface: slivers that clip every synthetic field), the class
+under 25 % of a photo (pitted surface: slivers that clip every synthetic field), the class
 has too little clean surface, and the other classes' photos (but the test ones) are used
 instead; the table says so (the same rule as ``bench_realism.py``). The data is read from
 ``../shared/data/neu-det`` (never copied into the repository); the working files go to a
@@ -84,6 +84,11 @@ def clean_folder(stems: list[str], dest: Path) -> tuple[Path, str]:
     return dest / "images", str(dest / "masks" / "{stem}.png")
 
 
+# seed 0's shots keep (photos, mean clean share): crazing 8, 30 %; pitted surface 3, 23 %
+# (slivers); the other classes 10, 52-60 %
+MIN_CLEAN_SHARE = 0.25
+
+
 def clean_share(masks: Path) -> float:
     """Mean share of clean surface in the photos kept (pitted-surface boxes cover most of
     each photo: what is left are slivers that clip every synthetic field to their shape)."""
@@ -95,11 +100,11 @@ def clean_share(masks: Path) -> float:
 def clean_surface(shots: list[str], test: list[str], all_stems: list[str],
                   dest: Path) -> tuple[Path, str, str]:
     """The clean surface a class's defects are drawn on: its shots' own photos, unless
-    fewer than 3 keep enough of it or what they keep averages under 30 % of a photo;
+    fewer than 3 keep enough of it or what they keep averages under 25 % of a photo;
     then every photo of the other classes but the test ones. (folder, product mask
     pattern, a note saying which)."""
     clean, mask = clean_folder(shots, dest)
-    if len(list(clean.iterdir())) >= 3 and clean_share(dest / "masks") >= 0.3:
+    if len(list(clean.iterdir())) >= 3 and clean_share(dest / "masks") >= MIN_CLEAN_SHARE:
         return clean, mask, ""
     shutil.rmtree(dest)
     held = set(test)
@@ -138,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NEU-DET, {args.shots} shots per class, rounds {args.rounds}, seed {args.seed}")
     print(f"{'class':<16} {'default':>8} {'fitted':>8} {'transplant':>10} {'fitted+tp':>10}"
           f"  {'generator':<14} {'fit s':>6}")
-    for cls in args.classes.split(","):
+    chosen = args.classes.split(",")
+    for cls in CLASSES:
         stems = [s for s in all_stems if s.startswith(cls + "_")]
+        # drawn for every class, so --classes picks the same shots as a full run
         order = [stems[i] for i in rng.permutation(len(stems))]
+        if cls not in chosen:
+            continue
         shots, test = order[: args.shots], order[args.shots :]
         base = work / cls
         shots_dir = voc_folder(shots, base / "shots")

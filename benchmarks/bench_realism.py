@@ -15,7 +15,7 @@ had before (measure those with ``--default-only`` on an older checkout, see docs
 
 NEU-DET has no defect-free photos: the clean surface is what lies 16 px or more from every
 box of the shot photos (``bench_fit.clean_folder``; other classes' photos when fewer than
-3 are left, or when what is left is under 30 % of them on average, as for pitted
+3 are left, or when what is left is under 25 % of them on average, as for pitted
 surface). Each class's ``--shots`` photos (10) are what ``fit`` learns from; the rest
 are the held-out test. DeepPCB is split by board scan into shots (a third) and held-out
 (``realism_deeppcb.prepare``). The data is read in place, never copied into the
