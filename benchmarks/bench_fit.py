@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'class':<16} {'default':>8} {'fitted':>8} {'transplant':>10} {'fitted+tp':>10}"
           f"  {'generator':<14} {'fit s':>6}")
     chosen = args.classes.split(",")
+    unknown = [c for c in chosen if c not in CLASSES]
+    if unknown:
+        ap.error(f"--classes: unknown {', '.join(unknown)} (NEU-DET has {', '.join(CLASSES)})")
     for cls in CLASSES:
         stems = [s for s in all_stems if s.startswith(cls + "_")]
         # drawn for every class, so --classes picks the same shots as a full run

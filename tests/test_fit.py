@@ -307,8 +307,8 @@ def test_a_category_no_generator_approaches_is_warned(tmp_path: Path) -> None:
         assert c.mask is not None
         cv2.imwrite(str(folder / "masks" / f"s{i}.png"), c.mask.astype(np.uint8) * 255)
     result = fit(folder, IMAGES, product_mask=MASKS, generators=["crack"], rounds=0, folds=2)
-    assert any("transplant reads COCO, YOLO or VOC" in w for w in result.warnings)
-    assert [d["generator"] for d in result.recipe.data["defects"]] == ["crack"]
+    # an images/ + masks/ folder is a transplant source too: transplants carry it
+    assert [d["generator"] for d in result.recipe.data["defects"]] == ["crack", "transplant"]
     cf = result.per_category["defect"]
     assert cf.generator == "crack"
     assert cf.score_after >= 0.9
@@ -456,9 +456,10 @@ def test_a_mask_folder_is_fitted_and_transplanted_too(real_dir: Path, tmp_path: 
     transplant entry like a COCO folder, and the recipe generates."""
     folder = write_formats(real_dir, tmp_path / "formats", boxes_only=False)["masks"]
     result = fit(folder, IMAGES, product_mask=MASKS, mapping={"defect": "scratch"}, rounds=0,
-                 folds=2, recipe_dir=tmp_path)
+                 folds=2, recipe_dir=tmp_path, fmt="masks")
     entries = result.recipe.data["defects"]
     assert [e["generator"] for e in entries] == ["scratch", "transplant"], result.warnings
+    assert entries[1]["params"]["format"] == "masks"  # the labels fit read
     path = tmp_path / "fitted.yaml"
     result.recipe.save(path)
     out = tmp_path / "out"

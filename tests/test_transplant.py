@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +294,55 @@ def test_a_mask_that_does_not_fit_its_image_is_skipped_with_its_name(tmp_path: P
     assert [d.image for d in listing.defects] == ["images/a.png"]
     assert any("masks/b.png" in s and "30x20" in s for s in listing.skipped), listing.skipped
     assert any("masks/c.png" in s and "cannot read the mask" in s for s in listing.skipped)
+
+
+def gray_alpha_png(a: np.ndarray) -> bytes:
+    """A PNG of colour type 4 (gray + alpha, 8 bits) from an (h, w, 2) uint8 array."""
+    h, w = a.shape[:2]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    rows = b"".join(b"\x00" + row.tobytes() for row in a)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 4, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_mask_with_an_alpha_channel_is_read_by_its_colour(tmp_path: Path) -> None:
+    """An opaque alpha channel is not a defect: only the mask's colour counts (BGRA and
+    gray + alpha PNGs)."""
+    image, _, true = synthetic("blob", 3)
+    h, w = true.shape
+    for name, mask in (
+        ("bgra", np.dstack([np.repeat(true[:, :, None], 3, axis=2).astype(np.uint8) * 255,
+                            np.full((h, w), 255, np.uint8)])),
+        ("gray_alpha", np.dstack([true.astype(np.uint8) * 255, np.full((h, w), 255, np.uint8)])),
+    ):
+        folder = tmp_path / name
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        cv2.imwrite(str(folder / "images" / "p.png"), image)
+        if mask.shape[2] == 2:  # OpenCV writes no gray + alpha PNG
+            (folder / "masks" / "p.png").write_bytes(gray_alpha_png(mask))
+        else:
+            cv2.imwrite(str(folder / "masks" / "p.png"), mask)
+        (d,) = read_source(folder).defects
+        ys, xs = np.nonzero(true)
+        assert d.box == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), name
+        assert np.array_equal(decode_coco_rle(d.rle), true), name
+
+
+def test_a_folder_of_clean_images_with_product_masks_is_not_read_as_defects(
+    tmp_path: Path,
+) -> None:
+    """A recipe's inputs (images/ + masks/ of whole products) look like a mask folder:
+    each product covers most of its image, so it is left out with the reason."""
+    src = tmp_path / "inputs"
+    shutil.copytree(ROOT / "fixtures" / "images", src / "images")
+    shutil.copytree(ROOT / "fixtures" / "masks", src / "masks")
+    with pytest.raises(SourceError, match="product mask rather than a defect"):
+        read_source(src)
 
 
 def test_compressed_coco_rle() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import itertools
 import multiprocessing
+import pickle
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -82,9 +83,12 @@ class ProcessPoolBackend:
     come back in task order.
 
     Starting the pool (the fork server, its imports, the workers) takes most of a
-    second, and a core sits idle meanwhile: until the pool returns its first result,
-    this process runs further chunks itself with a worker of its own (``drive``; the
-    same worker code, so the same bytes), then only hands out and collects.
+    second, and a core sits idle meanwhile (``drive``): two chunks per worker go out,
+    and until the pool returns its first result (at most ``window`` chunks) this
+    process runs the next chunks itself, with a worker built from a pickled copy of the
+    factory, as the pool's are (the same bytes); then it closes that worker, fills the
+    window and only hands out and collects. A first Ctrl-C lets the chunk it is running
+    finish (no new task starts), as the pool's do.
     """
 
     name = "local"
@@ -102,6 +106,7 @@ class ProcessPoolBackend:
     def map(self, make_worker: Callable[[], Callable[[T], R]], tasks: Iterable[T]) -> Iterator[R]:
         it = iter(tasks)
         pending: collections.deque[Future[list[R]]] = collections.deque()
+        pooled: list[Future[list[R]]] = []  # the pool's own, to see when it first answers
 
         def submit(ex: ProcessPoolExecutor, chunk: list[T] | None = None) -> None:
             if chunk is None:
@@ -112,12 +117,16 @@ class ProcessPoolBackend:
                 # set SIGINT to be ignored (it would break the whole pool)
                 blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _DRIVER_SIGNALS)
                 try:
-                    pending.append(ex.submit(_call, chunk))
+                    f = ex.submit(_call, chunk)
                 finally:
                     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                pending.append(f)
+                if starting:
+                    pooled.append(f)
 
         local: _LocalWorker | None = None
         self.driven = 0
+        starting = self.drive
         with ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=_context(),
@@ -125,27 +134,31 @@ class ProcessPoolBackend:
             initargs=(make_worker,),
         ) as ex:
             try:
-                for _ in range(self.window):
+                # driving: two chunks per worker (one to start it, one queued behind),
+                # the rest of the window once the pool has answered
+                for _ in range(min(self.window, 2 * self.workers) if starting else self.window):
                     submit(ex)
-                starting = self.drive
                 while pending:
-                    if starting and not any(f.done() for f in pending):
-                        # the pool has not answered yet: run the next chunk here
-                        chunk = list(itertools.islice(it, self.chunksize))
-                        if chunk:
-                            if local is None:
-                                # a factory that fails here fails in the pool too, and
-                                # the pool reports it as it always has
-                                try:
-                                    local = _LocalWorker(make_worker)
-                                except Exception:  # noqa: BLE001
-                                    local = None
-                            if local is not None:
+                    if starting:
+                        chunk: list[T] = []
+                        if not any(f.done() for f in pooled) and self.driven < self.window:
+                            chunk = list(itertools.islice(it, self.chunksize))
+                            if chunk and local is None:
+                                local = _LocalWorker.start(make_worker)
+                            if chunk and local is not None:
+                                # the pool has not answered yet: run this chunk here
                                 pending.append(local.run(chunk))
                                 self.driven += 1
                                 continue
-                            submit(ex, chunk)
-                    starting = False
+                        # the pool answered (or the tasks ran out): only hand out now
+                        starting = False
+                        pooled.clear()
+                        if local is not None:
+                            local.close()
+                            local = None
+                        submit(ex, chunk or None)  # a chunk taken but not run here
+                        for _ in range(self.window - sum(not f.done() for f in pending)):
+                            submit(ex)
                     results = pending.popleft().result()
                     submit(ex)
                     yield from results
@@ -171,6 +184,17 @@ class _LocalWorker:
         except BaseException:
             cv2.setNumThreads(self._threads)
             raise
+
+    @classmethod
+    def start(cls, make_worker: Callable[[], Callable[[Any], Any]]) -> _LocalWorker | None:
+        """A worker built from what the pool's workers receive, a pickled copy of the
+        factory (so from the same state: a factory carrying a live plugin host leaves it
+        behind, as a pool worker's does); None when it cannot be built here, and the
+        pool runs everything (and reports the factory's failure, as it always has)."""
+        try:
+            return cls(pickle.loads(pickle.dumps(make_worker)))
+        except Exception:  # noqa: BLE001 - the pool meets the same failure and says so
+            return None
 
     def run(self, chunk: list[Any]) -> Future[list[Any]]:
         done: Future[list[Any]] = Future()

@@ -13,9 +13,9 @@ Both sides go through the same steps, so nothing but the defect can tell them ap
   (:func:`defectsynth.transplant.extract.mask_from_box`), so an exact synthetic mask
   cannot give the synthetic side away.
 
-Real defects are read from a labeled folder by the readers ``transplant`` uses
-(:func:`defectsynth.transplant.sources.read_source`: COCO, YOLO, Pascal VOC, or an image
-+ mask folder).
+Real defects are read from a labeled folder by the reader ``transplant`` uses
+(:func:`defectsynth.transplant.sources.read_source`: COCO, YOLO, Pascal VOC, or images
+with masks).
 """
 
 from __future__ import annotations

@@ -412,7 +412,8 @@ def fit(
             f"the time budget ({budget_seconds:.0f} s) ended some searches early: the result "
             "depends on this machine's speed (leave --budget out for a reproducible fit)"
         )
-    result.recipe = _recipe(result, real_set, images, transplant_share, seed, recipe_dir)
+    result.recipe = _recipe(result, real_set, images, transplant_share, seed, recipe_dir,
+                            fmt)
     return result
 
 
@@ -475,18 +476,24 @@ def _fit_category(
             # best scored and the FINALISTS nearest in their features' medians (the score
             # saturates near 1 when every default is far off, and stops ranking them) get
             # one search round on every shot, and the best after it wins
-            nearest = sorted(near, key=lambda g: (near[g], g))
+            nearest = sorted((g for g in near if math.isfinite(near[g])),
+                             key=lambda g: (near[g], g))
             finalists = list(dict.fromkeys(ranked[:FINALISTS] + nearest[:FINALISTS]))
             steps -= 2 * FINALISTS - len(finalists)
             after_one = {}
             for g in finalists:
-                _, after_one[g], _ = _search(
-                    Proposal(host.generator(g)), trial, g, cat, real_x, groups, 1, seed,
-                    deadline, lambda: None,
-                )
+                try:
+                    _, after_one[g], _ = _search(
+                        Proposal(host.generator(g)), trial, g, cat, real_x, groups, 1, seed,
+                        deadline, lambda: None,
+                    )
+                except Exception as exc:  # noqa: BLE001 - as in the screening above
+                    cf.notes.append(f"{g}: failed in its trial round ({type(exc).__name__}: "
+                                    f"{exc})")
                 tick(f"trying {g} fitted")
             cf.candidates_fitted = after_one
-            chosen = min(after_one, key=lambda g: (after_one[g], g))
+            if after_one:
+                chosen = min(after_one, key=lambda g: (after_one[g], g))
         else:
             steps -= 2 * FINALISTS
     cf.generator = chosen
@@ -604,11 +611,11 @@ def _rel(path: str, base: Path) -> str:
         return p.as_posix()
 
 
-def _transplantable(folder: str) -> bool:
+def _transplantable(folder: str, fmt: str) -> bool:
     from ..transplant.sources import SourceError, read_source
 
     try:
-        read_source(folder)
+        read_source(folder, fmt)
     except (SourceError, OSError):
         return False
     return True
@@ -621,6 +628,7 @@ def _recipe(
     share: float,
     seed: int,
     recipe_dir: str | os.PathLike[str] | None,
+    fmt: str = "auto",
 ) -> FittedRecipe:
     base = Path(recipe_dir) if recipe_dir is not None else Path.cwd()
     defects: list[dict[str, Any]] = []
@@ -635,7 +643,7 @@ def _recipe(
                 "params": cf.params,
             }
         )
-    if share > 0 and not _transplantable(real.source):
+    if share > 0 and not _transplantable(real.source, fmt):
         result.warnings.append(
             f"{real.source}: not a folder of labeled defects transplant can read; the "
             "recipe has no transplant entry"
@@ -644,7 +652,9 @@ def _recipe(
     if share > 0:
         defects.append(
             {"generator": "transplant", "weight": round(share, 4),
-             "params": {"source": _rel(real.source, base)}}
+             # the labels fit read, also where the folder holds more than one kind
+             "params": {"source": _rel(real.source, base),
+                        **({"format": fmt} if fmt != "auto" else {})}}
         )
     if not defects:
         raise RealismError("nothing could be fitted, and transplants were turned off")

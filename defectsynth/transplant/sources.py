@@ -832,8 +832,9 @@ def _read_masks(root: Path, files: list[str]) -> SourceListing | None:
     """Defects given as binary masks beside their images (:func:`_mask_pairs`). A mask is
     any image whose non-zero pixels are the defect; each connected part of it is one
     defect, parts closer than 2 % of the image's diagonal (at least 3 px) joined (a
-    defect often breaks into pieces where it fades), parts under 4 px dropped as noise.
-    The part is the defect's mask (an RLE of it)."""
+    defect often breaks into pieces where it fades), parts under 4 px dropped as noise,
+    parts covering half of the image or more left out (product masks, see
+    :data:`MASK_WHOLE`). The part is the defect's mask (an RLE of it)."""
     pairs = _mask_pairs(files)
     if not pairs:
         return None
@@ -841,22 +842,31 @@ def _read_masks(root: Path, files: list[str]) -> SourceListing | None:
     for rel, mask_rel, cat in pairs:
         try:
             hw = image_size(root / rel)
-            raw = decode_image(read_file_bytes(root / mask_rel, DEFAULT_MAX_PIXELS),
-                               DEFAULT_MAX_PIXELS)
+            data = read_file_bytes(root / mask_rel, DEFAULT_MAX_PIXELS)
+            header = probe_image(data)
+            if (header.height, header.width) != hw:
+                listing.skipped.append(
+                    f"{mask_rel}: the mask is {header.width}x{header.height}, its image "
+                    f"{rel} {hw[1]}x{hw[0]}"
+                )
+                continue
+            raw = decode_image(data, DEFAULT_MAX_PIXELS)
         except SourceError as exc:
             listing.skipped.append(f"{rel}: {exc}")
             continue
         except InputImageError as exc:
             listing.skipped.append(f"{mask_rel}: cannot read the mask: it {exc}")
             continue
-        fg = (raw.max(axis=2) if raw.ndim == 3 else raw) > 0
-        if fg.shape != hw:
-            listing.skipped.append(
-                f"{mask_rel}: the mask is {fg.shape[1]}x{fg.shape[0]}, its image "
-                f"{rel} {hw[1]}x{hw[0]}"
-            )
-            continue
-        for box, part in _mask_parts(fg):
+        if raw.ndim == 3:  # colour: any channel; an alpha channel is not the mask
+            raw = raw[:, :, : 1 if raw.shape[2] == 2 else 3].max(axis=2)
+        for box, part in _mask_parts(raw > 0):
+            share = float(part.sum()) / (hw[0] * hw[1])
+            if share >= MASK_WHOLE:
+                listing.skipped.append(
+                    f"{mask_rel}: a part covers {share:.0%} of the image: a product mask "
+                    "rather than a defect? (left out)"
+                )
+                continue
             if cat not in listing.categories:
                 listing.categories.append(cat)
             listing.defects.append(SourceDefect(rel, box, cat, rle=dict(crop_rle(part, box, hw))))
@@ -865,6 +875,10 @@ def _read_masks(root: Path, files: list[str]) -> SourceListing | None:
 
 MIN_MASK_PART = 4
 MASK_JOIN = 0.02
+MASK_WHOLE = 0.5
+"""A mask part covering this share of its image or more is left out, with the reason: a
+folder of clean images with product masks (the layout of a recipe's inputs) is read
+as defects otherwise."""
 
 
 def _mask_parts(fg: np.ndarray) -> list[tuple[Box, np.ndarray]]:
