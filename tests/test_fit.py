@@ -359,9 +359,13 @@ def test_fit_recovers_secret_ranges_and_the_held_out_score_falls(
     after = score(held_out, recipe(cf.params), samples=120)
     assert before.auc >= 0.85, str(before)
     assert after.auc <= 0.65, str(after)
+    ticks: list[tuple[int, int]] = []
     again = fit(real_dir, IMAGES, product_mask=MASKS, mapping={"scratch": "scratch"},
-                rounds=3, seed=0, workers=2)
+                rounds=3, seed=0, workers=2, progress=lambda _, i, n: ticks.append((i, n)))
     assert again.recipe.text == result.recipe.text, "same seed, same recipe, any workers"
+    # the bar reaches its end with the folds in worker processes too, never going back
+    assert ticks[-1][0] == ticks[-1][1] and ticks == sorted(ticks)
+    assert len(ticks) == ticks[-1][1]
 
 
 # -- end to end ----------------------------------------------------------------------------------

@@ -510,7 +510,7 @@ def _fit_category(
         test = fold_idx[f]
         train = [i for j, idx in enumerate(fold_idx) if j != f for i in idx]
         fx, tx = real_x[train], real_x[test]
-        quiet = workers > 1  # a worker process cannot move the parent's progress bar
+        quiet = _forks(workers, k)  # a worker process cannot move the parent's bar
         spec, _, n = _search(
             Proposal(gen_cls), trial, chosen, cat, fx, [groups[i] for i in train], rounds,
             seed * 31 + f, deadline, (lambda: None) if quiet else (lambda: tick("fitting")),
@@ -523,7 +523,11 @@ def _fit_category(
                          held_trial.crops(chosen, spec, cat), seed),
         )
 
-    for spec, n, b, a in _map_folds(one_fold, k, workers, lambda: tick("fitting")):
+    def fold_done() -> None:  # a forked fold's rounds tick when it returns
+        for _ in range(rounds):
+            tick("fitting")
+
+    for spec, n, b, a in _map_folds(one_fold, k, workers, fold_done):
         cf.rounds += n
         solutions.append(spec)
         before.append(b)
@@ -546,6 +550,13 @@ def _run_forked(f: int) -> Any:
     return _FORKED["fold"](f)
 
 
+def _forks(workers: int, k: int) -> bool:
+    """Whether :func:`_map_folds` runs ``k`` folds in forked worker processes."""
+    import multiprocessing
+
+    return workers > 1 and k > 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
 def _map_folds(
     fn: Callable[[int], Any], k: int, workers: int, done: Callable[[], None]
 ) -> list[Any]:
@@ -554,7 +565,7 @@ def _map_folds(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if workers <= 1 or k <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if not _forks(workers, k):
         return [fn(f) for f in range(k)]
     _FORKED["fold"] = fn
     try:
