@@ -494,11 +494,19 @@ def read_image_file(
 
 
 def read_mask_file(
-    path: str | os.PathLike[str], shape: tuple[int, int], shown: str, max_pixels: int
+    path: str | os.PathLike[str],
+    shape: tuple[int, int],
+    shown: str,
+    max_pixels: int,
+    *,
+    kind: str = "product mask",
+    allow_empty: bool = False,
 ) -> np.ndarray:
-    """A product mask as a boolean array; its header must give ``shape`` before it is
-    decoded (so a mask cannot be a decompression bomb either)."""
-    what = f"product mask {shown!r}"
+    """A mask (a product mask unless ``kind`` says otherwise) as a boolean array of its
+    non-zero gray pixels (colour turned gray, alpha ignored); its header must give
+    ``shape`` before it is decoded (so a mask cannot be a decompression bomb either). An
+    empty mask is an error unless ``allow_empty``."""
+    what = f"{kind} {shown!r}"
     p = Path(path)
     if not p.exists():
         raise InputImageError(f"{what} is missing")
@@ -520,7 +528,7 @@ def read_mask_file(
             f"{what} is {mask.shape[1]}x{mask.shape[0]}, the image is {w}x{h} (w x h)"
         )
     m = mask > 0
-    if not m.any():
+    if not m.any() and not allow_empty:
         raise InputImageError(f"{what} is empty (no product pixel)")
     return m
 

@@ -60,7 +60,13 @@ import numpy as np
 import yaml
 
 from ..errors import InputImageError
-from ..imagefile import DEFAULT_MAX_PIXELS, decode_image, probe_image, read_file_bytes
+from ..imagefile import (
+    DEFAULT_MAX_PIXELS,
+    decode_image,
+    probe_image,
+    read_file_bytes,
+    read_mask_file,
+)
 from ..rle import crop_rle
 
 Box = tuple[int, int, int, int]
@@ -842,24 +848,16 @@ def _read_masks(root: Path, files: list[str]) -> SourceListing | None:
     for rel, mask_rel, cat in pairs:
         try:
             hw = image_size(root / rel)
-            data = read_file_bytes(root / mask_rel, DEFAULT_MAX_PIXELS)
-            header = probe_image(data)
-            if (header.height, header.width) != hw:
-                listing.skipped.append(
-                    f"{mask_rel}: the mask is {header.width}x{header.height}, its image "
-                    f"{rel} {hw[1]}x{hw[0]}"
-                )
-                continue
-            raw = decode_image(data, DEFAULT_MAX_PIXELS)
         except SourceError as exc:
             listing.skipped.append(f"{rel}: {exc}")
             continue
+        try:
+            fg = read_mask_file(root / mask_rel, hw, mask_rel, DEFAULT_MAX_PIXELS, kind="mask",
+                                allow_empty=True)
         except InputImageError as exc:
-            listing.skipped.append(f"{mask_rel}: cannot read the mask: it {exc}")
+            listing.skipped.append(f"{mask_rel}: cannot read the mask: {exc}")
             continue
-        if raw.ndim == 3:  # colour: any channel; an alpha channel is not the mask
-            raw = raw[:, :, : 1 if raw.shape[2] == 2 else 3].max(axis=2)
-        for box, part in _mask_parts(raw > 0):
+        for box, part in _mask_parts(fg):
             share = float(part.sum()) / (hw[0] * hw[1])
             if share >= MASK_WHOLE:
                 listing.skipped.append(
