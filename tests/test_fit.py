@@ -436,11 +436,11 @@ def test_when_every_default_is_told_apart_the_nearest_generator_still_gets_a_tri
     real_auc = fit_mod._fast_auc
     screened: list[int] = []
 
-    def saturated(real_x: Any, groups: Any, syn: Any, seed: int) -> float:
+    def saturated(real_x: Any, groups: Any, syn_x: Any, syn_groups: Any, seed: int) -> float:
         if len(screened) < 3:  # the screening of the three candidates' defaults
             screened.append(1)
             return 1.0
-        return real_auc(real_x, groups, syn, seed)
+        return real_auc(real_x, groups, syn_x, syn_groups, seed)
 
     monkeypatch.setattr(fit_mod, "_fast_auc", saturated)
     monkeypatch.setattr(fit_mod, "FINALISTS", 1)

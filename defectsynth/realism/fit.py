@@ -212,24 +212,30 @@ class _Trial:
         return [to_common(c, self.gray, self.box_only) for c in made.crops]
 
 
-def _fast_auc(real_x: np.ndarray, real_groups: list[str], syn: list[Crop], seed: int) -> float:
-    if len(syn) < 4:
+def _fast_auc(
+    real_x: np.ndarray, real_groups: list[str], syn_x: np.ndarray, syn_groups: list[str],
+    seed: int,
+) -> float:
+    """The inner loop's score of synthetic feature rows against the real ones."""
+    if len(syn_x) < 4:
         return 1.0  # the generator makes (almost) nothing visible here: as far as can be
-    auc, *_ = two_sample_auc(
-        real_x, feature_matrix(syn), real_groups, [c.group for c in syn], seed=seed, fast=True
-    )
+    auc, *_ = two_sample_auc(real_x, syn_x, real_groups, syn_groups, seed=seed, fast=True)
     return auc
 
 
-def _median_distance(real_x: np.ndarray, syn: list[Crop]) -> float:
+def _groups(crops: list[Crop]) -> list[str]:
+    return [c.group for c in crops]
+
+
+def _median_distance(real_x: np.ndarray, syn_x: np.ndarray) -> float:
     """How far synthetic defects are from the real ones feature by feature: the mean over
     features of the distance between the two medians in units of the real spread
     (interquartile range), each capped at 3. Unlike a classifier's AUC it keeps ranking
     generators that are all told apart easily."""
-    if len(syn) < 4:
+    if len(syn_x) < 4:
         return float("inf")
     rx = np.nan_to_num(real_x)
-    sx = np.nan_to_num(feature_matrix(syn))
+    sx = np.nan_to_num(syn_x)
     q1, med, q3 = np.percentile(rx, [25, 50, 75], axis=0)
     gap = np.abs(np.median(sx, axis=0) - med) / (q3 - q1 + 1e-6)
     return float(np.minimum(gap, 3.0).mean())
@@ -277,7 +283,8 @@ def _search(
     """Rounds of the density-ratio search; the best ranges, their score and the rounds
     that ran."""
     best_spec = proposal.spec()
-    best = _fast_auc(real_x, real_groups, trial.crops(generator, best_spec, category), seed)
+    syn = trial.crops(generator, best_spec, category)
+    best = _fast_auc(real_x, real_groups, feature_matrix(syn), _groups(syn), seed)
     n = 0
     for r in range(rounds):
         if time.monotonic() > deadline:
@@ -293,11 +300,12 @@ def _search(
         for step in range(1 + CORRECTIONS):
             spec = proposal.spec()
             syn = trial.crops(generator, spec, category)
-            auc = _fast_auc(real_x, real_groups, syn, seed)
+            syn_x = feature_matrix(syn)
+            auc = _fast_auc(real_x, real_groups, syn_x, _groups(syn), seed)
             log.debug("%s %s round %d.%d: %.3f %s", category, generator, r, step, auc, spec)
             if auc < best:
                 best, best_spec = auc, spec
-            if step == CORRECTIONS or not proposal.correct(feature_matrix(syn)):
+            if step == CORRECTIONS or not proposal.correct(syn_x):
                 break
     return best_spec, best, n
 
@@ -460,8 +468,9 @@ def _fit_category(
         for g in candidates:
             try:
                 syn = trial.crops(g, {}, cat)
-                cf.candidates[g] = _fast_auc(real_x, groups, syn, seed)
-                near[g] = _median_distance(real_x, syn)
+                syn_x = feature_matrix(syn)
+                cf.candidates[g] = _fast_auc(real_x, groups, syn_x, _groups(syn), seed)
+                near[g] = _median_distance(real_x, syn_x)
             except Exception as exc:  # noqa: BLE001 - a plugin that fails is not a candidate
                 cf.notes.append(f"{g}: failed with defaults ({type(exc).__name__}: {exc})")
             tick(f"trying {g}")
