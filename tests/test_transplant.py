@@ -199,6 +199,24 @@ def test_box_only_coco_yolo_and_voc_give_the_same_library(tmp_path: Path) -> Non
         assert read_source(DEFECTS / name).format == name
 
 
+def test_a_voc_filename_without_its_extension_finds_its_image(tmp_path: Path) -> None:
+    """NEU-DET (and other VOC exports) write <filename>crazing_1</filename> for
+    crazing_1.jpg: every such defect must still be read, as with the full name."""
+    src = tmp_path / "voc"
+    shutil.copytree(DEFECTS / "voc", src)
+    for xml in (src / "Annotations").glob("*.xml"):
+        text = xml.read_text()
+        stripped = text.replace(".jpg</filename>", "</filename>")
+        assert stripped != text
+        xml.write_text(stripped)
+    bare, full = read_source(src, "voc"), read_source(DEFECTS / "voc", "voc")
+    assert not bare.skipped, bare.skipped
+    assert [(d.image, d.category, d.box) for d in bare.defects] == [
+        (d.image, d.category, d.box) for d in full.defects
+    ]
+    assert len(bare.defects) == 9
+
+
 def test_the_fixture_coco_source_uses_every_extraction_path() -> None:
     lib = build_library(DEFECTS / "coco")
     assert {e.method for e in lib.entries} == {"label", "reference", "box"}

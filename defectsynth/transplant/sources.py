@@ -759,15 +759,12 @@ def _read_voc(root: Path, files: list[str]) -> SourceListing | None:
 def _read_voc_doc(root: Path, rel: str, ann: ET.Element, listing: SourceListing) -> None:
     xml_dir = (root / rel).parent
     fn = (ann.findtext("filename") or "").strip() or Path(rel).stem + ".jpg"
-    cands = [
-        xml_dir.parent / "JPEGImages" / fn,
-        xml_dir.parent / "images" / fn,
-        xml_dir / fn,
-        root / "JPEGImages" / fn,
-        root / "images" / fn,
-        root / fn,
-    ]
-    img = _first_existing(root, cands)
+    folders = [xml_dir.parent / "JPEGImages", xml_dir.parent / "images", xml_dir,
+               root / "JPEGImages", root / "images", root]
+    img = _first_existing(root, [d / fn for d in folders])
+    if img is None and Path(fn).suffix.lower() not in IMAGE_EXTENSIONS:
+        # a <filename> without its extension (NEU-DET writes "crazing_1" for crazing_1.jpg)
+        img = _first_existing(root, [d / (fn + e) for d in folders for e in IMAGE_EXTENSIONS])
     if img is None:
         listing.skipped.append(f"{rel}: image {fn!r} not found")
         return
