@@ -474,3 +474,48 @@ def test_a_mask_folder_is_fitted_and_transplanted_too(real_dir: Path, tmp_path: 
             for line in (out / "manifest.jsonl").read_text().splitlines()
             for a in json.loads(line).get("annotations", [])}
     assert ("transplant", "defect") in made, made
+
+
+def test_fold_choices_reach_the_recipe_only_by_majority() -> None:
+    from defectsynth.realism.fit import _combine
+
+    specs = [
+        {"copper": ["auto", "dark", "light"], "width": [1.0, 3.0]},
+        {"copper": "auto", "width": [2.0, 4.0]},
+        {"copper": ["auto", "dark"], "width": [3.0, 5.0]},
+    ]
+    out = _combine(specs)
+    assert out["copper"] == ["auto", "dark"]  # "light": one fold of three
+    assert out["width"] == [2.0, 4.0]
+    # no majority anywhere: what was kept most often (here, by each of two folds)
+    assert _combine([{"c": "a"}, {"c": "b"}])["c"] == ["a", "b"]
+    assert _combine([{"c": "a"}, {"c": "a"}, {"c": "b"}])["c"] == "a"
+
+
+def test_ranges_that_score_worse_on_held_out_defects_leave_the_defaults(
+    real_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A search that lands somewhere worse than where it started (here forced: hair-thin,
+    faint, short scratches against the stand-in's wide, deep, long ones) must not reach
+    the recipe: fit keeps the default ranges and says what the fitted ones scored."""
+    import defectsynth.realism.fit as fit_mod
+    from defectsynth.plugins import get_host
+    from defectsynth.realism.space import Proposal
+
+    bad = {"width": [0.5, 0.6], "depth": [0.05, 0.1], "length": [8.0, 12.0]}
+
+    def search(proposal: Any, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], float, int]:
+        return dict(proposal.spec(), **bad), 0.5, 1
+
+    monkeypatch.setattr(fit_mod, "_search", search)
+    result = fit(real_dir, IMAGES, product_mask=MASKS, mapping={"scratch": "scratch"},
+                 rounds=1, folds=2)
+    cf = result.per_category["scratch"]
+    assert cf.kept_defaults
+    assert cf.score_fitted > cf.score_before == cf.score_after
+    assert cf.params == Proposal(get_host().generator("scratch")).spec()
+    assert "keeps the defaults" in " ".join(cf.notes)
+    assert f"defaults kept: the fitted ranges scored {cf.score_fitted:.2f}" in result.summary()
+    entry = next(d for d in result.recipe.data["defects"] if d["generator"] == "scratch")
+    assert entry["params"]["width"] != bad["width"]
+    assert "default ranges kept" in result.recipe.text

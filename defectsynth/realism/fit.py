@@ -67,7 +67,9 @@ class CategoryFit:
     """What ``fit`` found for one real category.
 
     ``score_before``: held-out score of the chosen generator with its default ranges;
-    ``score_after``: held-out score of the fitted ranges; ``candidates``: every
+    ``score_after``: held-out score of the ranges the recipe carries: the fitted ones, or
+    the defaults again when the fitted ones scored no better on the held-out defects
+    (``kept_defaults``; ``score_fitted`` is then what the fitted ones scored); ``candidates``: every
     generator's score with its defaults (against all of the category's real defects);
     ``candidates_fitted``: the finalists' scores after one search round.
     """
@@ -79,6 +81,8 @@ class CategoryFit:
     weight: float = 0.0
     score_before: float = math.nan
     score_after: float = math.nan
+    score_fitted: float = math.nan
+    kept_defaults: bool = False
     candidates: dict[str, float] = field(default_factory=dict)
     candidates_fitted: dict[str, float] = field(default_factory=dict)
     rounds: int = 0
@@ -149,9 +153,12 @@ class FitResult:
             if c.generator is None:
                 lines.append(f"  {c.category:<18} not fitted: {'; '.join(c.notes)}")
                 continue
+            kept = (f", defaults kept: the fitted ranges scored {c.score_fitted:.2f}"
+                    if c.kept_defaults else "")
             lines.append(
                 f"  {c.category:<18} {c.generator:<14} {c.score_before:.2f} -> "
-                f"{c.score_after:.2f}  ({c.n_real} real, {c.rounds} rounds, {c.seconds:.0f} s)"
+                f"{c.score_after:.2f}  ({c.n_real} real, {c.rounds} rounds, {c.seconds:.0f} s"
+                f"{kept})"
             )
         lines.append(f"  {'all':<18} {'':<14} {self.score_before:.2f} -> {self.score_after:.2f}")
         for w in self.warnings:
@@ -542,8 +549,18 @@ def _fit_category(
         before.append(b)
         after.append(a)
     cf.score_before = _pooled(before)
-    cf.score_after = _pooled(after)
+    cf.score_fitted = cf.score_after = _pooled(after)
     cf.params = _combine(solutions)
+    if cf.score_fitted >= cf.score_before:
+        # the search found nothing that holds on defects it did not see (few shots, or a
+        # look the fields cannot reach): ranges that score worse are not a fit
+        cf.kept_defaults = True
+        cf.params = Proposal(gen_cls).spec()
+        cf.score_after = cf.score_before
+        cf.notes.append(
+            f"the fitted ranges scored {cf.score_fitted:.2f} on held-out defects, the "
+            f"defaults {cf.score_before:.2f}: the recipe keeps the defaults"
+        )
     final_test = held_trial.crops(chosen, cf.params, cat)
     result.synthetic_crops[cat] = (default_test, final_test)
     tick("done")
@@ -592,7 +609,8 @@ def _map_folds(
 
 def _combine(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """One set of ranges from the folds': per field the median of the lows to the median of
-    the highs; choices that any fold kept."""
+    the highs; the choices a majority of the folds kept (else those kept most often: one
+    fold's stray choice, learned from a third of the shots, does not reach the recipe)."""
     out: dict[str, Any] = {}
     for name, first in specs[0].items():
         vals = [s[name] for s in specs]
@@ -606,11 +624,15 @@ def _combine(specs: list[dict[str, Any]]) -> dict[str, Any]:
             else:
                 out[name] = [float(f"{lo:.4g}"), float(f"{max(lo, hi):.4g}")]
         else:
-            seen: dict[Any, None] = {}
+            count: dict[Any, int] = {}
             for v in vals:
-                for c in v if isinstance(v, list) else [v]:
-                    seen.setdefault(c, None)
-            out[name] = list(seen) if len(seen) > 1 else next(iter(seen))
+                for c in dict.fromkeys(v if isinstance(v, list) else [v]):
+                    count[c] = count.get(c, 0) + 1
+            kept = [c for c, n in count.items() if 2 * n > len(specs)]
+            if not kept:
+                top = max(count.values())
+                kept = [c for c, n in count.items() if n == top]
+            out[name] = kept if len(kept) > 1 else kept[0]
     return out
 
 
@@ -700,6 +722,8 @@ def _recipe(
             comments.append(f"  {cf.category}: not fitted ({'; '.join(cf.notes)})")
         else:
             flag = "" if cf.reliable else "  (few real defects: unreliable)"
+            if cf.kept_defaults:
+                flag += f"; default ranges kept (the fitted ones scored {cf.score_fitted:.2f})"
             comments.append(
                 f"  {cf.category}: {cf.generator} {cf.score_before:.2f} -> "
                 f"{cf.score_after:.2f}, {cf.n_real} real defects{flag}"

@@ -84,8 +84,10 @@ def write_fit_report(result: FitResult, path: str | os.PathLike[str]) -> None:
         parts.append(
             f"<p>{e(str(cf.generator))}, default ranges (score {cf.score_before:.2f})</p>"
             f"{grid(before)}"
-            f"<p>{e(str(cf.generator))}, fitted ranges (score {cf.score_after:.2f})</p>"
-            f"{grid(after)}"
+            + (f"<p>{e(str(cf.generator))}, default ranges kept: the fitted ones scored "
+               f"{cf.score_fitted:.2f} on held-out defects</p>" if cf.kept_defaults else
+               f"<p>{e(str(cf.generator))}, fitted ranges (score {cf.score_after:.2f})</p>")
+            + f"{grid(after)}"
         )
         if cf.candidates:
             cands = ", ".join(f"{e(g)} {v:.2f}" for g, v in sorted(cf.candidates.items(),
