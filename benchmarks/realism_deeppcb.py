@@ -40,6 +40,8 @@ import numpy as np
 import yaml
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "deeppcb"
+#: the types that add copper (short, spur, spurious copper); the others remove it
+ADDS_COPPER = frozenset({2, 4, 5})
 #: DeepPCB type -> (category, generator)
 TYPES: dict[int, tuple[str, str]] = {
     1: ("open", "pcb_open"),
@@ -69,13 +71,17 @@ def pairs(data: Path = DATA) -> list[tuple[str, Path, Path, list[tuple[int, ...]
 
 
 def defect_mask(temp: np.ndarray, test: np.ndarray, box: tuple[int, ...]) -> np.ndarray:
-    """The pixels inside ``box`` where the test scan's copper differs from the template's.
+    """The pixels inside ``box`` where the test scan's copper differs from the template's
+    in the direction of the box's type (``box[4]``): copper added for a short, a spur or
+    spurious copper, removed for an open, a mousebite or a pin-hole.
 
     The two scans are aligned only to about a pixel, so a pixel counts as changed when the
     template has no pixel of its new state within 1 px (copper where the template has none
     nearby, substrate where it has none nearby); each such core then takes back the
-    changed pixels touching it. Parts under 4 px, or under a tenth of the largest, are
-    scan noise and dropped."""
+    changed pixels touching it. Changes the other way are the scans' misregistration along
+    the trace edges near the defect (an open's box held 12 % copper pixels that the
+    template lacks), not the defect. Parts under 4 px, or under a tenth of the largest,
+    are scan noise and dropped."""
     x1, y1, x2, y2 = (int(v) for v in box[:4])
     h, w = temp.shape
     x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
@@ -85,10 +91,13 @@ def defect_mask(temp: np.ndarray, test: np.ndarray, box: tuple[int, ...]) -> np.
     k = np.ones((3, 3), np.uint8)
     before = (temp < 128).astype(np.uint8)
     after = (test < 128).astype(np.uint8)
-    added = (after > 0) & (cv2.dilate(before, k) == 0)
-    removed = (after == 0) & (cv2.erode(before, k) > 0)
-    core = (added | removed).astype(np.uint8)
-    diff = before != after
+    adds = len(box) > 4 and int(box[4]) in ADDS_COPPER
+    if adds:
+        core = ((after > 0) & (cv2.dilate(before, k) == 0)).astype(np.uint8)
+        diff = (after > 0) & (before == 0)
+    else:
+        core = ((after == 0) & (cv2.erode(before, k) > 0)).astype(np.uint8)
+        diff = (after == 0) & (before > 0)
     grown = (cv2.dilate(core, k) > 0) & diff
     part = grown[y1:y2, x1:x2].astype(np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
