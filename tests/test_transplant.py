@@ -215,6 +215,18 @@ def test_a_voc_filename_without_its_extension_finds_its_image(tmp_path: Path) ->
         (d.image, d.category, d.box) for d in full.defects
     ]
     assert len(bare.defects) == 9
+    # the images converted to PNG after labelling: the xml still says .jpg
+    other = tmp_path / "png"
+    shutil.copytree(DEFECTS / "voc" / "Annotations", other / "Annotations")
+    (other / "JPEGImages").mkdir()
+    for jpg in (DEFECTS / "voc" / "JPEGImages").glob("*.jpg"):
+        cv2.imwrite(str(other / "JPEGImages" / f"{jpg.stem}.PNG"), cv2.imread(str(jpg)))
+    converted = read_source(other, "voc")
+    assert not converted.skipped, converted.skipped
+    assert [(Path(d.image).stem, d.box) for d in converted.defects] == [
+        (Path(d.image).stem, d.box) for d in full.defects
+    ]
+    assert all(d.image.endswith(".PNG") for d in converted.defects)
 
 
 def test_the_fixture_coco_source_uses_every_extraction_path() -> None:

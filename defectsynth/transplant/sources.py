@@ -762,9 +762,15 @@ def _read_voc_doc(root: Path, rel: str, ann: ET.Element, listing: SourceListing)
     folders = [xml_dir.parent / "JPEGImages", xml_dir.parent / "images", xml_dir,
                root / "JPEGImages", root / "images", root]
     img = _first_existing(root, [d / fn for d in folders])
-    if img is None and Path(fn).suffix.lower() not in IMAGE_EXTENSIONS:
-        # a <filename> without its extension (NEU-DET writes "crazing_1" for crazing_1.jpg)
-        img = _first_existing(root, [d / (fn + e) for d in folders for e in IMAGE_EXTENSIONS])
+    if img is None:
+        # a <filename> without its extension (NEU-DET writes "crazing_1" for crazing_1.jpg),
+        # or with another one than the file's (images converted after labelling): the same
+        # name, then the xml's own, with each image extension
+        suffix = Path(fn).suffix
+        base = fn[: -len(suffix)] if suffix.lower() in IMAGE_EXTENSIONS else fn
+        exts = [*IMAGE_EXTENSIONS, *(e.upper() for e in IMAGE_EXTENSIONS)]
+        img = _first_existing(root, [d / (name + e) for name in dict.fromkeys(
+            [base, Path(rel).stem]) for d in folders for e in exts])
     if img is None:
         listing.skipped.append(f"{rel}: image {fn!r} not found")
         return
