@@ -3,7 +3,7 @@ find the real ones? (needs the torch extra)
 
 Per NEU-DET class, as in ``bench_fit.py``: 10 shots are the user's real defects, the
 class's other photos the held-out test, clean surface is what lies far from the shots'
-boxes. For each training set a small CNN learns to tell 64x64 defect patches from
+boxes (or the other classes' photos, by ``bench_fit.clean_surface``'s rule). For each training set a small CNN learns to tell 64x64 defect patches from
 clean-surface patches, and is tested on the held-out photos: patches around their real
 defects against patches far from every box. Printed: the test AUC of
 
@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_fit import CLASSES, DATA, boxes, clean_folder, recipe_file, voc_folder  # noqa: E402
+from bench_fit import CLASSES, DATA, boxes, clean_surface, recipe_file, voc_folder  # noqa: E402
 
 PATCH = 64
 
@@ -153,11 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         shots, test = order[: args.shots], order[args.shots :]
         base = work / cls
         shots_dir = voc_folder(shots, base / "shots")
-        clean, mask_pattern = clean_folder(shots, base / "clean")
-        if len(list(clean.iterdir())) < 3:
-            shutil.rmtree(base / "clean")
-            clean, mask_pattern = clean_folder([s for s in stems_all if s not in set(test)],
-                                               base / "clean")
+        # the clean surface by bench_fit's rule (the other classes' photos when the shots'
+        # own keep too little of it)
+        clean, mask_pattern, _ = clean_surface(shots, test, stems_all, base / "clean")
         cleans = []
         for p in sorted(clean.iterdir()):
             img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
