@@ -146,10 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NEU-DET few-shot: {args.shots} shots, CNN on {args.patches} defect + "
           f"{args.patches} clean patches, {args.epochs} epochs, test AUC on held-out photos")
     print(f"{'class':<16}" + "".join(f"{n:>11}" for n in names) + f"{'s':>6}")
-    for cls in args.classes.split(","):
-        t0 = time.monotonic()
+    chosen = args.classes.split(",")
+    unknown = [c for c in chosen if c not in CLASSES]
+    if unknown:
+        ap.error(f"--classes: unknown {', '.join(unknown)} (NEU-DET has {', '.join(CLASSES)})")
+    for cls in CLASSES:
         stems = [s for s in stems_all if s.startswith(cls + "_")]
+        # drawn for every class, so --classes picks the same shots as a full run
         order = [stems[i] for i in rng.permutation(len(stems))]
+        if cls not in chosen:
+            continue
+        t0 = time.monotonic()
         shots, test = order[: args.shots], order[args.shots :]
         base = work / cls
         shots_dir = voc_folder(shots, base / "shots")
