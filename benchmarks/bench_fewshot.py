@@ -3,9 +3,10 @@ find the real ones? (needs the torch extra)
 
 Per NEU-DET class, as in ``bench_fit.py``: 10 shots are the user's real defects, the
 class's other photos the held-out test, clean surface is what lies far from the shots'
-boxes (or the other classes' photos, by ``bench_fit.clean_surface``'s rule). For each training set a small CNN learns to tell 64x64 defect patches from
-clean-surface patches, and is tested on the held-out photos: patches around their real
-defects against patches far from every box. Printed: the test AUC of
+boxes (or the other classes' photos, by ``bench_fit.clean_surface``'s rule). For each
+training set a small CNN learns to tell 64x64 defect patches from clean-surface patches,
+and is tested on the held-out photos: patches around their real defects against patches
+far from every box. Printed: the test AUC of
 
 - ``default``: defects of the best built-in generator with default ranges;
 - ``fitted``: the fitted generator alone;
