@@ -229,6 +229,25 @@ def test_a_voc_filename_without_its_extension_finds_its_image(tmp_path: Path) ->
     assert all(d.image.endswith(".PNG") for d in converted.defects)
 
 
+def test_a_coco_file_name_with_another_extension_finds_the_converted_image(
+    tmp_path: Path,
+) -> None:
+    """COCO's file_name still says .jpg after the images were converted to .png: every
+    defect is read, from the converted files."""
+    src = tmp_path / "coco"
+    shutil.copytree(DEFECTS / "coco", src)
+    for jpg in (src / "images").glob("*.jpg"):
+        cv2.imwrite(str(jpg.with_suffix(".png")), cv2.imread(str(jpg)))
+        jpg.unlink()
+    converted, full = read_source(src, "coco"), read_source(DEFECTS / "coco", "coco")
+    assert not converted.skipped, converted.skipped
+    assert len(converted.defects) == len(full.defects) == 9
+    assert [(Path(d.image).stem, d.category, d.box) for d in converted.defects] == [
+        (Path(d.image).stem, d.category, d.box) for d in full.defects
+    ]
+    assert all(d.image.endswith(".png") for d in converted.defects)
+
+
 def test_the_fixture_coco_source_uses_every_extraction_path() -> None:
     lib = build_library(DEFECTS / "coco")
     assert {e.method for e in lib.entries} == {"label", "reference", "box"}

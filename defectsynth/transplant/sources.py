@@ -311,6 +311,21 @@ def image_size(path: Path) -> tuple[int, int]:
     return header.height, header.width
 
 
+def _find_image(root: Path, folders: list[Path], name: str, also: str = "") -> str | None:
+    """The image a label names, in the first of ``folders`` that has it; else, for a name
+    without its extension or with another one than the file's (images converted after
+    labelling), the same name and then ``also`` (the label file's own stem) with each
+    image extension, in either case."""
+    found = _first_existing(root, [d / name for d in folders])
+    if found is not None:
+        return found
+    suffix = Path(name).suffix
+    base = name[: -len(suffix)] if suffix.lower() in IMAGE_EXTENSIONS else name
+    exts = [*IMAGE_EXTENSIONS, *(e.upper() for e in IMAGE_EXTENSIONS)]
+    stems = dict.fromkeys(n for n in (base, also) if n)
+    return _first_existing(root, [d / (n + e) for n in stems for d in folders for e in exts])
+
+
 def _first_existing(root: Path, candidates: list[Path]) -> str | None:
     for c in candidates:
         try:
@@ -417,10 +432,10 @@ def _read_coco_doc(root: Path, rel: str, data: dict[str, Any], listing: SourceLi
             if not isinstance(fn, str) or not fn:
                 raise _Skip("has no file_name")
             iid = _whole(im.get("id"), "id")
-            cands = [json_dir / fn, json_dir / "images" / fn, root / fn, root / "images" / fn]
+            folders = [json_dir, json_dir / "images", root, root / "images"]
             if split:
-                cands += [root / "images" / split / fn, json_dir.parent / "images" / split / fn]
-            found = _first_existing(root, cands)
+                folders += [root / "images" / split, json_dir.parent / "images" / split]
+            found = _find_image(root, folders, fn)
             if found is None:
                 listing.skipped.append(f"{rel}: image {fn!r} not found")
                 continue
@@ -761,16 +776,8 @@ def _read_voc_doc(root: Path, rel: str, ann: ET.Element, listing: SourceListing)
     fn = (ann.findtext("filename") or "").strip() or Path(rel).stem + ".jpg"
     folders = [xml_dir.parent / "JPEGImages", xml_dir.parent / "images", xml_dir,
                root / "JPEGImages", root / "images", root]
-    img = _first_existing(root, [d / fn for d in folders])
-    if img is None:
-        # a <filename> without its extension (NEU-DET writes "crazing_1" for crazing_1.jpg),
-        # or with another one than the file's (images converted after labelling): the same
-        # name, then the xml's own, with each image extension
-        suffix = Path(fn).suffix
-        base = fn[: -len(suffix)] if suffix.lower() in IMAGE_EXTENSIONS else fn
-        exts = [*IMAGE_EXTENSIONS, *(e.upper() for e in IMAGE_EXTENSIONS)]
-        img = _first_existing(root, [d / (name + e) for name in dict.fromkeys(
-            [base, Path(rel).stem]) for d in folders for e in exts])
+    # (NEU-DET writes <filename>crazing_1</filename> for crazing_1.jpg)
+    img = _find_image(root, folders, fn, Path(rel).stem)
     if img is None:
         listing.skipped.append(f"{rel}: image {fn!r} not found")
         return
