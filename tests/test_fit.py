@@ -277,6 +277,27 @@ def test_too_few_real_defects_are_an_error_naming_the_folder(
         score(few, squares())
 
 
+def test_real_labels_that_cannot_be_read_are_counted_and_named_by_score_and_fit(
+    real_dir: Path, tmp_path: Path
+) -> None:
+    """A label whose image is missing leaves its defect out: score and fit say so, with
+    the file, instead of scoring on fewer defects in silence."""
+    gappy = tmp_path / "gappy"
+    shutil.copytree(real_dir, gappy)
+    data, images = _coco(gappy)
+    gone = data["images"][0]["file_name"]
+    (images / gone).unlink()
+    s = score(gappy, squares())
+    (w,) = [w for w in s.warnings if "could not be read" in w]
+    assert w.startswith("1 real label(s)") and gone in w, w
+    assert s.overall.n_real == 35
+    res = CliRunner().invoke(cli, ["score", str(gappy), str(real_dir)])
+    assert res.exit_code == 0 and "warning: 1 real label(s)" in res.output, res.output
+    result = fit(gappy, IMAGES, product_mask=MASKS, mapping={"scratch": "scratch"}, rounds=0,
+                 folds=2)
+    assert any(gone in w and "could not be read" in w for w in result.warnings), result.warnings
+
+
 def test_a_category_too_small_to_fit_is_named_and_left_to_transplants(
     real_dir: Path, tmp_path: Path
 ) -> None:

@@ -43,7 +43,7 @@ import numpy as np
 
 from .crops import Crop, DefectSet, RealismError, is_gray, read_defects, to_common, to_float
 from .features import feature_matrix
-from .score import FEW_REAL, MIN_REAL, auc_of, two_sample_auc
+from .score import FEW_REAL, MIN_REAL, auc_of, left_out, two_sample_auc
 from .sources import CleanImages
 from .space import GROW, Proposal
 
@@ -370,6 +370,8 @@ def fit(
     real_set = real if isinstance(real, DefectSet) else read_defects(real, fmt)
     images = CleanImages(clean, product_mask)
     warnings: list[str] = list(f"clean image skipped: {s}" for s in images.skipped[:5])
+    if real_set.skipped:
+        warnings.append(left_out(real_set))
     gray = all(c.channels == 1 for c in real_set.crops) or all(
         im.image.ndim == 2 or im.image.shape[2] == 1 or is_gray(to_float(im.image))
         for im in images.images

@@ -378,6 +378,9 @@ def score_sets(
             "none that passed the visibility gate"
         )
     _check_enough(real.crops, "real defects", real.source)
+    for side, name in ((real, "real"), (synthetic, "synthetic")):
+        if side.skipped:
+            warnings.append(left_out(side, name))
     rename = dict(mapping or {})
     real_crops, syn_crops, gray, box_only = common_form(real, synthetic)
     real_crops = [_renamed(c, rename.get(c.category, c.category)) for c in real_crops]
@@ -406,6 +409,13 @@ def score_sets(
                 f"(interval {cs.ci[0]:.2f}..{cs.ci[1]:.2f})"
             )
     return Score(overall, per, "box" if box_only else "label", gray, tuple(warnings))
+
+
+def left_out(defects: DefectSet, side: str = "real") -> str:
+    """A warning that says how many labels of a folder could not be read, and the first."""
+    n = len(defects.skipped)
+    return (f"{n} {side} label(s) in {defects.source!r} could not be read and were left "
+            f"out (first: {defects.skipped[0]})")
 
 
 def _check_enough(crops: Sequence[Crop], what: str, source: str) -> None:
