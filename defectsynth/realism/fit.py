@@ -563,7 +563,8 @@ def _fit_category(
             f"the fitted ranges scored {cf.score_fitted:.2f} on held-out defects, the "
             f"defaults {cf.score_before:.2f}: the recipe keeps the defaults"
         )
-    final_test = held_trial.crops(chosen, cf.params, cat)
+    # (the defaults kept: their held-out crops are already drawn)
+    final_test = default_test if cf.kept_defaults else held_trial.crops(chosen, cf.params, cat)
     result.synthetic_crops[cat] = (default_test, final_test)
     tick("done")
 

@@ -81,13 +81,15 @@ def write_fit_report(result: FitResult, path: str | os.PathLike[str]) -> None:
             parts.append(f"<p>not fitted: {e('; '.join(cf.notes))}</p>")
             continue
         before, after = result.synthetic_crops[cat]
+        carried = (
+            f"default ranges kept: the fitted ones scored {cf.score_fitted:.2f} on held-out "
+            "defects" if cf.kept_defaults else f"fitted ranges (score {cf.score_after:.2f})"
+        )
         parts.append(
             f"<p>{e(str(cf.generator))}, default ranges (score {cf.score_before:.2f})</p>"
             f"{grid(before)}"
-            + (f"<p>{e(str(cf.generator))}, default ranges kept: the fitted ones scored "
-               f"{cf.score_fitted:.2f} on held-out defects</p>" if cf.kept_defaults else
-               f"<p>{e(str(cf.generator))}, fitted ranges (score {cf.score_after:.2f})</p>")
-            + f"{grid(after)}"
+            f"<p>{e(str(cf.generator))}, {carried}</p>"
+            f"{grid(after)}"
         )
         if cf.candidates:
             cands = ", ".join(f"{e(g)} {v:.2f}" for g, v in sorted(cf.candidates.items(),
