@@ -88,8 +88,9 @@ class ScratchGenerator(DefectGenerator):
             0.2, lo=0.0, hi=1.0, vary=(0.0, 0.7), doc="lighter substrate shown at the floor"
         )
         burnish: float = param(
-            0.0, lo=0.0, hi=1.0,
-            doc="how polished and bright the groove is (matte surfaces: scale, oxide, cast)"
+            0.0, lo=0.0, hi=1.0, vary=(0.0, 0.8),
+            doc="how polished and bright the groove is: the tool's fresh, smooth metal sends "
+            "diffuse light back (bright lines on matte scale, oxide, cast or rolled steel)"
         )
         glow: float = param(
             0.15, lo=0.0, hi=1.0, vary=(0.0, 0.35),
