@@ -684,7 +684,7 @@ def test_the_demo_library_ships_with_the_package() -> None:
 
 NEUTRAL: dict[str, Any] = {
     "warp": 0.0, "stretch_along": 1.0, "stretch_across": 1.0, "severity": 1.0, "recolor": 0.0,
-    "denoise": 0.0,
+    "denoise": 0.0, "cut_fade": 0.0,
 }
 
 
@@ -718,10 +718,11 @@ def _golden_renders() -> str:
 
 
 def test_neutral_variation_gives_exactly_the_old_output() -> None:
-    """warp 0, stretch 1, severity 1, recolor 0 reproduce the transplants of before the
-    variation (digests recorded with commit 7f213ca), render by render and through the
-    Synthesizer (fixed fields draw nothing, so every other draw is unchanged too).
-    Recorded with OpenCV 4.x; re-record from that commit if OpenCV's warps change."""
+    """warp 0, stretch 1, severity 1, recolor 0 (and cut_fade 0) reproduce the
+    transplants of before the variation (digests recorded with commit 7f213ca), render by
+    render and through the Synthesizer (fixed fields draw nothing, so every other draw is
+    unchanged too). Recorded with OpenCV 4.x; re-record from that commit if OpenCV's warps
+    change."""
     assert _golden_renders() == (
         "6cabfddeed00258614a7472bbf4dbe7daadb14c1d87d562478631cfb42ec07c4"
     )
@@ -882,3 +883,78 @@ def test_denoise_leaves_the_source_photos_grain_behind_and_keeps_the_defect(
     assert abs(float(clean[inner].mean()) - float(raw[inner].mean())) < 0.01
     # the line stands far out of the grain: it keeps (nearly) all its contrast
     assert clean[mid][m[mid]].mean() > 0.9 * raw[mid][m[mid]].mean()
+
+
+# -- a defect the label's box cut off --------------------------------------------------------
+
+
+def _band_source(folder: Path, box: tuple[int, int, int, int]) -> Library:
+    """A dark band across a whole gray photo, labeled by ``box`` alone (box-only COCO)."""
+    rng = np.random.default_rng(0)
+    img = np.clip(150 + rng.normal(0, 2, (120, 200)), 0, 255)
+    img[50:70] *= 0.5  # the band runs from the left edge of the photo to its right edge
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "p.png"), np.rint(img).astype(np.uint8))
+    x1, y1, x2, y2 = box
+    doc = {
+        "images": [{"id": 1, "file_name": "p.png", "width": 200, "height": 120}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1]}],
+        "categories": [{"id": 1, "name": "band"}],
+    }
+    (folder / "annotations.json").write_text(json.dumps(doc))
+    return load_library(folder, "coco")
+
+
+def _band_profile(folder: Path, fade: float) -> tuple[np.ndarray, np.ndarray]:
+    """The change along the placed band's middle row, and the layer's coverage there."""
+    gen = TransplantGenerator()
+    p = TransplantGenerator.Params(source=str(folder), format="coco", blend="alpha",
+                                   **dict(NEUTRAL, cut_fade=fade))
+    h, w = gen.extent(p, np.random.default_rng(0))
+    px = np.full((h, w, 1), 0.6, np.float32)
+    layer = gen.render(_region(px), p, np.random.default_rng(0))
+    change = np.abs(layer.pixels[:, :, 0] - 0.6)
+    row = int(np.argmax(change.sum(axis=1)))
+    return change[row], layer.coverage[row]
+
+
+def test_a_defect_cut_off_by_its_box_or_the_frame_fades_out_instead_of_ending_straight(
+    tmp_path: Path,
+) -> None:
+    from defectsynth.defects.transplant import _cut_sides
+
+    # the box starts at the photo's left edge (the frame cut the band) and ends in the
+    # middle of the band on the right (the person who drew it cut it)
+    lib = _band_source(tmp_path / "src", (0, 44, 120, 76))
+    assert _cut_sides(lib.entries[0]) == ["left", "right"]
+    cut, cov_cut = _band_profile(tmp_path / "src", 0.0)
+    faded, cov_faded = _band_profile(tmp_path / "src", 0.3)
+    full = float(np.median(cut[cov_cut >= 0.5]))
+    assert full > 0.2  # the band: 0.6 -> 0.3
+    # as cut: the band ends at full strength, a step from nothing to all of it within
+    # the feather's few pixels
+    lab = np.flatnonzero(cov_cut >= 0.5)
+    assert (cut[lab[[0, -1]]] > 0.8 * full).all()
+    assert float(np.abs(np.diff(cut)).max()) > 0.3 * full
+    # faded: it comes in gradually from both cut ends, with no step larger than a fifth
+    xs = np.flatnonzero(cov_faded > 0)
+    ends = faded[xs[[0, -1]]]
+    assert (ends < 0.2 * full).all()
+    assert float(np.abs(np.diff(faded[xs[0] : xs[-1] + 1])).max()) < 0.2 * full
+    # the middle keeps its full change, and the label keeps half the change or more
+    mid = len(faded) // 2
+    assert faded[mid] == pytest.approx(cut[mid], abs=0.02)
+    assert (faded[cov_faded >= 0.5] >= 0.45 * full).all()
+
+
+def test_a_defect_that_ends_inside_its_box_is_not_faded(tmp_path: Path) -> None:
+    from defectsynth.defects.transplant import _cut_sides
+
+    img, _, true = synthetic("blob", 1)
+    write_coco(tmp_path / "src", img, true)  # the box is the blob's own, with a margin
+    lib = load_library(tmp_path / "src", "coco")
+    assert _cut_sides(lib.entries[0]) == []
+    a = _band_profile(tmp_path / "src", 0.0)
+    b = _band_profile(tmp_path / "src", 0.3)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import weakref
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +135,12 @@ class TransplantGenerator(DefectGenerator):
             doc="px over which the source photo's own noise is smoothed out of the defect "
             "(detail well above that noise is kept; 0: none)",
         )
+        cut_fade: float = param(
+            0.3, lo=0.0, hi=1.0,
+            doc="where the label's box (or the photo's frame) cut the defect off, it fades "
+            "out over this share of the box's depth instead of ending in a straight line "
+            "(0: kept as cut)",
+        )
         blend: str = param(
             "poisson", choices=BLEND_MODES, doc="compositing: Poisson (normal, mixed) or alpha"
         )
@@ -173,7 +181,7 @@ class TransplantGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = region.shape
-        pixels, surface, inside, valid = _place(entry, params, (h, w), rng)
+        pixels, surface, inside, valid, taper = _place(entry, params, (h, w), rng)
         pixels = _to_channels(pixels, region.channels)
         surface = _to_channels(surface, region.channels)
         src_level = _to_channels(np.asarray(entry.level, F32)[None, None, :], region.channels)
@@ -194,7 +202,20 @@ class TransplantGenerator(DefectGenerator):
             mapped = _severe(mapped, base, inside, params.severity)
         if params.recolor > 0.0 and region.channels == 3:
             mapped = _recolored(mapped, base, params.recolor)
-        cov = _feathered(inside, params.feather) * valid
+        faded = None
+        if taper is not None:
+            # the change fades out towards where the label's box cut the defect off; the
+            # label keeps what has half its change or more, the rest is blended unlabeled
+            t = np.clip(taper, 0.0, 1.0)
+            mapped = (base + t[:, :, None] * (mapped - base)).astype(F32)
+            faded = inside & (t < 0.5)
+            inside = inside & (t >= 0.5)
+            if not inside.any():
+                return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
+        cov = _feathered(inside, params.feather)
+        if faded is not None:
+            cov = np.maximum(cov, np.where(faded, F32(0.45) * np.clip(2 * t, 0, 1), 0))
+        cov = cov * valid
         out = np.where(cov[:, :, None] > 0, mapped, region.pixels).astype(F32)
         return Layer(out, cov.astype(F32), entry.category)
 
@@ -296,16 +317,18 @@ def _place(
     params: TransplantGenerator.Params,
     shape: tuple[int, int],
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The entry scaled, mirrored, stretched, rotated and warped about its centre onto the
     centre of an (h, w) canvas: (pixels, source surface, defect mask, where the crop is
-    valid)."""
+    valid, the fade towards the sides where the defect was cut off, or None)."""
     h, w = shape
     px: np.ndarray = entry.pixels
     surface: np.ndarray = entry.surface
     mask: np.ndarray = entry.mask.astype(F32)
+    taper = _cut_taper(entry, params.cut_fade)
     if params.flip:
         px, surface, mask = px[:, ::-1], surface[:, ::-1], mask[:, ::-1]
+        taper = None if taper is None else taper[:, ::-1]
     s = params.scale
     if s < 1.0:  # shrink with area averaging first: a warp alone would alias
         eh, ew = entry.shape
@@ -314,6 +337,8 @@ def _place(
             cv2.resize(np.ascontiguousarray(a), size, interpolation=cv2.INTER_AREA)
             for a in (px, surface, mask)
         )
+        if taper is not None:
+            taper = cv2.resize(np.ascontiguousarray(taper), size, interpolation=cv2.INTER_AREA)
         s = 1.0  # the resize did the scaling (up to rounding, absorbed by the warp's centre)
     ch, cw = mask.shape[:2]
     c = ((cw - 1) / 2.0, (ch - 1) / 2.0)
@@ -352,7 +377,122 @@ def _place(
     valid = warp(np.ones((ch, cw), F32), cv2.BORDER_CONSTANT) > 0.999
     valid_f = cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(F32)
     inside = (warped >= 0.5) & (valid_f > 0)
-    return px_w, surf_w, inside, valid_f
+    taper_w = None if taper is None else warp(taper, cv2.BORDER_REPLICATE)
+    return px_w, surf_w, inside, valid_f, taper_w
+
+
+# -- where a label's box cut the defect off --------------------------------------------------
+
+CUT_OUTSIDE = 0.5  # cut: just outside the box, the defect departs from the surface this much
+_TAPERS: weakref.WeakKeyDictionary[LibraryEntry, dict[float, np.ndarray | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cut_sides(entry: LibraryEntry) -> list[str]:
+    """The sides of the label's box (``left``, ``top``, ``right``, ``bottom``) across which
+    the defect went on: its mask runs along the side in one piece (a third of the side or
+    more: a straight edge, where a few scattered flakes or pits touching it are none) and
+    either the photo ends there (the frame cut it) or, just outside the box, the photo
+    departs from the surface level at least half as much as just inside it, both beyond
+    what the surface's own texture reaches around the box (the person who drew the box
+    cut it). A defect that ends inside its box has none."""
+    mask = entry.mask
+    ch, cw = mask.shape
+    ox, oy = entry.origin
+    x1, y1, x2, y2 = entry.box
+    bx1, by1 = max(0, x1 - ox), max(0, y1 - oy)
+    bx2, by2 = min(cw, x2 - ox), min(ch, y2 - oy)
+    if bx2 - bx1 < 2 or by2 - by1 < 2:
+        return []
+    level = np.asarray(entry.level, F32)
+    dev = np.abs(entry.pixels.astype(F32) - level).max(axis=2)
+    # what the surface's own texture and shading reach: the crop outside the box
+    around = np.ones((ch, cw), bool)
+    around[by1:by2, bx1:bx2] = False
+    base = float(np.median(dev[around])) if np.count_nonzero(around) >= 16 else 0.0
+    out = []
+    strip = 3
+    for side in ("left", "top", "right", "bottom"):
+        if side in ("left", "right"):
+            col = bx1 if side == "left" else bx2 - 1
+            along = mask[by1:by2, col]
+            span = by2 - by1
+        else:
+            row = by1 if side == "top" else by2 - 1
+            along = mask[row, bx1:bx2]
+            span = bx2 - bx1
+        if _longest_run(along) < max(3, span / 3):
+            continue
+        if side == "left":
+            ins, outs = dev[by1:by2, bx1 : bx1 + strip], dev[by1:by2, max(0, bx1 - strip) : bx1]
+            sel = along
+        elif side == "right":
+            ins, outs = dev[by1:by2, bx2 - strip : bx2], dev[by1:by2, bx2 : bx2 + strip]
+            sel = along
+        elif side == "top":
+            ins, outs = dev[by1 : by1 + strip, bx1:bx2].T, dev[max(0, by1 - strip) : by1, bx1:bx2].T
+            sel = along
+        else:
+            ins, outs = dev[by2 - strip : by2, bx1:bx2].T, dev[by2 : by2 + strip, bx1:bx2].T
+            sel = along
+        if outs.shape[1] == 0:  # the box ends where the photo does
+            out.append(side)
+            continue
+        inside_dev = float(ins[sel].mean()) - base
+        if inside_dev > 0 and float(outs[sel].mean()) - base >= CUT_OUTSIDE * inside_dev:
+            out.append(side)
+    return out
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """The longest run of consecutive True values."""
+    padded = np.concatenate([[0], flags.astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return int((edges[1::2] - edges[0::2]).max()) if len(edges) else 0
+
+
+def _cut_taper(entry: LibraryEntry, fade: float) -> np.ndarray | None:
+    """How much of the defect's change to keep, per pixel of the entry's crop (float32,
+    1 away from any cut side), or None when nothing was cut off.
+
+    A defect that went on beyond its box (or the photo's frame) would otherwise end in a
+    straight line where the box cut it, a line no real defect has. From each cut side the
+    change fades in over ``fade`` of the box's depth (3..40 px; a smoothstep, its
+    reach varying by up to a third along the side so that the fade's edge is not a
+    straight line either). A function of the entry alone (its box and image name seed
+    the variation), computed once per entry."""
+    if fade <= 0.0:
+        return None
+    known = _TAPERS.setdefault(entry, {})
+    if fade in known:
+        return known[fade]
+    sides = _cut_sides(entry)
+    taper: np.ndarray | None = None
+    if sides:
+        ch, cw = entry.mask.shape
+        ox, oy = entry.origin
+        x1, y1, x2, y2 = entry.box
+        rng = np.random.default_rng(zlib.crc32(f"{entry.image}{entry.box}".encode()))
+        yy, xx = np.mgrid[0:ch, 0:cw].astype(F32)
+        taper = np.ones((ch, cw), F32)
+        for side in sides:
+            if side in ("left", "right"):
+                depth, along, n = x2 - x1, yy[:, 0], ch
+                d = xx - (x1 - ox) if side == "left" else (x2 - ox) - 1 - xx
+            else:
+                depth, along, n = y2 - y1, xx[0], cw
+                d = yy - (y1 - oy) if side == "top" else (y2 - oy) - 1 - yy
+            reach = float(np.clip(fade * depth, 3.0, 40.0))
+            # the reach along the side: a smooth wave of a few bumps, +-1/3
+            k = rng.uniform(1.0, 3.0) * 2 * math.pi / max(n, 1)
+            wave = np.sin(k * along + rng.uniform(0, 2 * math.pi)).astype(F32)
+            r = reach * (1.0 + wave / 3.0)
+            r = r[:, None] if side in ("left", "right") else r[None, :]
+            u = np.clip((d + 0.5) / r, 0.0, 1.0)
+            taper *= u * u * (3.0 - 2.0 * u)
+    known[fade] = taper
+    return taper
 
 
 def _image(a: np.ndarray) -> np.ndarray:
