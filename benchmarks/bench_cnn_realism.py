@@ -14,16 +14,20 @@ Both sides go through the same steps: the whole image JPEG-encoded at ``--qualit
 pixels), a square window around the box grown by a quarter, gray, resized to 64x64, its
 mean subtracted (the surface's brightness says nothing about the defect).
 
-Recipes (the shots, held-out photos and clean surface as in ``bench_fit.py``):
+NEU-DET (``--sets neu``): the shots, held-out photos and clean surface as in
+``bench_fit.py``. DeepPCB (``--sets deeppcb``): the board scans split as in
+``realism_deeppcb.prepare`` (a third are shots), the defect-free templates as the clean
+boards, the pcb plugin's generator per type. Recipes:
 
-- ``default``: the class's built-in generator (``bench_realism.NEU_GENERATORS``), default
-  ranges;
+- ``default``: the class's generator (``bench_realism.NEU_GENERATORS``, the pcb plugin's
+  for DeepPCB), default ranges;
 - ``transplant``: transplants of the 10 shots, with the generator's default variation;
 - ``tp-as-cut``: the same with ``cut_fade: 0``: a defect that the label's box (or the
   photo's frame) cut off ends in the straight line of the cut (as before the fade).
 
     pip install torch  # a CPU build: see docs/training.md
-    OMP_NUM_THREADS=1 python benchmarks/bench_cnn_realism.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_cnn_realism.py      # NEU-DET, ~20 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_cnn_realism.py --sets deeppcb
     python benchmarks/bench_cnn_realism.py --classes patches --recipes transplant
 """
 
@@ -35,12 +39,15 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realism_deeppcb  # noqa: E402
 from bench_fewshot import patch  # noqa: E402
 from bench_fit import CLASSES, DATA, boxes, clean_surface, recipe_file, voc_folder  # noqa: E402
 from bench_realism import NEU_GENERATORS  # noqa: E402
@@ -130,9 +137,68 @@ def synthetic_patches(recipe_path: Path, host: object, n: int, seed: int, qualit
     return out[:n], groups[:n]
 
 
+def _entries(generator: str, category: str, shots: Path) -> dict[str, dict[str, Any]]:
+    return {
+        "default": {"generator": generator, "category": category},
+        "transplant": {"generator": "transplant", "params": {"source": str(shots)}},
+        "tp-as-cut": {"generator": "transplant",
+                      "params": {"source": str(shots), "cut_fade": 0.0}},
+    }
+
+
+def _cases(sets: list[str], chosen: list[str], args: argparse.Namespace,
+           work: Path) -> Iterator[dict[str, Any]]:
+    """Per class: real patches and their groups, the recipes' inputs and entries."""
+    if "neu" in sets and DATA.is_dir():
+        rng = np.random.default_rng(args.seed)
+        stems_all = sorted(p.stem for p in (DATA / "annotations").glob("*.xml"))
+        for cls in CLASSES:
+            stems = [s for s in stems_all if s.startswith(cls + "_")]
+            order = [stems[i] for i in rng.permutation(len(stems))]  # bench_fit's draws
+            if cls not in chosen:
+                continue
+            shots, test = order[: args.shots], order[args.shots :]
+            base = work / cls
+            shots_dir = voc_folder(shots, base / "shots")
+            clean, mask_pattern, _ = clean_surface(shots, test, stems_all, base / "clean")
+            real, groups = [], []
+            for s in test:
+                img = jpeg(cv2.imread(str(DATA / "images" / f"{s}.jpg"),
+                                      cv2.IMREAD_GRAYSCALE), args.quality)
+                for b in boxes(DATA / "annotations" / f"{s}.xml"):
+                    real.append(patch(img, b))
+                    groups.append(s)
+            yield {"class": cls, "real": real, "groups": groups, "base": base,
+                   "inputs": {"images": str(clean), "product_mask": mask_pattern},
+                   "entries": _entries(NEU_GENERATORS[cls], cls, shots_dir)}
+    if "deeppcb" in sets and realism_deeppcb.DATA.is_dir():
+        types = [c for c in chosen if c in {c for c, _ in realism_deeppcb.TYPES.values()}]
+        if not types:
+            return
+        cases = realism_deeppcb.prepare(work / "deeppcb", types=types, seed=args.seed)
+        scans = {stem: (test, bx) for stem, _, test, bx in realism_deeppcb.pairs()}
+        kinds = {c: k for k, (c, _) in realism_deeppcb.TYPES.items()}
+        for e in cases:
+            real, groups = [], []
+            for p in sorted((Path(e["real"]) / "images" / e["class"]).glob("*.png")):
+                test_p, bx = scans[p.stem]
+                img = jpeg(cv2.imread(str(test_p), cv2.IMREAD_GRAYSCALE), args.quality)
+                for b in bx:
+                    if b[4] == kinds[e["class"]]:
+                        real.append(patch(img, tuple(b[:4])))  # type: ignore[arg-type]
+                        groups.append(p.stem)
+            entries = _entries(e["generator"], e["class"], Path(e["shots"]))
+            entries["default"]["params"] = {"fallback": False}
+            yield {"class": e["class"], "real": real, "groups": groups,
+                   "base": Path(e["recipe"]).parent,
+                   "inputs": {"images": str(e["clean"]), "product_mask": "full"},
+                   "entries": entries}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--classes", default=",".join(CLASSES))
+    ap.add_argument("--sets", default="neu", help="neu, deeppcb or both (comma-separated)")
+    ap.add_argument("--classes", default="", help="comma-separated classes (default all)")
     ap.add_argument("--recipes", default=",".join(RECIPES), help=", ".join(RECIPES))
     ap.add_argument("--shots", type=int, default=10)
     ap.add_argument("--samples", type=int, default=300, help="synthetic patches per recipe")
@@ -140,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", type=int, default=80, help="JPEG quality of both sides")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if not DATA.is_dir():
-        print(f"skipped: {DATA} is not here (see ../shared/data/README.md)")
+    if not DATA.is_dir() and not realism_deeppcb.DATA.is_dir():
+        print(f"skipped: {DATA.parent} is not here (see ../shared/data/README.md)")
         return 0
     try:
         import torch  # noqa: F401
@@ -150,55 +216,37 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from defectsynth.plugins import get_host
 
-    chosen = args.classes.split(",")
+    sets = args.sets.split(",")
     recipes = args.recipes.split(",")
-    unknown = [c for c in chosen if c not in CLASSES] + [r for r in recipes if r not in RECIPES]
+    pcb = [c for c, _ in realism_deeppcb.TYPES.values()]
+    known = (list(CLASSES) if "neu" in sets else []) + (pcb if "deeppcb" in sets else [])
+    chosen = args.classes.split(",") if args.classes else known
+    unknown = [c for c in chosen if c not in known] + [r for r in recipes if r not in RECIPES]
+    unknown += [x for x in sets if x not in ("neu", "deeppcb")]
     if unknown:
-        ap.error(f"unknown {', '.join(unknown)} (classes: {', '.join(CLASSES)}; recipes: "
-                 f"{', '.join(RECIPES)})")
+        ap.error(f"unknown {', '.join(unknown)} (sets: neu, deeppcb; classes: "
+                 f"{', '.join(known)}; recipes: {', '.join(RECIPES)})")
     host = get_host()
     work = Path(tempfile.mkdtemp(prefix="bench_cnn_realism_"))
     os.environ.setdefault("DEFECTSYNTH_CACHE_DIR", str(work / "cache"))
-    rng = np.random.default_rng(args.seed)
-    stems_all = sorted(p.stem for p in (DATA / "annotations").glob("*.xml"))
-    print(f"CNN two-sample AUC (0.5 = cannot tell synthetic from real), NEU-DET held-out "
-          f"photos, {args.samples} synthetic patches, JPEG q{args.quality}, {args.epochs} epochs")
+    print(f"CNN two-sample AUC (0.5 = cannot tell synthetic from real) on held-out real "
+          f"defects, {args.samples} synthetic patches, JPEG q{args.quality}, "
+          f"{args.epochs} epochs")
     print(f"{'class':<16}{'real':>6}" + "".join(f"{r:>12}" for r in recipes) + f"{'s':>6}")
     means: dict[str, list[float]] = {r: [] for r in recipes}
-    for cls in CLASSES:
-        stems = [s for s in stems_all if s.startswith(cls + "_")]
-        order = [stems[i] for i in rng.permutation(len(stems))]  # bench_fit's draws
-        if cls not in chosen:
-            continue
+    for case in _cases(sets, chosen, args, work):
         t0 = time.monotonic()
-        shots, test = order[: args.shots], order[args.shots :]
-        base = work / cls
-        shots_dir = voc_folder(shots, base / "shots")
-        clean, mask_pattern, _ = clean_surface(shots, test, stems_all, base / "clean")
-        real, real_groups = [], []
-        for s in test:
-            img = jpeg(cv2.imread(str(DATA / "images" / f"{s}.jpg"), cv2.IMREAD_GRAYSCALE),
-                       args.quality)
-            for b in boxes(DATA / "annotations" / f"{s}.xml"):
-                real.append(patch(img, b))
-                real_groups.append(s)
-        inputs = {"images": str(clean), "product_mask": mask_pattern}
-        entries = {
-            "default": {"generator": NEU_GENERATORS[cls], "category": cls},
-            "transplant": {"generator": "transplant", "params": {"source": str(shots_dir)}},
-            "tp-as-cut": {"generator": "transplant",
-                          "params": {"source": str(shots_dir), "cut_fade": 0.0}},
-        }
         row = []
         for r in recipes:
-            path = recipe_file({"seed": args.seed, "instances": 1, "inputs": inputs,
-                                "defects": [entries[r]]}, base / f"{r}.yaml")
+            path = recipe_file({"seed": args.seed, "instances": 1, "inputs": case["inputs"],
+                                "defects": [case["entries"][r]]}, case["base"] / f"{r}.yaml")
             syn, syn_groups = synthetic_patches(path, host, args.samples, args.seed,
                                                 args.quality)
-            auc = two_sample_cnn(real, real_groups, syn, syn_groups, args.seed, args.epochs)
+            auc = two_sample_cnn(case["real"], case["groups"], syn, syn_groups, args.seed,
+                                 args.epochs)
             means[r].append(auc)
             row.append(auc)
-        print(f"{cls:<16}{len(real):>6}" + "".join(f"{a:12.3f}" for a in row)
+        print(f"{case['class']:<16}{len(case['real']):>6}" + "".join(f"{a:12.3f}" for a in row)
               + f"{time.monotonic() - t0:6.0f}", flush=True)
     print(f"{'mean':<16}{'':>6}" + "".join(f"{np.mean(means[r]):12.3f}" for r in recipes))
     shutil.rmtree(work, ignore_errors=True)
