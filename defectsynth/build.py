@@ -143,6 +143,7 @@ def build_synthesizer(
                 min_relative=recipe.gate.min_relative,
             ),
             max_attempts=recipe.placement.max_attempts,
+            within_product=recipe.placement.within_product,
             host=h,
             on_failure=on_failure,
             scale=recipe.scale,

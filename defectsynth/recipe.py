@@ -74,6 +74,7 @@ class PlacementSpec:
     margin: int = 4
     max_overlap: float = 0.25
     max_attempts: int = 6
+    within_product: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,9 @@ class Recipe:
                 "margin": self.placement.margin,
                 "max_overlap": self.placement.max_overlap,
                 "max_attempts": self.placement.max_attempts,
+                # (only when set: the recipes of runs made before it existed keep their
+                # fingerprint)
+                **({"within_product": True} if self.placement.within_product else {}),
             },
             "gate": {"min_contrast": self.gate.min_contrast, "min_area": self.gate.min_area,
                      "min_relative": self.gate.min_relative},
@@ -712,11 +716,16 @@ def _parse_output(r: _Reader, top: Mapping[str, Any]) -> OutputSpec:
 def _parse_placement_and_gate(
     r: _Reader, top: Mapping[str, Any]
 ) -> tuple[PlacementSpec, GateSpec]:
-    pl = r.mapping(top.get("placement"), "placement", ("margin", "max_overlap", "max_attempts"))
+    pl = r.mapping(top.get("placement"), "placement",
+                   ("margin", "max_overlap", "max_attempts", "within_product"))
+    within = pl.get("within_product", False)
+    if not isinstance(within, bool):
+        raise r.fail("placement.within_product", f"{_describe(within)} is not true or false")
     placement = PlacementSpec(
         margin=r.integer(pl.get("margin", 4), "placement.margin", lo=0, hi=100_000),
         max_overlap=r.number(pl.get("max_overlap", 0.25), "placement.max_overlap", lo=0.0, hi=1.0),
         max_attempts=r.integer(pl.get("max_attempts", 6), "placement.max_attempts", lo=1, hi=1000),
+        within_product=within,
     )
     g = r.mapping(top.get("gate"), "gate", ("min_contrast", "min_area", "min_relative"))
     gate = GateSpec(

@@ -155,6 +155,11 @@ class Synthesizer:
     :param max_overlap: largest fraction of a new instance's mask that may cover earlier ones.
     :param gate: visibility gate (:class:`Gate`).
     :param max_attempts: draws per instance before it is dropped.
+    :param within_product: a defect must lie on the product: an attempt whose label would
+        reach beyond the product mask (more than :data:`SPILL` of it) is drawn again
+        elsewhere instead of being clipped. For masks that leave out parts of one
+        continuous surface (marks already there, print, a real defect), where a clipped
+        defect would end in the mask's straight edge; a product's real edge clips.
     :param light_elevation: (lo, hi) degrees for the per-image light elevation.
     :param host: plugin host to look generator names up in (default: the process-wide
         one, :func:`defectsynth.plugins.get_host`); anything with a
@@ -176,6 +181,7 @@ class Synthesizer:
         max_overlap: float = 0.25,
         gate: Gate | None = None,
         max_attempts: int = 6,
+        within_product: bool = False,
         light_elevation: tuple[float, float] = (25.0, 65.0),
         # (a GeneratorSource or None: Any until report/preview.py stops passing `object`)
         host: Any = None,
@@ -217,6 +223,7 @@ class Synthesizer:
         self.max_overlap = float(max_overlap)
         self.gate = gate or Gate()
         self.max_attempts = max(1, int(max_attempts))
+        self.within_product = bool(within_product)
         self.light_elevation = light_elevation
         if on_failure not in ("raise", "reject"):
             raise ValueError(f"on_failure must be 'raise' or 'reject', got {on_failure!r}")
@@ -435,6 +442,8 @@ class Synthesizer:
         rendered = self._render(prep, params, grng, centre, scene)
         if isinstance(rendered, Drop):
             return rendered
+        if self.within_product and _spills(rendered):
+            return Drop.NO_ROOM
         gen = prep.generator
         blended = _blend(type(gen).name, rendered, scene)
         if isinstance(blended, Drop):
@@ -648,6 +657,18 @@ def _extent(gen: DefectGenerator, params: Any, grng: np.random.Generator) -> _Ex
             f"generator {name!r}: extent() returned {(eh, ew)}, expected 1..{MAX_EXTENT} px"
         )
     return _Extent((eh, ew), planned)
+
+
+#: share of a defect's label that ``within_product`` lets reach beyond the product mask
+SPILL = 0.02
+
+
+def _spills(rendered: _Rendered) -> bool:
+    """Whether more than :data:`SPILL` of the layer's label (coverage >= 0.5) lies
+    beyond the product mask or the image."""
+    label = rendered.layer.coverage >= 0.5
+    n = int(np.count_nonzero(label))
+    return n > 0 and int(np.count_nonzero(label & (rendered.prod < 0.5))) > SPILL * n
 
 
 def _blend(name: str, rendered: _Rendered, scene: _Scene) -> _Blended | Drop:

@@ -99,6 +99,8 @@ ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"output": {"jpg_quality": 0}}, "output.jpg_quality: 0 is below the minimum 1"),
     ({"gate": {"min_area": 0}}, "gate.min_area: 0 is below the minimum 1"),
     ({"placement": {"max_overlap": 2}}, "placement.max_overlap: 2 is above the maximum 1"),
+    ({"placement": {"within_product": "yes"}},
+     "placement.within_product: 'yes' (str) is not true or false"),
 ]
 
 
@@ -152,3 +154,23 @@ def test_cli_recipe_error_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "defects[0].params.radius: 0 is below the minimum 1" in res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_placement_within_product_reaches_the_synthesizer(tmp_path: Path, host: PluginHost
+                                                          ) -> None:
+    import yaml
+
+    make_inputs(tmp_path, n=1)
+    data = recipe_dict()
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    plain = load_recipe(path, host=host)
+    assert not plain.placement.within_product
+    assert "within_product" not in plain.to_dict()["placement"]  # old fingerprints kept
+    data["placement"] = {"within_product": True}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    rec = load_recipe(path, host=host)
+    assert rec.placement.within_product and rec.to_dict()["placement"]["within_product"]
+    from defectsynth import Synthesizer
+
+    assert Synthesizer.from_recipe(rec, host).within_product

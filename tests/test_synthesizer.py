@@ -481,3 +481,43 @@ def test_sample_draw_gives_a_bgr_picture() -> None:
     synth = Synthesizer([{"generator": "blob"}], instances=2, host=HOST)
     pic = synth.apply(test_surface((64, 64), channels=1, dtype=np.uint16), seed=1).draw()
     assert pic.dtype == np.uint8 and pic.shape == (64, 64, 3)
+
+
+def _contact(ann: Any, hole: np.ndarray) -> int:
+    """Label pixels with a 4-neighbour in ``hole`` (where a clipped defect was cut)."""
+    m = ann.mask.astype(np.uint8)
+    near = cv2.dilate(hole.astype(np.uint8), np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                                      np.uint8)) > 0
+    return int(np.count_nonzero((m > 0) & near))
+
+
+def test_within_product_draws_a_defect_again_instead_of_clipping_it_at_the_mask() -> None:
+    """A product mask with holes in one continuous surface (marks left out): by default a
+    defect that reaches a hole is clipped to its straight edge; ``within_product`` draws
+    it again elsewhere, so no label runs along a hole's edge."""
+    image = test_surface((256, 256), channels=3, seed=3)
+    product = np.ones((256, 256), bool)
+    holes = np.zeros_like(product)
+    for y, x in ((30, 30), (30, 150), (150, 30), (150, 150)):
+        holes[y : y + 70, x : x + 70] = True
+    product &= ~holes
+    runs: dict[bool, list[tuple[int, int]]] = {}
+    for within in (False, True):
+        synth = Synthesizer([{"generator": "crack"}], instances=2, within_product=within)
+        runs[within] = [
+            (_contact(a, holes), a.area)
+            for v in range(20)
+            for a in synth.apply(image, product, seed=1, variant=v).annotations
+        ]
+    clipped = [c for c, area in runs[False] if c > 0.05 * area]
+    assert len(clipped) >= 3  # cracks on a holed surface are cut by the holes (6 of 40)
+    assert len(runs[True]) >= 20  # with within_product they are still placed ...
+    assert all(c <= 0.05 * area for c, area in runs[True])  # ... off the holes
+
+
+def test_within_product_off_by_default_keeps_the_samples_byte_identical() -> None:
+    image = test_surface((128, 128), channels=3, seed=5)
+    a = Synthesizer([{"generator": "scratch"}]).apply(image, seed=2, variant=0)
+    b = Synthesizer([{"generator": "scratch"}], within_product=False).apply(
+        image, seed=2, variant=0)
+    assert np.array_equal(a.image, b.image)
