@@ -958,3 +958,29 @@ def test_a_defect_that_ends_inside_its_box_is_not_faded(tmp_path: Path) -> None:
     a = _band_profile(tmp_path / "src", 0.0)
     b = _band_profile(tmp_path / "src", 0.3)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_on_a_binarised_scan_a_transplant_is_in_the_scan_s_two_tones(tmp_path: Path) -> None:
+    """A thresholded scan (black copper on white) keeps two tones: the placed defect is
+    made of them, not the grays of a resampled cut-out, and its label is what flipped."""
+    img, _, true = synthetic("blob", 1)
+    write_coco(tmp_path / "src", img, true)
+    gen = TransplantGenerator()
+    p = TransplantGenerator.Params(source=str(tmp_path / "src"), format="coco", rotation=7.0,
+                                   scale=1.1, warp=0.05, severity=2.0, blend="alpha")
+    h, w = gen.extent(p, np.random.default_rng(0))
+    scan = np.full((h, w, 1), 0.95, np.float32)  # white board
+    scan[:, : w // 4] = 0.05  # copper beside the defect (a dark blob: copper added)
+    layer = gen.render(_region(scan), p, np.random.default_rng(0))
+    cov = layer.coverage > 0
+    assert cov.any()
+    values = layer.pixels[cov, 0]
+    assert np.allclose(values[values < 0.5], 0.05) and np.allclose(values[values >= 0.5], 0.95)
+    label = layer.coverage >= 0.5
+    flipped = np.abs(layer.pixels[:, :, 0] - scan[:, :, 0]) > 0.5
+    assert np.array_equal(label, flipped)
+    # on a photo with its continuous tones the same defect keeps its grays
+    photo = np.broadcast_to(np.linspace(0.7, 0.9, w, dtype=np.float32)[None, :, None],
+                            (h, w, 1))
+    gray = gen.render(_region(photo), p, np.random.default_rng(0))
+    assert len(np.unique(np.round(gray.pixels[gray.coverage > 0, 0], 3))) > 10

@@ -212,7 +212,17 @@ class TransplantGenerator(DefectGenerator):
             inside = inside & (t >= 0.5)
             if not inside.any():
                 return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
-        cov = _feathered(inside, params.feather)
+        tones = _two_tones(region.pixels)
+        if tones is not None:
+            # a binarised scan (a PCB inspection image, a thresholded backlit part): what
+            # the camera's threshold makes of the defect is one of the scan's two tones,
+            # never the gray of a resampled, blended cut-out; the label is what flipped
+            mapped = _snapped(mapped, tones)
+            inside &= np.abs(mapped - region.pixels).max(axis=2) > 0.5 * tones[2]
+            if not inside.any():
+                return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
+            faded = None  # a faded part flips or stays: no half tones
+        cov = _feathered(inside, 0.0 if tones is not None else params.feather)
         if faded is not None:
             cov = np.maximum(cov, np.where(faded, F32(0.45) * np.clip(2 * t, 0, 1), 0))
         cov = cov * valid
@@ -379,6 +389,39 @@ def _place(
     inside = (warped >= 0.5) & (valid_f > 0)
     taper_w = None if taper is None else warp(taper, cv2.BORDER_REPLICATE)
     return px_w, surf_w, inside, valid_f, taper_w
+
+
+# -- binarised scans -------------------------------------------------------------------------
+
+TWO_TONE_SHARE = 0.95  # share of a region's pixels near one of its two tones: a binary scan
+TWO_TONE_NEAR = 0.15  # how near, as a fraction of the full scale
+TWO_TONE_GAP = 0.3  # the two tones at least this far apart
+
+
+def _two_tones(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(dark colour, light colour, their luma gap) when ``pixels`` (h, w, c) are a
+    two-tone image (a thresholded scan: nearly every pixel near its 2nd or 98th luma
+    percentile, the two far apart), else None."""
+    luma = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels @ _LUMA
+    lo, hi = (float(v) for v in np.percentile(luma, (2, 98)))
+    if hi - lo < TWO_TONE_GAP:
+        return None
+    dark = np.abs(luma - lo) <= TWO_TONE_NEAR
+    light = np.abs(luma - hi) <= TWO_TONE_NEAR
+    if not dark.any() or not light.any():
+        return None
+    if np.count_nonzero(dark | light) < TWO_TONE_SHARE * luma.size:
+        return None
+    return pixels[dark].mean(axis=0).astype(F32), pixels[light].mean(axis=0).astype(F32), hi - lo
+
+
+def _snapped(mapped: np.ndarray, tones: tuple[np.ndarray, np.ndarray, float]) -> np.ndarray:
+    """Each pixel of ``mapped`` as the nearer (by luma) of the two tones."""
+    dark, light, _ = tones
+    luma = mapped[:, :, 0] if mapped.shape[2] == 1 else mapped @ _LUMA
+    mid = (float(dark.mean() if dark.size == 1 else dark @ _LUMA)
+           + float(light.mean() if light.size == 1 else light @ _LUMA)) / 2
+    return np.where((luma < mid)[:, :, None], dark, light).astype(F32)
 
 
 # -- where a label's box cut the defect off --------------------------------------------------
