@@ -393,9 +393,9 @@ def _place(
 
 # -- binarised scans -------------------------------------------------------------------------
 
-TWO_TONE_SHARE = 0.95  # share of a region's pixels near one of its two tones: a binary scan
-TWO_TONE_NEAR = 0.15  # how near, as a fraction of the full scale
-TWO_TONE_GAP = 0.3  # the two tones at least this far apart
+TWO_TONE_SHARE = 0.97  # share of a region's pixels near one of its two tones: a binary scan
+TWO_TONE_NEAR = 0.1  # how near, as a fraction of the full scale
+TWO_TONE_GAP = 0.5  # the two tones at least this far apart
 
 
 def _two_tones(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
