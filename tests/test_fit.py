@@ -467,10 +467,12 @@ def test_when_every_default_is_told_apart_the_nearest_generator_still_gets_a_tri
     monkeypatch.setattr(fit_mod, "FINALISTS", 1)
     monkeypatch.setattr(fit_mod, "DRAWS", 120)  # smaller search rounds: a quicker test
     monkeypatch.setattr(fit_mod, "CORRECTIONS", 0)
-    result = fit(real_dir, IMAGES, product_mask=MASKS, generators=["dent", "pit", "scratch"],
+    # (stain, not pit: since scratch draws some bright grooves by default, the dark pits'
+    # medians are nearer these dark stand-in scratches than its defaults are)
+    result = fit(real_dir, IMAGES, product_mask=MASKS, generators=["dent", "stain", "scratch"],
                  rounds=1, folds=2)
     cf = result.per_category["scratch"]
-    assert set(cf.candidates) == {"dent", "pit", "scratch"}
+    assert set(cf.candidates) == {"dent", "stain", "scratch"}
     # "dent" is first of the tied scores (by name); "scratch" is nearest by features
     assert set(cf.candidates_fitted) == {"dent", "scratch"}, cf.candidates_fitted
     assert cf.generator == "scratch"
