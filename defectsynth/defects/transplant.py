@@ -467,23 +467,21 @@ def _cut_sides(entry: LibraryEntry) -> list[str]:
             span = bx2 - bx1
         if _longest_run(along) < max(3, span / 3):
             continue
+        # strips of `strip` px just inside and just outside the side, one row per pixel
+        # along it (the rows where the mask touches the side are compared)
         if side == "left":
             ins, outs = dev[by1:by2, bx1 : bx1 + strip], dev[by1:by2, max(0, bx1 - strip) : bx1]
-            sel = along
         elif side == "right":
             ins, outs = dev[by1:by2, bx2 - strip : bx2], dev[by1:by2, bx2 : bx2 + strip]
-            sel = along
         elif side == "top":
             ins, outs = dev[by1 : by1 + strip, bx1:bx2].T, dev[max(0, by1 - strip) : by1, bx1:bx2].T
-            sel = along
         else:
             ins, outs = dev[by2 - strip : by2, bx1:bx2].T, dev[by2 : by2 + strip, bx1:bx2].T
-            sel = along
         if outs.shape[1] == 0:  # the box ends where the photo does
             out.append(side)
             continue
-        inside_dev = float(ins[sel].mean()) - base
-        if inside_dev > 0 and float(outs[sel].mean()) - base >= CUT_OUTSIDE * inside_dev:
+        inside_dev = float(ins[along].mean()) - base
+        if inside_dev > 0 and float(outs[along].mean()) - base >= CUT_OUTSIDE * inside_dev:
             out.append(side)
     return out
 
