@@ -23,7 +23,9 @@ boards, the pcb plugin's generator per type. Recipes:
   for DeepPCB), default ranges;
 - ``transplant``: transplants of the 10 shots, with the generator's default variation;
 - ``tp-as-cut``: the same with ``cut_fade: 0``: a defect that the label's box (or the
-  photo's frame) cut off ends in the straight line of the cut (as before the fade).
+  photo's frame) cut off ends in the straight line of the cut (as before the fade);
+- ``tp-anywhere``: the same with ``context: 0``: a defect cut from a layout (a board's
+  traces) lands where it was drawn, not where the board has that layout.
 
     pip install torch  # a CPU build: see docs/training.md
     OMP_NUM_THREADS=1 python benchmarks/bench_cnn_realism.py      # NEU-DET, ~20 min
@@ -52,7 +54,7 @@ from bench_fewshot import patch  # noqa: E402
 from bench_fit import CLASSES, DATA, boxes, clean_surface, recipe_file, voc_folder  # noqa: E402
 from bench_realism import NEU_GENERATORS  # noqa: E402
 
-RECIPES = ("default", "transplant", "tp-as-cut")
+RECIPES = ("default", "transplant", "tp-as-cut", "tp-anywhere")
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -143,6 +145,8 @@ def _entries(generator: str, category: str, shots: Path) -> dict[str, dict[str, 
         "transplant": {"generator": "transplant", "params": {"source": str(shots)}},
         "tp-as-cut": {"generator": "transplant",
                       "params": {"source": str(shots), "cut_fade": 0.0}},
+        "tp-anywhere": {"generator": "transplant",
+                        "params": {"source": str(shots), "context": 0.0}},
     }
 
 

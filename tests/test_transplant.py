@@ -984,3 +984,74 @@ def test_on_a_binarised_scan_a_transplant_is_in_the_scan_s_two_tones(tmp_path: P
                             (h, w, 1))
     gray = gen.render(_region(photo), p, np.random.default_rng(0))
     assert len(np.unique(np.round(gray.pixels[gray.coverage > 0, 0], 3))) > 10
+
+
+def _board(h: int, w: int, traces: tuple[int, ...], pad: bool) -> np.ndarray:
+    """A binarised board scan: white substrate, 10 px black traces at ``traces`` rows."""
+    img = np.full((h, w), 240, np.uint8)
+    for y in traces:
+        img[y : y + 10, 8 : w - 8] = 15
+    if pad:
+        img[h - 70 : h - 10, 20 : w - 20] = 15  # a copper pour
+    return img
+
+
+def _open_source(folder: Path) -> Path:
+    """Opens (white gaps across a black trace) in an images + masks folder."""
+    (folder / "images" / "open").mkdir(parents=True)
+    (folder / "masks" / "open").mkdir(parents=True)
+    for i, x in enumerate((40, 90)):
+        img = _board(128, 160, (30, 80), pad=False)
+        mask = np.zeros_like(img)
+        mask[30:40, x : x + 4] = 255
+        img[mask > 0] = 240
+        cv2.imwrite(str(folder / "images" / "open" / f"b{i}.png"), img)
+        cv2.imwrite(str(folder / "masks" / "open" / f"b{i}.png"), mask)
+    return folder
+
+
+def _lands_across_a_trace(host: np.ndarray, mask: np.ndarray) -> bool:
+    """The mask covers copper of the host and has substrate just above and below it."""
+    ys, xs = np.nonzero(mask)
+    y1, y2, x1, x2 = ys.min(), ys.max(), xs.min(), xs.max()
+    above = host[max(y1 - 3, 0), x1 : x2 + 1]
+    below = host[min(y2 + 3, host.shape[0] - 1), x1 : x2 + 1]
+    return bool((host[mask] < 128).all() and (above > 128).all() and (below > 128).all())
+
+
+def test_a_defect_cut_from_a_layout_lands_where_the_product_has_that_layout(
+    tmp_path: Path,
+) -> None:
+    """An open cut from a trace goes across one of the product's traces, not into its
+    copper pour: the placed crop slides to where the surroundings it was cut from
+    correlate with the product's. ``context: 0`` places it anywhere (the test's control)."""
+    source = _open_source(tmp_path / "opens")
+    host = _board(256, 256, (50, 120), pad=True)
+    params = {"source": str(source), "rotation": 0.0, "scale": 1.0, "warp": 0.0,
+              "stretch_along": 1.0, "stretch_across": 1.0}
+    outcome: dict[float, list[bool]] = {}
+    for context in (0.7, 0.0):
+        synth = Synthesizer(
+            [{"generator": "transplant", "params": {**params, "context": context}}],
+            instances=3,
+        )
+        landed = []
+        for seed in range(6):
+            sample = synth.apply(host, seed=seed)
+            landed += [_lands_across_a_trace(host, a.mask) for a in sample.annotations]
+        outcome[context] = landed
+    assert len(outcome[0.7]) >= 10 and all(outcome[0.7]), outcome[0.7]
+    assert not all(outcome[0.0])  # placed anywhere, some opens fall in the pour
+
+
+def test_a_defect_from_a_textured_surface_is_placed_as_drawn() -> None:
+    """The demo's defects sit on textured metal and paint, with no layout: ``context``
+    leaves their placement (and so every pixel) as it was."""
+    image = _fixture("brushed_metal")
+    out = []
+    for context in (0.7, 0.0):
+        synth = Synthesizer([{"generator": "transplant", "params": {"context": context}}],
+                            instances=3)
+        sample = synth.apply(image, seed=3)
+        out.append((sample.image.tobytes(), [a.box for a in sample.annotations]))
+    assert out[0] == out[1]

@@ -6,7 +6,7 @@ import math
 import weakref
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -141,6 +141,13 @@ class TransplantGenerator(DefectGenerator):
             "out over this share of the box's depth instead of ending in a straight line "
             "(0: kept as cut)",
         )
+        context: float = param(
+            0.7, lo=0.0, hi=1.0,
+            doc="where the defect was cut from a surface with a layout (a board's traces, a "
+            "part's edge), it slides up to half its size to where the product's surface "
+            "correlates best with that layout, and is redrawn elsewhere when the best "
+            "correlation is below this (0: placed anywhere, as drawn)",
+        )
         blend: str = param(
             "poisson", choices=BLEND_MODES, doc="compositing: Poisson (normal, mixed) or alpha"
         )
@@ -161,7 +168,10 @@ class TransplantGenerator(DefectGenerator):
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = entry.shape
         s = params.scale
-        pad = 2 * _margin(params.feather)
+        seek = _seek(entry, params)
+        pad = 2 * _margin(params.feather) + 2 * seek
+        if seek:  # any quarter turn may be placed: room for the longer side both ways
+            h = w = max(h, w)
         if not _reshaped(params):
             a = math.radians(params.rotation)
             ca, sa = abs(math.cos(a)), abs(math.sin(a))
@@ -181,53 +191,97 @@ class TransplantGenerator(DefectGenerator):
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = region.shape
-        pixels, surface, inside, valid, taper = _place(entry, params, (h, w), rng)
-        pixels = _to_channels(pixels, region.channels)
-        surface = _to_channels(surface, region.channels)
-        src_level = _to_channels(np.asarray(entry.level, F32)[None, None, :], region.channels)
-        src_level = src_level.reshape(-1)
-        if not inside.any():  # scaled below a pixel: nothing to place
+        seek = _seek(entry, params)
+        if not seek:
+            return _compose(entry, region, params, _place(entry, params, (h, w), rng))
+        # a defect cut from a surface with a layout goes where the product's surface has
+        # that layout: the placed crop slides over the region (``seek`` px each way) to
+        # where its surroundings correlate best with the product's
+        # (a layout has no up: boards are routed, parts are shot, in every quarter turn;
+        # each is tried, with the same warp)
+        ih, iw = h - 2 * seek, w - 2 * seek
+        state = rng.bit_generator.state
+        found: tuple[float, tuple[int, int], Any] | None = None
+        for quarter in range(4):
+            rng.bit_generator.state = state
+            turned = replace(params, rotation=params.rotation + 90.0 * quarter)
+            placed = _place(entry, turned, (ih, iw), rng)
+            fit = _best_fit(region.pixels, placed[1], placed[3])
+            if fit is not None and (found is None or fit[0] > found[0]):
+                found = (fit[0], fit[1], placed)
+        if found is None or found[0] < params.context:
+            # nowhere near here: no defect (the synthesizer draws elsewhere)
             return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
-        # the surface the defect lands on, pixel by pixel (its texture survives under a
-        # translucent defect); with match < 1 shifted back towards the source's level
-        base = region.pixels
-        if params.match < 1.0:
-            dst_level = _local_level(region.pixels, inside, region.product_mask)
-            shift = F32(1.0 - params.match) * (src_level - dst_level)
-            base = np.clip(base + shift, 0.0, 1.0).astype(F32)
-        if params.denoise > 0:
-            pixels = _denoised(pixels, surface, ~inside & (valid > 0), params.denoise)
-        mapped = _map_level(pixels, surface, base)
-        if params.severity != 1.0:
-            mapped = _severe(mapped, base, inside, params.severity)
-        if params.recolor > 0.0 and region.channels == 3:
-            mapped = _recolored(mapped, base, params.recolor)
-        faded = None
-        if taper is not None:
-            # the change fades out towards where the label's box cut the defect off; the
-            # label keeps what has half its change or more, the rest is blended unlabeled
-            t = np.clip(taper, 0.0, 1.0)
-            mapped = (base + t[:, :, None] * (mapped - base)).astype(F32)
-            faded = inside & (t < 0.5)
-            inside = inside & (t >= 0.5)
-            if not inside.any():
-                return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
-        tones = _two_tones(region.pixels)
-        if tones is not None:
-            # a binarised scan (a PCB inspection image, a thresholded backlit part): what
-            # the camera's threshold makes of the defect is one of the scan's two tones,
-            # never the gray of a resampled, blended cut-out; the label is what flipped
-            mapped = _snapped(mapped, tones)
-            inside &= np.abs(mapped - region.pixels).max(axis=2) > 0.5 * tones[2]
-            if not inside.any():
-                return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
-            faded = None  # a faded part flips or stays: no half tones
-        cov = _feathered(inside, 0.0 if tones is not None else params.feather)
-        if faded is not None:
-            cov = np.maximum(cov, np.where(faded, F32(0.45) * np.clip(2 * t, 0, 1), 0))
-        cov = cov * valid
-        out = np.where(cov[:, :, None] > 0, mapped, region.pixels).astype(F32)
-        return Layer(out, cov.astype(F32), entry.category)
+        _, (y, x), placed = found
+        sub = Region(
+            region.pixels[y : y + ih, x : x + iw],
+            region.product_mask[y : y + ih, x : x + iw],
+            region.light,
+            lambda: region.texture_scale,
+        )
+        layer = _compose(entry, sub, params, placed)
+        out = region.pixels.copy()
+        out[y : y + ih, x : x + iw] = layer.pixels
+        cov = np.zeros((h, w), F32)
+        cov[y : y + ih, x : x + iw] = layer.coverage
+        return Layer(out, cov, layer.category)
+
+
+def _compose(
+    entry: LibraryEntry,
+    region: Region,
+    params: TransplantGenerator.Params,
+    placed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None],
+) -> Layer:
+    """The placed entry moved onto the region's surface: the transplant's layer."""
+    h, w = region.shape
+    pixels, surface, inside, valid, taper = placed
+    pixels = _to_channels(pixels, region.channels)
+    surface = _to_channels(surface, region.channels)
+    src_level = _to_channels(np.asarray(entry.level, F32)[None, None, :], region.channels)
+    src_level = src_level.reshape(-1)
+    if not inside.any():  # scaled below a pixel: nothing to place
+        return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
+    # the surface the defect lands on, pixel by pixel (its texture survives under a
+    # translucent defect); with match < 1 shifted back towards the source's level
+    base = region.pixels
+    if params.match < 1.0:
+        dst_level = _local_level(region.pixels, inside, region.product_mask)
+        shift = F32(1.0 - params.match) * (src_level - dst_level)
+        base = np.clip(base + shift, 0.0, 1.0).astype(F32)
+    if params.denoise > 0:
+        pixels = _denoised(pixels, surface, ~inside & (valid > 0), params.denoise)
+    mapped = _map_level(pixels, surface, base)
+    if params.severity != 1.0:
+        mapped = _severe(mapped, base, inside, params.severity)
+    if params.recolor > 0.0 and region.channels == 3:
+        mapped = _recolored(mapped, base, params.recolor)
+    faded = None
+    if taper is not None:
+        # the change fades out towards where the label's box cut the defect off; the
+        # label keeps what has half its change or more, the rest is blended unlabeled
+        t = np.clip(taper, 0.0, 1.0)
+        mapped = (base + t[:, :, None] * (mapped - base)).astype(F32)
+        faded = inside & (t < 0.5)
+        inside = inside & (t >= 0.5)
+        if not inside.any():
+            return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
+    tones = _two_tones(region.pixels)
+    if tones is not None:
+        # a binarised scan (a PCB inspection image, a thresholded backlit part): what
+        # the camera's threshold makes of the defect is one of the scan's two tones,
+        # never the gray of a resampled, blended cut-out; the label is what flipped
+        mapped = _snapped(mapped, tones)
+        inside &= np.abs(mapped - region.pixels).max(axis=2) > 0.5 * tones[2]
+        if not inside.any():
+            return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
+        faded = None  # a faded part flips or stays: no half tones
+    cov = _feathered(inside, 0.0 if tones is not None else params.feather)
+    if faded is not None:
+        cov = np.maximum(cov, np.where(faded, F32(0.45) * np.clip(2 * t, 0, 1), 0))
+    cov = cov * valid
+    out = np.where(cov[:, :, None] > 0, mapped, region.pixels).astype(F32)
+    return Layer(out, cov.astype(F32), entry.category)
 
 
 # -- the library -----------------------------------------------------------------------------
@@ -253,6 +307,65 @@ def _margin(feather: float) -> int:
     """Room around the placed crop: the feather's reach plus what Poisson blending needs
     between the coverage and the region's border."""
     return 4 + int(math.ceil(2.5 * feather))
+
+
+# -- where it may go ---------------------------------------------------------------------------
+
+LAYOUT_SPREAD = 0.25  # luma spread of a source surface that has a layout (traces, edges)
+SEEK_MAX = 64  # px the placed crop may slide each way to find its layout
+SEEK_MIN = 24  # px: a trace or an edge nearby is found from a random centre
+_LAYOUTS: weakref.WeakKeyDictionary[LibraryEntry, bool] = weakref.WeakKeyDictionary()
+
+
+def _luma(pixels: np.ndarray) -> np.ndarray:
+    lum = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels @ _LUMA
+    return cv2.GaussianBlur(np.ascontiguousarray(lum, F32), (0, 0), 1.0)
+
+
+def _context(inside: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The crop's own surface around the defect: valid, 2 px or more from its mask."""
+    near = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return (valid > 0) & ~near
+
+
+def _has_layout(entry: LibraryEntry) -> bool:
+    """Whether the surface around the entry has a layout, not only a texture: its luma
+    spreads as widely as a board's copper and substrate do (a steel or painted surface's
+    texture, shading and grain spread less than 0.2; a PCB scan's trace edges, 0.3-0.5)."""
+    known = _LAYOUTS.get(entry)
+    if known is None:
+        ring = _context(entry.mask, np.ones(entry.mask.shape, F32))
+        values = _luma(entry.pixels)[ring]
+        known = bool(values.size >= 16 and float(values.std()) >= LAYOUT_SPREAD)
+        _LAYOUTS[entry] = known
+    return known
+
+
+def _seek(entry: LibraryEntry, params: TransplantGenerator.Params) -> int:
+    """How far (px, each way) the placed crop may slide to find its layout: half its
+    placed size (4..64); 0 when it needs none (no layout, or ``context`` 0)."""
+    if params.context <= 0.0 or not _has_layout(entry):
+        return 0
+    grow = max(params.stretch_along, params.stretch_across, 1.0)
+    return int(min(SEEK_MAX, max(SEEK_MIN, round(0.5 * params.scale * grow * max(entry.shape)))))
+
+
+def _best_fit(
+    pixels: np.ndarray, surface: np.ndarray, valid: np.ndarray
+) -> tuple[float, tuple[int, int]] | None:
+    """The best normalised, mean-removed correlation of the placed crop's source surface
+    with the product's surface it may slide over, and the (y, x) of its top-left corner
+    there; None when the crop is too small to tell."""
+    weight = valid > 0
+    if int(weight.sum()) < 16:
+        return None
+    fit = cv2.matchTemplate(
+        _luma(pixels), _luma(surface), cv2.TM_CCOEFF_NORMED, mask=weight.astype(F32)
+    )
+    fit = np.nan_to_num(fit, nan=-1.0, posinf=-1.0, neginf=-1.0)  # flat windows
+    at = int(np.argmax(fit))
+    y, x = divmod(at, fit.shape[1])
+    return float(fit.flat[at]), (y, x)
 
 
 # -- geometry --------------------------------------------------------------------------------
