@@ -16,6 +16,13 @@ the default variation (``Synthesizer([{"generator": "transplant", "params": {"pi
 
     python scripts/make_gallery.py --variety
 
+``--layout`` draws ``docs/gallery/transplant_layout.png``: opens and shorts that the pcb
+plugin draws on one procedural board scan, used as a transplant source, placed on another
+with ``context: 0`` (as drawn) and with the default ``context`` (where the board has the
+layout they were cut from). Needs ``pip install ./plugins/pcb``.
+
+    python scripts/make_gallery.py --layout
+
 Plugin generators are drawn when named with ``--only`` (any registered generator), and
 ``--combine NAME`` puts every named generator in one picture, one row each
 (``docs/gallery/NAME.png``). ``--fixtures`` picks the fixtures by name; ``scan`` is an
@@ -304,6 +311,58 @@ def variety_strip(fixtures: list[tuple[str, np.ndarray, np.ndarray]], n: int = 8
     return np.vstack(body[:-1])
 
 
+
+def layout_strip(n: int = 6) -> np.ndarray:
+    """Rows: transplanted opens, then shorts, placed as drawn (``context: 0``) and by the
+    layout they were cut from (default ``context``); each panel a defect with its label's
+    outline in red."""
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp)
+        kinds = (("open", "pcb_open"), ("short", "pcb_short"))
+        for kind, gen in kinds:
+            (src / "images" / kind).mkdir(parents=True)
+            (src / "masks" / kind).mkdir(parents=True)
+            synth = Synthesizer([{"generator": gen}], instances=4)
+            for k in range(3):
+                board = procedural_scan(seed=1 + k)
+                sample = synth.apply(board, seed=k)
+                mask = np.zeros(board.shape, np.uint8)
+                for a in sample.annotations:
+                    mask[a.mask] = 255
+                cv2.imwrite(str(src / "images" / kind / f"b{k}.png"), sample.image)
+                cv2.imwrite(str(src / "masks" / kind / f"b{k}.png"), mask)
+        host = procedural_scan(seed=0)
+        for kind, _ in kinds:
+            for context in (0.0, None):
+                params: dict[str, object] = {"source": str(src), "pick": [0.0, 1.0]}
+                if context is not None:
+                    params["context"] = context
+                synth = Synthesizer([{"generator": "transplant", "params": params}],
+                                    instances=1)
+                panels: list[np.ndarray] = []
+                for seed in range(400):
+                    if len(panels) == n:
+                        break
+                    sample = synth.apply(host, seed=seed, source_id=source_id("scan.png"))
+                    if not sample.annotations or sample.annotations[0].category != kind:
+                        continue
+                    ann = sample.annotations[0]
+                    x0, y0, side = window(sample, host.shape)
+                    shown = bgr(sample.image.copy())
+                    outline, _ = cv2.findContours(ann.mask.astype(np.uint8),
+                                                  cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+                    cv2.drawContours(shown, outline, -1, (0, 0, 255), 1)
+                    tile = panel(shown, x0, y0, side)
+                    caption(tile, f"{kind}, context {'0' if context == 0.0 else 'default'}")
+                    panels.append(tile)
+                panels += [np.zeros((PANEL, PANEL, 3), np.uint8)] * (n - len(panels))
+                rows.append(np.hstack(panels))
+    return np.vstack(rows)
+
+
 def params_table(cls: type[DefectGenerator]) -> str:
     lines = [
         "| param | default | allowed | drawn when not set | meaning |",
@@ -359,11 +418,23 @@ def main() -> None:
         action="store_true",
         help="only draw transplant_variety.png (demo defects, eight variations of each)",
     )
+    ap.add_argument(
+        "--layout",
+        action="store_true",
+        help="only draw transplant_layout.png (board defects placed as drawn and by layout)",
+    )
     args = ap.parse_args()
     if args.variety:
         path = Path(args.out) / "transplant_variety.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         picture = variety_strip(load_fixtures())
+        cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(f"{path}  {picture.shape[1]}x{picture.shape[0]}")
+        return
+    if args.layout:
+        path = Path(args.out) / "transplant_layout.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = layout_strip()
         cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         print(f"{path}  {picture.shape[1]}x{picture.shape[0]}")
         return
