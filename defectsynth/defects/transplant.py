@@ -144,9 +144,9 @@ class TransplantGenerator(DefectGenerator):
         context: float = param(
             0.7, lo=0.0, hi=1.0,
             doc="where the defect was cut from a surface with a layout (a board's traces, a "
-            "part's edge), it slides up to half its size to where the product's surface "
-            "correlates best with that layout, and is redrawn elsewhere when the best "
-            "correlation is below this (0: placed anywhere, as drawn)",
+            "part's edge), it slides up to half its size to the nearest place where the "
+            "product's surface correlates with that layout this well, and is redrawn "
+            "elsewhere when there is none (0: placed anywhere, as drawn)",
         )
         blend: str = param(
             "poisson", choices=BLEND_MODES, doc="compositing: Poisson (normal, mixed) or alpha"
@@ -196,20 +196,26 @@ class TransplantGenerator(DefectGenerator):
             return _compose(entry, region, params, _place(entry, params, (h, w), rng))
         # a defect cut from a surface with a layout goes where the product's surface has
         # that layout: the placed crop slides over the region (``seek`` px each way) to
-        # where its surroundings correlate best with the product's
+        # the nearest place where its source surface correlates with the product's
         # (a layout has no up: boards are routed, parts are shot, in every quarter turn;
         # each is tried, with the same warp)
         ih, iw = h - 2 * seek, w - 2 * seek
         state = rng.bit_generator.state
-        found: tuple[float, tuple[int, int], Any] | None = None
+        found: tuple[tuple[int, float], tuple[int, int], Any] | None = None
         for quarter in range(4):
             rng.bit_generator.state = state
             turned = replace(params, rotation=params.rotation + 90.0 * quarter)
             placed = _place(entry, turned, (ih, iw), rng)
-            fit = _best_fit(region.pixels, placed[1], placed[3])
-            if fit is not None and (found is None or fit[0] > found[0]):
-                found = (fit[0], fit[1], placed)
-        if found is None or found[0] < params.context:
+            fit = _fit_map(region.pixels, placed[1], placed[3])
+            if fit is None:
+                continue
+            at = _nearest_fit(fit, params.context)
+            if at is not None:
+                # the quarter turn that fits nearest the drawn centre, then best
+                rank = ((at[0] - seek) ** 2 + (at[1] - seek) ** 2, -float(fit[at]))
+                if found is None or rank < found[0]:
+                    found = (rank, at, placed)
+        if found is None:
             # nowhere near here: no defect (the synthesizer draws elsewhere)
             return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
         _, (y, x), placed = found
@@ -350,22 +356,34 @@ def _seek(entry: LibraryEntry, params: TransplantGenerator.Params) -> int:
     return int(min(SEEK_MAX, max(SEEK_MIN, round(0.5 * params.scale * grow * max(entry.shape)))))
 
 
-def _best_fit(
-    pixels: np.ndarray, surface: np.ndarray, valid: np.ndarray
-) -> tuple[float, tuple[int, int]] | None:
-    """The best normalised, mean-removed correlation of the placed crop's source surface
-    with the product's surface it may slide over, and the (y, x) of its top-left corner
-    there; None when the crop is too small to tell."""
+def _fit_map(pixels: np.ndarray, surface: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+    """The normalised, mean-removed correlation of the placed crop's source surface with
+    the product's surface, at each top-left corner the crop may slide to; None when the
+    crop is too small to tell."""
     weight = valid > 0
     if int(weight.sum()) < 16:
         return None
     fit = cv2.matchTemplate(
         _luma(pixels), _luma(surface), cv2.TM_CCOEFF_NORMED, mask=weight.astype(F32)
     )
-    fit = np.nan_to_num(fit, nan=-1.0, posinf=-1.0, neginf=-1.0)  # flat windows
-    at = int(np.argmax(fit))
-    y, x = divmod(at, fit.shape[1])
-    return float(fit.flat[at]), (y, x)
+    return np.nan_to_num(fit, nan=-1.0, posinf=-1.0, neginf=-1.0)  # flat windows: -1
+
+
+def _nearest_fit(fit: np.ndarray, least: float) -> tuple[int, int] | None:
+    """The fit nearest the drawn centre (the map's centre) that reaches ``least``, moved
+    to the best fit within 3 px of it: where the product has the layout nearest to where
+    the defect was drawn, not where it has it best (a pad's long straight edges fit many
+    crops well and would draw every defect to them). None when no fit reaches ``least``."""
+    ys, xs = np.nonzero(fit >= least)
+    if ys.size == 0:
+        return None
+    cy, cx = (fit.shape[0] - 1) // 2, (fit.shape[1] - 1) // 2
+    k = int(np.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
+    y0, y1 = max(int(ys[k]) - 3, 0), int(ys[k]) + 4
+    x0, x1 = max(int(xs[k]) - 3, 0), int(xs[k]) + 4
+    near = fit[y0:y1, x0:x1]
+    dy, dx = divmod(int(np.argmax(near)), near.shape[1])
+    return y0 + dy, x0 + dx
 
 
 # -- geometry --------------------------------------------------------------------------------
