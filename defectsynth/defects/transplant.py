@@ -144,9 +144,9 @@ class TransplantGenerator(DefectGenerator):
         context: float = param(
             0.7, lo=0.0, hi=1.0,
             doc="where the defect was cut from a surface with a layout (a board's traces, a "
-            "part's edge), it slides up to half its size to the nearest place where the "
-            "product's surface correlates with that layout this well, and is redrawn "
-            "elsewhere when there is none (0: placed anywhere, as drawn)",
+            "part's edge), it slides up to 40 px (or half its size) to the nearest place "
+            "where the product's surface correlates with that layout this well, and is "
+            "redrawn elsewhere when there is none (0: placed anywhere, as drawn)",
         )
         blend: str = param(
             "poisson", choices=BLEND_MODES, doc="compositing: Poisson (normal, mixed) or alpha"
@@ -319,7 +319,7 @@ def _margin(feather: float) -> int:
 
 LAYOUT_SPREAD = 0.25  # luma spread of a source surface that has a layout (traces, edges)
 SEEK_MAX = 64  # px the placed crop may slide each way to find its layout
-SEEK_MIN = 24  # px: a trace or an edge nearby is found from a random centre
+SEEK_MIN = 40  # px: a trace or an edge nearby is found from a random centre
 _LAYOUTS: weakref.WeakKeyDictionary[LibraryEntry, bool] = weakref.WeakKeyDictionary()
 
 
@@ -349,7 +349,8 @@ def _has_layout(entry: LibraryEntry) -> bool:
 
 def _seek(entry: LibraryEntry, params: TransplantGenerator.Params) -> int:
     """How far (px, each way) the placed crop may slide to find its layout: half its
-    placed size (4..64); 0 when it needs none (no layout, or ``context`` 0)."""
+    placed size, at least 40 and at most 64; 0 when it needs none (no layout, or
+    ``context`` 0)."""
     if params.context <= 0.0 or not _has_layout(entry):
         return 0
     grow = max(params.stretch_along, params.stretch_across, 1.0)
