@@ -311,7 +311,6 @@ def variety_strip(fixtures: list[tuple[str, np.ndarray, np.ndarray]], n: int = 8
     return np.vstack(body[:-1])
 
 
-
 def layout_strip(n: int = 6) -> np.ndarray:
     """Rows: transplanted opens, then shorts, placed as drawn (``context: 0``) and by the
     layout they were cut from (default ``context``); each panel a defect with its label's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -1055,3 +1056,63 @@ def test_a_defect_from_a_textured_surface_is_placed_as_drawn() -> None:
         sample = synth.apply(image, seed=3)
         out.append((sample.image.tobytes(), [a.box for a in sample.annotations]))
     assert out[0] == out[1]
+
+
+def test_no_demo_or_fixture_defect_counts_as_cut_from_a_layout() -> None:
+    """The demo's and the fixtures' defects sit on metal, paint and castings: none of them
+    is placed by layout, so their transplants are placed as drawn."""
+    from defectsynth.defects.transplant import _has_layout
+
+    for source, fmt in (("", "auto"), (str(DEFECTS / "coco"), "coco"),
+                        (str(DEFECTS / "voc"), "voc")):
+        lib = load_library(source, fmt)
+        assert not any(_has_layout(e) for e in lib.entries), source
+
+
+def test_a_layout_defect_stretched_and_turned_a_quarter_fits_its_region(
+    tmp_path: Path,
+) -> None:
+    """The extent of a defect placed by layout is square and leaves room for each quarter
+    turn of a stretched crop: none is cut off by the region's border."""
+    from defectsynth.defects.transplant import _place, _seek
+
+    lib = load_library(str(_open_source(tmp_path / "opens")), "masks")
+    gen = TransplantGenerator()
+    for along, across in ((2.0, 0.5), (0.5, 2.0)):
+        p = TransplantGenerator.Params(source=str(tmp_path / "opens"), scale=2.0,
+                                       rotation=10.0, stretch_along=along,
+                                       stretch_across=across, warp=0.05)
+        entry = lib.entries[0]
+        seek = _seek(entry, p)
+        h, w = gen.extent(p, np.random.default_rng(0))
+        assert seek > 0 and h == w
+        for quarter in range(4):
+            turned = dataclasses.replace(p, rotation=p.rotation + 90.0 * quarter)
+            _, _, inside, valid, _ = _place(entry, turned, (h - 2 * seek, w - 2 * seek),
+                                            np.random.default_rng(0))
+            border = np.r_[valid[0], valid[-1], valid[:, 0], valid[:, -1]]
+            assert not border.any(), (along, quarter)
+            assert inside.sum() > 0
+
+
+def test_a_layout_defect_is_not_placed_on_a_layout_off_the_product(tmp_path: Path) -> None:
+    """The only trace within reach lies off the product mask: the open is not placed
+    there (an empty layer, drawn again elsewhere by the synthesizer); on the product it
+    is."""
+    source = _open_source(tmp_path / "opens")
+    gen = TransplantGenerator()
+    p = TransplantGenerator.Params(source=str(source), rotation=0.0, scale=1.0)
+    h, w = gen.extent(p, np.random.default_rng(0))
+    board = np.full((h, w, 1), 240 / 255, np.float32)
+    board[h // 2 + 10 : h // 2 + 20, :, 0] = 15 / 255  # one trace, below the centre
+    from defectsynth.generator import Light
+
+    for product_below, placed in ((1.0, True), (0.0, False)):
+        pm = np.ones((h, w), np.float32)
+        pm[h // 2 + 5 :] = product_below
+        px = board.copy()
+        px.flags.writeable = False
+        pm.flags.writeable = False
+        layer = gen.render(Region(px, pm, Light(30.0, 45.0), 8.0), p,
+                           np.random.default_rng(0))
+        assert bool((layer.coverage >= 0.5).any()) == placed

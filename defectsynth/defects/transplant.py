@@ -169,30 +169,31 @@ class TransplantGenerator(DefectGenerator):
         h, w = entry.shape
         s = params.scale
         seek = _seek(entry, params)
-        pad = 2 * _margin(params.feather) + 2 * seek
-        if seek:  # any quarter turn may be placed: room for the longer side both ways
-            h = w = max(h, w)
+        pad = 2 * _margin(params.feather)
         if not _reshaped(params):
             a = math.radians(params.rotation)
             ca, sa = abs(math.cos(a)), abs(math.sin(a))
-            return (
-                int(math.ceil(s * (w * sa + h * ca))) + pad,
-                int(math.ceil(s * (w * ca + h * sa))) + pad,
-            )
-        # the crop's corners under scale, rotation and stretch, then the warp's reach on
-        # every side (+1: the shrink's rounding)
-        lin = s * _rotation(params.rotation) @ _stretch(entry, params)
-        reach = 2 * int(math.ceil(_warp_amplitude(entry, params))) + 1
-        return (
-            int(math.ceil(abs(lin[1, 0]) * w + abs(lin[1, 1]) * h)) + pad + reach,
-            int(math.ceil(abs(lin[0, 0]) * w + abs(lin[0, 1]) * h)) + pad + reach,
-        )
+            eh = int(math.ceil(s * (w * sa + h * ca))) + pad
+            ew = int(math.ceil(s * (w * ca + h * sa))) + pad
+        else:
+            # the crop's corners under scale, rotation and stretch, then the warp's reach
+            # on every side (+1: the shrink's rounding)
+            lin = s * _rotation(params.rotation) @ _stretch(entry, params)
+            reach = 2 * int(math.ceil(_warp_amplitude(entry, params))) + 1
+            eh = int(math.ceil(abs(lin[1, 0]) * w + abs(lin[1, 1]) * h)) + pad + reach
+            ew = int(math.ceil(abs(lin[0, 0]) * w + abs(lin[0, 1]) * h)) + pad + reach
+        if seek:
+            # any quarter turn may be placed (a turn swaps the two sides), anywhere within
+            # ``seek`` px of the centre
+            side = max(eh, ew) + 2 * seek
+            return side, side
+        return eh, ew
 
     def render(self, region: Region, params: Params, rng: np.random.Generator) -> Layer:
         entry = _entry(_library(params.source, params.format), params.pick)
         h, w = region.shape
         seek = _seek(entry, params)
-        if not seek:
+        if not seek or min(h, w) <= 2 * seek:  # (a region smaller than its extent asks)
             return _compose(entry, region, params, _place(entry, params, (h, w), rng))
         # a defect cut from a surface with a layout goes where the product's surface has
         # that layout: the placed crop slides over the region (``seek`` px each way) to
@@ -209,6 +210,13 @@ class TransplantGenerator(DefectGenerator):
             fit = _fit_map(region.pixels, placed[1], placed[3])
             if fit is None:
                 continue
+            # only where the defect lies on the product (not beyond the image's border,
+            # where the region is mirrored, nor off a product mask)
+            inside = placed[2].astype(F32)
+            on = cv2.matchTemplate(
+                np.ascontiguousarray(region.product_mask, F32), inside, cv2.TM_CCORR
+            )
+            fit[on < ON_PRODUCT * float(inside.sum())] = -1.0
             at = _nearest_fit(fit, params.context)
             if at is not None:
                 # the quarter turn that fits nearest the drawn centre, then best
@@ -225,7 +233,7 @@ class TransplantGenerator(DefectGenerator):
             region.light,
             lambda: region.texture_scale,
         )
-        layer = _compose(entry, sub, params, placed)
+        layer = _compose(entry, sub, params, placed, scan=region.pixels)
         out = region.pixels.copy()
         out[y : y + ih, x : x + iw] = layer.pixels
         cov = np.zeros((h, w), F32)
@@ -238,8 +246,10 @@ def _compose(
     region: Region,
     params: TransplantGenerator.Params,
     placed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None],
+    scan: np.ndarray | None = None,
 ) -> Layer:
-    """The placed entry moved onto the region's surface: the transplant's layer."""
+    """The placed entry moved onto the region's surface: the transplant's layer. Whether
+    the image is a binarised scan is told from ``scan`` (default: the region's pixels)."""
     h, w = region.shape
     pixels, surface, inside, valid, taper = placed
     pixels = _to_channels(pixels, region.channels)
@@ -272,7 +282,7 @@ def _compose(
         inside = inside & (t >= 0.5)
         if not inside.any():
             return Layer(region.pixels.copy(), np.zeros((h, w), F32), entry.category)
-    tones = _two_tones(region.pixels)
+    tones = _two_tones(region.pixels if scan is None else scan)
     if tones is not None:
         # a binarised scan (a PCB inspection image, a thresholded backlit part): what
         # the camera's threshold makes of the defect is one of the scan's two tones,
@@ -320,6 +330,7 @@ def _margin(feather: float) -> int:
 LAYOUT_SPREAD = 0.25  # luma spread of a source surface that has a layout (traces, edges)
 SEEK_MAX = 64  # px the placed crop may slide each way to find its layout
 SEEK_MIN = 40  # px: a trace or an edge nearby is found from a random centre
+ON_PRODUCT = 0.98  # share of a layout defect's mask that must land on the product
 _LAYOUTS: weakref.WeakKeyDictionary[LibraryEntry, bool] = weakref.WeakKeyDictionary()
 
 
