@@ -423,17 +423,11 @@ def main() -> None:
         help="only draw transplant_layout.png (board defects placed as drawn and by layout)",
     )
     args = ap.parse_args()
-    if args.variety:
-        path = Path(args.out) / "transplant_variety.png"
+    if args.variety or args.layout:  # a single transplant picture
+        name = "transplant_variety" if args.variety else "transplant_layout"
+        path = Path(args.out) / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        picture = variety_strip(load_fixtures())
-        cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        print(f"{path}  {picture.shape[1]}x{picture.shape[0]}")
-        return
-    if args.layout:
-        path = Path(args.out) / "transplant_layout.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        picture = layout_strip()
+        picture = variety_strip(load_fixtures()) if args.variety else layout_strip()
         cv2.imwrite(str(path), picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         print(f"{path}  {picture.shape[1]}x{picture.shape[0]}")
         return

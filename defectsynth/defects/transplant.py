@@ -201,21 +201,21 @@ class TransplantGenerator(DefectGenerator):
         # (a layout has no up: boards are routed, parts are shot, in every quarter turn;
         # each is tried, with the same warp)
         ih, iw = h - 2 * seek, w - 2 * seek
+        host = _luma(region.pixels)
+        product = np.ascontiguousarray(region.product_mask, F32)
         state = rng.bit_generator.state
         found: tuple[tuple[int, float], tuple[int, int], Any] | None = None
         for quarter in range(4):
             rng.bit_generator.state = state
             turned = replace(params, rotation=params.rotation + 90.0 * quarter)
             placed = _place(entry, turned, (ih, iw), rng)
-            fit = _fit_map(region.pixels, placed[1], placed[3])
+            fit = _fit_map(host, placed[1], placed[3])
             if fit is None:
                 continue
             # only where the defect lies on the product (not beyond the image's border,
             # where the region is mirrored, nor off a product mask)
             inside = placed[2].astype(F32)
-            on = cv2.matchTemplate(
-                np.ascontiguousarray(region.product_mask, F32), inside, cv2.TM_CCORR
-            )
+            on = cv2.matchTemplate(product, inside, cv2.TM_CCORR)
             fit[on < ON_PRODUCT * float(inside.sum())] = -1.0
             at = _nearest_fit(fit, params.context)
             if at is not None:
@@ -339,19 +339,14 @@ def _luma(pixels: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(np.ascontiguousarray(lum, F32), (0, 0), 1.0)
 
 
-def _context(inside: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The crop's own surface around the defect: valid, 2 px or more from its mask."""
-    near = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    return (valid > 0) & ~near
-
-
 def _has_layout(entry: LibraryEntry) -> bool:
     """Whether the surface around the entry has a layout, not only a texture: its luma
     spreads as widely as a board's copper and substrate do (a steel or painted surface's
     texture, shading and grain spread less than 0.2; a PCB scan's trace edges, 0.3-0.5)."""
     known = _LAYOUTS.get(entry)
     if known is None:
-        ring = _context(entry.mask, np.ones(entry.mask.shape, F32))
+        # the crop's own surface, 2 px or more from the defect
+        ring = cv2.dilate(entry.mask.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
         values = _luma(entry.pixels)[ring]
         known = bool(values.size >= 16 and float(values.std()) >= LAYOUT_SPREAD)
         _LAYOUTS[entry] = known
@@ -368,16 +363,14 @@ def _seek(entry: LibraryEntry, params: TransplantGenerator.Params) -> int:
     return int(min(SEEK_MAX, max(SEEK_MIN, round(0.5 * params.scale * grow * max(entry.shape)))))
 
 
-def _fit_map(pixels: np.ndarray, surface: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+def _fit_map(host: np.ndarray, surface: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
     """The normalised, mean-removed correlation of the placed crop's source surface with
-    the product's surface, at each top-left corner the crop may slide to; None when the
-    crop is too small to tell."""
+    the product's (``host``: its :func:`_luma`), at each top-left corner the crop may
+    slide to; None when the crop is too small to tell."""
     weight = valid > 0
     if int(weight.sum()) < 16:
         return None
-    fit = cv2.matchTemplate(
-        _luma(pixels), _luma(surface), cv2.TM_CCOEFF_NORMED, mask=weight.astype(F32)
-    )
+    fit = cv2.matchTemplate(host, _luma(surface), cv2.TM_CCOEFF_NORMED, mask=weight.astype(F32))
     return np.nan_to_num(fit, nan=-1.0, posinf=-1.0, neginf=-1.0)  # flat windows: -1
 
 
